@@ -1,0 +1,375 @@
+//! daxtrace eBPF programs: classic tracepoints on the DAX fault path.
+//!
+//! Each program is a thin entry that calls a shared `try_*` function. Field
+//! offsets are never compiled in: userspace reads them from the running
+//! kernel's tracefs `format` files and writes them into `CONFIG` before load.
+#![no_std]
+#![no_main]
+
+use core::ptr::{addr_of, read_volatile};
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    macros::{map, tracepoint},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use tracer_common::{
+    Config, FaultBegin, FaultCtx, FaultEnd, Header, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe,
+    Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE, INV_TRUNCATE,
+    INV_ZERO_RANGE, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
+};
+
+#[unsafe(no_mangle)]
+static CONFIG: Config = Config::DEFAULT;
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+/// Records that could not be reserved, per kind (the ring-buffer loss count).
+#[map(name = "DROPPED")]
+static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROPPED_SLOTS, 0);
+
+/// Fault in progress per task, so events inside a fault carry its id. LRU so
+/// a fault whose end we never saw cannot fill the map.
+#[map(name = "FAULTS")]
+static FAULTS: LruHashMap<u32, FaultCtx> = LruHashMap::with_max_entries(65536, 0);
+
+/// Per-CPU fault sequence; ids are (seq << 12 | cpu), unique per trace, never 0.
+#[map(name = "FAULT_SEQ")]
+static FAULT_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+const FAULT_FLAG_WRITE: u32 = 0x1;
+const VM_FAULT_NOPAGE: u32 = 0x100;
+const IOMAP_HOLE: u16 = 0;
+const IOMAP_MAPPED: u16 = 2;
+const IOMAP_UNWRITTEN: u16 = 3;
+const IOMAP_F_NEW: u16 = 1;
+const EXT4_MAP_NEW: u32 = 1 << 5;
+const EXT4_MAP_UNWRITTEN: u32 = 1 << 11;
+const EXT4_GET_BLOCKS_CREATE: u32 = 1;
+
+type Res = Result<(), i32>;
+
+#[inline(always)]
+fn fields(probe: Probe) -> TpFields {
+    // SAFETY: CONFIG is a plain global the loader overwrote before load.
+    unsafe { read_volatile(addr_of!(CONFIG.fields[probe as usize])) }
+}
+
+#[inline(always)]
+fn read<T>(ctx: &TracePointContext, off: u16) -> Result<T, i32> {
+    if off == TpFields::ABSENT {
+        return Err(-1);
+    }
+    // SAFETY: offset comes from the tracepoint's own format file.
+    unsafe { ctx.read_at::<T>(off as usize) }
+}
+
+/// (dev, ino) of the record, or None when the filter excludes it.
+#[inline(always)]
+fn target(ctx: &TracePointContext, f: &TpFields) -> Option<(u32, u64)> {
+    let dev: u32 = read(ctx, f.dev).ok()?;
+    let ino: u64 = read(ctx, f.ino).ok()?;
+    // SAFETY: as in `fields`.
+    let (fdev, fon, fino) = unsafe {
+        (read_volatile(addr_of!(CONFIG.filter_dev)), read_volatile(addr_of!(CONFIG.filter_ino_on)), read_volatile(addr_of!(CONFIG.filter_ino)))
+    };
+    if (fdev != 0 && fdev != dev) || (fon != 0 && fino != ino) {
+        return None;
+    }
+    Some((dev, ino))
+}
+
+#[inline(always)]
+fn dropped(kind: Kind) {
+    if let Some(c) = DROPPED.get_ptr_mut(kind as u32) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn emit<P: 'static>(kind: Kind, probe: Probe, dev: u32, ino: u64, payload: P) {
+    let Some(mut entry) = EVENTS.reserve::<Record<P>>(0) else {
+        dropped(kind);
+        return;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let rec = Record {
+        header: Header {
+            kind: kind as u16,
+            probe: probe as u16,
+            // SAFETY: plain helpers without arguments.
+            cpu: unsafe { bpf_get_smp_processor_id() },
+            ts: unsafe { bpf_ktime_get_ns() },
+            tid: pid_tgid as u32,
+            pid: (pid_tgid >> 32) as u32,
+            dev,
+            _pad: 0,
+            ino,
+            comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        },
+        payload,
+    };
+    entry.write(rec);
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
+#[inline(always)]
+fn next_fault_id() -> u64 {
+    // SAFETY: plain helper.
+    let cpu = unsafe { bpf_get_smp_processor_id() } as u64;
+    let Some(seq) = FAULT_SEQ.get_ptr_mut(0) else { return 0 };
+    // SAFETY: per-CPU slot.
+    unsafe {
+        *seq += 1;
+        (*seq << 12) | (cpu & 0xfff)
+    }
+}
+
+fn try_fault_begin(ctx: &TracePointContext, probe: Probe, size: u8) -> Res {
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let pgoff: u64 = read(ctx, f.pgoff)?;
+    let flags: u32 = read(ctx, f.flags).unwrap_or(0);
+    let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
+    let fault = next_fault_id();
+    let fc = FaultCtx { fault, pgoff, size, write, ..FaultCtx::default() };
+    let _ = FAULTS.insert(&tid(), &fc, 0);
+    emit(Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address: 0, flags, size, write, _pad: [0; 2] });
+    Ok(())
+}
+
+fn try_fault_end(ctx: &TracePointContext, probe: Probe, size: u8) -> Res {
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let pgoff: u64 = read(ctx, f.pgoff)?;
+    let result: u32 = read(ctx, f.result).unwrap_or(0);
+    let t = tid();
+    // SAFETY: the value is copied out at once.
+    let fc = unsafe { FAULTS.get(&t) }.copied();
+    let fault = fc.map_or(0, |c| c.fault);
+    if let Some(c) = fc {
+        // No probe on this kernel sees the insert: a fault that found blocks
+        // and ended with NOPAGE without loading a hole inserted a mapping.
+        if c.lookup_mapped != 0 && c.hole_loaded == 0 && c.insert_seen == 0 && result & VM_FAULT_NOPAGE != 0 {
+            let first = if size == SIZE_PMD { pgoff & !(PMD_PAGES - 1) } else { pgoff };
+            emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
+        }
+        let _ = FAULTS.remove(&t);
+    }
+    emit(Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
+    Ok(())
+}
+
+fn try_load_hole(ctx: &TracePointContext, probe: Probe, size: u8) -> Res {
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let t = tid();
+    let mut fault = 0;
+    let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
+    if let Some(c) = FAULTS.get_ptr_mut(&t) {
+        // SAFETY: map value of this task, updated in place.
+        unsafe {
+            (*c).hole_loaded = 1;
+            fault = (*c).fault;
+            if pgoff == u64::MAX {
+                // dax_pmd_load_hole has no pgoff: the fault's own.
+                pgoff = (*c).pgoff;
+            }
+        }
+    }
+    if pgoff == u64::MAX {
+        pgoff = 0;
+    }
+    if size == SIZE_PMD {
+        pgoff &= !(PMD_PAGES - 1);
+    }
+    emit(Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
+    Ok(())
+}
+
+fn try_insert(ctx: &TracePointContext, probe: Probe, size: u8) -> Res {
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let t = tid();
+    let mut fault = 0;
+    let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
+    if let Some(c) = FAULTS.get_ptr_mut(&t) {
+        // SAFETY: as above.
+        unsafe {
+            (*c).insert_seen = 1;
+            fault = (*c).fault;
+            if pgoff == u64::MAX {
+                pgoff = (*c).pgoff;
+            }
+        }
+    }
+    if pgoff == u64::MAX {
+        pgoff = 0;
+    }
+    if size == SIZE_PMD {
+        pgoff &= !(PMD_PAGES - 1);
+    }
+    emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
+    Ok(())
+}
+
+/// Record a lookup result in the task's fault (if any); returns (fault id, fault asked to write).
+#[inline(always)]
+fn note_lookup(result: u8) -> (u64, Option<u8>) {
+    let t = tid();
+    match FAULTS.get_ptr_mut(&t) {
+        Some(c) => unsafe {
+            // SAFETY: as above.
+            (*c).lookup_mapped = u8::from(result != MAP_HOLE);
+            ((*c).fault, Some((*c).write))
+        },
+        None => (0, None),
+    }
+}
+
+#[inline(always)]
+fn pages(off_bytes: u64, len_bytes: u64) -> (u64, u64) {
+    let first = off_bytes >> 12;
+    let end = (off_bytes.saturating_add(len_bytes).saturating_add(4095)) >> 12;
+    (first, end.saturating_sub(first))
+}
+
+fn try_iomap(ctx: &TracePointContext) -> Res {
+    let probe = Probe::IomapIterDstmap;
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let off: i64 = read(ctx, f.offset)?;
+    let len: u64 = read(ctx, f.length)?;
+    let ty: u16 = read(ctx, f.kind)?;
+    let flags: u16 = read(ctx, f.flags).unwrap_or(0);
+    let result = match ty {
+        IOMAP_HOLE => MAP_HOLE,
+        IOMAP_UNWRITTEN => MAP_UNWRITTEN,
+        IOMAP_MAPPED => MAP_MAPPED,
+        // DELALLOC and INLINE never reach DAX; report them as mapped data.
+        _ => MAP_MAPPED,
+    };
+    let new = u8::from(flags & IOMAP_F_NEW != 0);
+    let (fault, fwrite) = note_lookup(result);
+    // The tracepoint does not carry IOMAP_WRITE: inside a fault take the
+    // fault's write flag, outside one an allocation implies a write.
+    let write = fwrite.unwrap_or(new);
+    let (pgoff, npages) = pages(off as u64, len);
+    emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    Ok(())
+}
+
+#[inline(always)]
+fn blkbits() -> u32 {
+    // SAFETY: as in `fields`.
+    let b = unsafe { read_volatile(addr_of!(CONFIG.blkbits)) };
+    if b > 12 { 12 } else { b }
+}
+
+fn try_ext4_map_blocks(ctx: &TracePointContext) -> Res {
+    let probe = Probe::Ext4ExtMapBlocksExit;
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let lblk: u32 = read(ctx, f.offset)?;
+    let len: u32 = read(ctx, f.length)?;
+    let mflags: u32 = read(ctx, f.kind)?;
+    let ret: i32 = read(ctx, f.result)?;
+    let flags: u32 = read(ctx, f.flags).unwrap_or(0);
+    let result = if ret <= 0 {
+        MAP_HOLE
+    } else if mflags & EXT4_MAP_UNWRITTEN != 0 {
+        MAP_UNWRITTEN
+    } else {
+        MAP_MAPPED
+    };
+    let new = u8::from(mflags & EXT4_MAP_NEW != 0);
+    let (fault, _) = note_lookup(result);
+    let write = u8::from(flags & EXT4_GET_BLOCKS_CREATE != 0);
+    let shift = 12 - blkbits();
+    let pgoff = (lblk as u64) >> shift;
+    let npages = ((len as u64) >> shift).max(1);
+    emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    Ok(())
+}
+
+fn try_xfs_alloc(ctx: &TracePointContext) -> Res {
+    let probe = Probe::XfsIomapAlloc;
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let startoff: u64 = read(ctx, f.offset)?;
+    let count: u64 = read(ctx, f.length)?;
+    let (fault, _) = note_lookup(MAP_MAPPED);
+    let shift = 12 - blkbits();
+    emit(
+        Kind::MapBlocks,
+        probe,
+        dev,
+        ino,
+        MapBlocks { fault, pgoff: startoff >> shift, npages: (count >> shift).max(1), result: MAP_MAPPED, new: 1, write: 1, _pad: [0; 5] },
+    );
+    Ok(())
+}
+
+fn try_invalidate(ctx: &TracePointContext, probe: Probe, reason: u8) -> Res {
+    let f = fields(probe);
+    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let (pgoff, npages) = if f.offset == TpFields::ABSENT {
+        // Truncate and xfs_free_file_space do not say where: to EOF.
+        (0, NPAGES_TO_EOF)
+    } else {
+        let off: i64 = read(ctx, f.offset)?;
+        let len: i64 = read(ctx, f.length)?;
+        pages(off as u64, len as u64)
+    };
+    emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
+    Ok(())
+}
+
+macro_rules! tp {
+    ($name:ident, $body:expr) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            let f: fn(&TracePointContext) -> Res = $body;
+            match f(&ctx) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
+    };
+}
+
+tp!(tp_fs_dax_dax_pte_fault, |c| try_fault_begin(c, Probe::DaxPteFault, SIZE_PTE));
+tp!(tp_fs_dax_dax_pte_fault_done, |c| try_fault_end(c, Probe::DaxPteFaultDone, SIZE_PTE));
+tp!(tp_fs_dax_dax_pmd_fault, |c| try_fault_begin(c, Probe::DaxPmdFault, SIZE_PMD));
+tp!(tp_fs_dax_dax_pmd_fault_done, |c| try_fault_end(c, Probe::DaxPmdFaultDone, SIZE_PMD));
+tp!(tp_fs_dax_dax_load_hole, |c| try_load_hole(c, Probe::DaxLoadHole, SIZE_PTE));
+tp!(tp_fs_dax_dax_pmd_load_hole, |c| try_load_hole(c, Probe::DaxPmdLoadHole, SIZE_PMD));
+tp!(tp_fs_dax_dax_insert_mapping, |c| try_insert(c, Probe::DaxInsertMapping, SIZE_PTE));
+tp!(tp_fs_dax_dax_pmd_insert_mapping, |c| try_insert(c, Probe::DaxPmdInsertMapping, SIZE_PMD));
+tp!(tp_iomap_iomap_iter_dstmap, try_iomap);
+tp!(tp_ext4_ext4_ext_map_blocks_exit, try_ext4_map_blocks);
+tp!(tp_xfs_xfs_iomap_alloc, try_xfs_alloc);
+tp!(tp_ext4_ext4_punch_hole, |c| try_invalidate(c, Probe::Ext4PunchHole, INV_PUNCH_HOLE));
+tp!(tp_ext4_ext4_truncate_enter, |c| try_invalidate(c, Probe::Ext4TruncateEnter, INV_TRUNCATE));
+tp!(tp_ext4_ext4_collapse_range, |c| try_invalidate(c, Probe::Ext4CollapseRange, INV_COLLAPSE_RANGE));
+tp!(tp_ext4_ext4_zero_range, |c| try_invalidate(c, Probe::Ext4ZeroRange, INV_ZERO_RANGE));
+tp!(tp_xfs_xfs_free_file_space, |c| try_invalidate(c, Probe::XfsFreeFileSpace, INV_PUNCH_HOLE));
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any reachable panic path, so this never runs.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,13 @@
+//! daxtrace library: the pipeline every use shares.
+//!
+//! The data walks one road, and the modules follow it:
+//! `source` (ring buffer | trace file | JSON Lines | simulator) -> `decode`
+//! -> `reorder` -> `timeline` + `detect` -> `sink` (dashboard, trace writer,
+//! JSON Lines, metrics). `pipeline` wires the middle; `attach` is the kernel
+//! side (what to attach where).
+
+pub mod attach;
+pub mod decode;
+pub mod event;
+pub mod pipeline;
+pub mod source;
