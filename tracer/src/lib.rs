@@ -8,6 +8,7 @@
 
 pub mod attach;
 pub mod decode;
+pub mod detect;
 pub mod event;
 pub mod pipeline;
 pub mod source;
