@@ -11,4 +11,8 @@ pub mod decode;
 pub mod detect;
 pub mod event;
 pub mod pipeline;
+pub mod reorder;
+pub mod sink;
 pub mod source;
+pub mod timeline;
+pub mod tui;

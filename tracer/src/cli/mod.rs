@@ -2,8 +2,17 @@
 
 use std::process::ExitCode;
 
+pub mod analyze;
+pub mod export;
 pub mod probe;
+pub mod record;
+pub mod serve;
+pub mod simulate;
 pub mod stream;
+pub mod summary;
+pub mod timeline;
+pub mod top;
+pub mod watch;
 
 /// What a subcommand reports on success.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
