@@ -98,37 +98,43 @@ pub fn series_names(name: &str) -> Vec<String> {
     }
 }
 
-/// Steps of the fault path (DESIGN.md §1 table rows), named as the event kinds.
-pub const ATTACH_STEPS: [&str; 5] = ["fault", "map_blocks", "load_hole", "insert_mapping", "invalidate"];
-/// Attach backends.
+/// Steps of the fault path (DESIGN.md §1 table rows), named as the attach
+/// plan names them (`attach::plan::Step`, serde names).
+pub const ATTACH_STEPS: [&str; 6] = ["fault_begin", "fault_end", "lookup", "hole_load", "insert", "invalidate"];
+/// Attach backends (`attach::plan::Backend` names).
 pub const ATTACH_BACKENDS: [&str; 4] = ["tracepoint", "tp_btf", "kprobe", "fentry"];
 
-/// Where one (step, backend) pair stands. Exported as a state set: one series
-/// per status, value 1 for the current one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where one (step, backend) pair stands, folded over its candidate symbols
+/// (the best of them). Exported as a state set: one series per status, value
+/// 1 for the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum AttachStatus {
-    /// Not attached through this backend (other backend chosen, or replaying).
-    Unused = 0,
-    /// Attached at the preferred symbol.
-    Attached = 1,
-    /// Attached at a substitute symbol.
-    Substituted = 2,
-    /// No probe; the step is inferred from the fault's end.
-    Inferred = 3,
-    /// Wanted but the kernel lacks every candidate.
-    Missing = 4,
+    /// Not checked (replaying a file, or no privileges to look).
+    Unknown = 0,
+    /// The kernel has no candidate.
+    Missing = 1,
+    /// Present, but the kernel cannot attach this backend (e.g. no kprobes).
+    Unsupported = 2,
+    /// Present, not used (another backend serves the step, or no program yet).
+    Available = 3,
+    /// Attach was tried and failed.
+    Failed = 4,
+    /// Attached.
+    Used = 5,
 }
 
 impl AttachStatus {
-    pub const ALL: [AttachStatus; 5] = [Self::Unused, Self::Attached, Self::Substituted, Self::Inferred, Self::Missing];
+    pub const ALL: [AttachStatus; 6] =
+        [Self::Unknown, Self::Missing, Self::Unsupported, Self::Available, Self::Failed, Self::Used];
 
     pub fn name(self) -> &'static str {
         match self {
-            Self::Unused => "unused",
-            Self::Attached => "attached",
-            Self::Substituted => "substituted",
-            Self::Inferred => "inferred",
+            Self::Unknown => "unknown",
             Self::Missing => "missing",
+            Self::Unsupported => "unsupported",
+            Self::Available => "available",
+            Self::Failed => "failed",
+            Self::Used => "used",
         }
     }
 }
@@ -324,7 +330,7 @@ pub struct Metrics {
     evicted: Counter,
     bad_input: Counter,
     ringbuf_fill: Gauge<f64, AtomicU64>,
-    attach: Vec<[Gauge; 5]>,
+    attach: Vec<[Gauge; 6]>,
     input_complete: Gauge,
     inflight: Box<[Inflight]>,
     /// Stats already turned into counter increments (see `sync_stats`).
@@ -420,7 +426,7 @@ impl Metrics {
         for step in ATTACH_STEPS {
             for backend in ATTACH_BACKENDS {
                 let g = series(&f, AttachStatus::ALL.map(|s| vec![("step", step), ("backend", backend), ("status", s.name())]));
-                g[AttachStatus::Unused as usize].set(1);
+                g[AttachStatus::Unknown as usize].set(1);
                 attach.push(g);
             }
         }
@@ -713,12 +719,12 @@ mod tests {
     #[test]
     fn attach_status_is_a_state_set() {
         let (m, r) = Metrics::new();
-        m.set_attach("load_hole", "tracepoint", AttachStatus::Attached);
+        m.set_attach("hole_load", "tracepoint", AttachStatus::Used);
         let text = encode(&r, Format::Prometheus);
-        let s = |st: &str| format!(r#"daxtrace_attach_status{{step="load_hole",backend="tracepoint",status="{st}"}}"#);
-        assert_eq!(value(&text, &s("attached")), 1.0);
-        assert_eq!(value(&text, &s("unused")), 0.0);
-        let other = r#"daxtrace_attach_status{step="load_hole",backend="kprobe",status="unused"}"#;
+        let s = |st: &str| format!(r#"daxtrace_attach_status{{step="hole_load",backend="tracepoint",status="{st}"}}"#);
+        assert_eq!(value(&text, &s("used")), 1.0);
+        assert_eq!(value(&text, &s("unknown")), 0.0);
+        let other = r#"daxtrace_attach_status{step="hole_load",backend="kprobe",status="unknown"}"#;
         assert_eq!(value(&text, other), 1.0);
     }
 
