@@ -1,0 +1,239 @@
+//! Reorder window: events reach userspace from several CPUs slightly out of
+//! order; the detector must see them in kernel-timestamp order.
+//!
+//! Events are held in a deque sorted by [`order_key`] and released from the
+//! front once they are older than the newest timestamp minus the window
+//! (`window_ns`), or when more than `window_events` are held. Input is nearly
+//! sorted, so an insert walks back only a few slots from the tail: O(1)
+//! amortised, no allocation once the deque has grown.
+//!
+//! An event older than the last one released cannot be put in order any more:
+//! it is *late*. The window reports it (the pipeline counts it in
+//! `Stats::late` and hands it to `Sink::on_late`); it is never silently dropped.
+//!
+//! Equal timestamps: the order among events with the same `ts` is made
+//! canonical (by kind, then cpu, tid) so that any arrival order of the same
+//! events gives the same release order, hence the same findings. Within one
+//! timestamp, kinds go in fault-path order (begin, lookup, insert,
+//! invalidate, hole load, end): an invalidation at exactly `t_hole` is seen
+//! before the hole load, so an ambiguous (equal-time) ordering never makes a
+//! finding (DESIGN.md §2).
+
+use std::collections::VecDeque;
+
+use crate::event::{Body, Event};
+
+/// Rank of a kind among events with equal timestamps (see module doc).
+fn rank(body: &Body) -> u64 {
+    match body {
+        Body::FaultBegin { .. } => 0,
+        Body::MapBlocks { .. } => 1,
+        Body::InsertMapping { .. } => 2,
+        Body::Invalidate { .. } => 3,
+        Body::LoadHole { .. } => 4,
+        Body::FaultEnd { .. } => 5,
+        Body::Lost { .. } => 6,
+    }
+}
+
+/// Total order used by the window: timestamp, then a canonical tie-break.
+#[inline]
+pub fn order_key(ev: &Event) -> (u64, u64) {
+    let tie = (rank(&ev.body) << 56) | ((u64::from(ev.cpu) & 0xff_ffff) << 32) | u64::from(ev.tid);
+    (ev.ts, tie)
+}
+
+/// What happened to a pushed event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Push {
+    /// Held in the window; it will be released in order.
+    Held,
+    /// Older than an event already released: cannot be ordered any more.
+    Late(Event),
+}
+
+pub struct Reorder {
+    window_ns: u64,
+    window_events: usize,
+    q: VecDeque<(u64, u64, Event)>,
+    /// Newest timestamp pushed so far.
+    newest: u64,
+    /// Timestamp of the last event released (`None` before the first).
+    released: Option<u64>,
+}
+
+impl Reorder {
+    pub fn new(window_ns: u64, window_events: usize) -> Self {
+        Self {
+            window_ns,
+            window_events: window_events.max(1),
+            q: VecDeque::with_capacity(window_events.clamp(1, 1 << 16)),
+            newest: 0,
+            released: None,
+        }
+    }
+
+    /// Events held right now.
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// Timestamp of the last released event.
+    pub fn released_ts(&self) -> Option<u64> {
+        self.released
+    }
+
+    /// Add an event; then call [`Reorder::pop_ready`] until it returns `None`.
+    #[inline]
+    pub fn push(&mut self, ev: Event) -> Push {
+        if self.released.is_some_and(|r| ev.ts < r) {
+            return Push::Late(ev);
+        }
+        let (ts, tie) = order_key(&ev);
+        self.newest = self.newest.max(ts);
+        // Walk back from the tail: nearly sorted input stops at once.
+        let mut i = self.q.len();
+        while i > 0 {
+            let (t, b, _) = self.q[i - 1];
+            if (t, b) <= (ts, tie) {
+                break;
+            }
+            i -= 1;
+        }
+        if i == self.q.len() {
+            self.q.push_back((ts, tie, ev));
+        } else {
+            self.q.insert(i, (ts, tie, ev));
+        }
+        Push::Held
+    }
+
+    /// Release the oldest event if the window no longer needs to hold it:
+    /// it is more than `window_ns` older than the newest event, or the window
+    /// holds more than `window_events`.
+    #[inline]
+    pub fn pop_ready(&mut self) -> Option<Event> {
+        let &(ts, _, _) = self.q.front()?;
+        if self.q.len() > self.window_events || ts < self.newest.saturating_sub(self.window_ns) {
+            return self.pop();
+        }
+        None
+    }
+
+    /// Live sources: release what is older than `now - window_ns` even when
+    /// no newer event arrives (a quiet system must still report).
+    #[inline]
+    pub fn pop_older_than(&mut self, now: u64) -> Option<Event> {
+        let &(ts, _, _) = self.q.front()?;
+        if ts < now.saturating_sub(self.window_ns) {
+            return self.pop();
+        }
+        None
+    }
+
+    /// End of input: release everything, in order.
+    #[inline]
+    pub fn pop(&mut self) -> Option<Event> {
+        let (ts, _, ev) = self.q.pop_front()?;
+        self.released = Some(ts);
+        Some(ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Comm, Dev, Size};
+
+    fn ev(ts: u64, cpu: u32) -> Event {
+        Event {
+            ts,
+            cpu,
+            tid: cpu,
+            pid: 1,
+            comm: Comm::new("t"),
+            dev: Dev::new(1, 0),
+            ino: 1,
+            probe: 0,
+            body: Body::LoadHole { fault: ts, pgoff: 0, size: Size::Pte },
+        }
+    }
+
+    fn drain(r: &mut Reorder) -> Vec<u64> {
+        std::iter::from_fn(|| r.pop()).map(|e| e.ts).collect()
+    }
+
+    #[test]
+    fn sorts_within_window() {
+        let mut r = Reorder::new(100, 1000);
+        let mut out = vec![];
+        for ts in [5, 3, 9, 1, 7] {
+            assert_eq!(r.push(ev(ts, 0)), Push::Held);
+            while let Some(e) = r.pop_ready() {
+                out.push(e.ts);
+            }
+        }
+        assert!(out.is_empty(), "nothing is older than the window yet: {out:?}");
+        out.extend(drain(&mut r));
+        assert_eq!(out, [1, 3, 5, 7, 9]);
+    }
+
+    #[test]
+    fn releases_by_time_and_flags_late() {
+        let mut r = Reorder::new(10, 1000);
+        let mut out = vec![];
+        for ts in [100, 105, 120] {
+            r.push(ev(ts, 0));
+            while let Some(e) = r.pop_ready() {
+                out.push(e.ts);
+            }
+        }
+        // 120 - 10 = 110: 100 and 105 are out.
+        assert_eq!(out, [100, 105]);
+        assert_eq!(r.push(ev(104, 1)), Push::Late(ev(104, 1)));
+        // Equal to the last released is not late (ordering is still possible).
+        assert_eq!(r.push(ev(105, 1)), Push::Held);
+    }
+
+    #[test]
+    fn releases_by_count() {
+        let mut r = Reorder::new(u64::MAX, 2);
+        let mut out = vec![];
+        for ts in [3, 2, 1] {
+            r.push(ev(ts, 0));
+            while let Some(e) = r.pop_ready() {
+                out.push(e.ts);
+            }
+        }
+        assert_eq!(out, [1]);
+        assert!(matches!(r.push(ev(0, 0)), Push::Late(_)));
+    }
+
+    #[test]
+    fn advance_releases_quiet_window() {
+        let mut r = Reorder::new(10, 1000);
+        r.push(ev(100, 0));
+        assert!(r.pop_ready().is_none());
+        assert!(r.pop_older_than(105).is_none());
+        assert_eq!(r.pop_older_than(111).map(|e| e.ts), Some(100));
+    }
+
+    #[test]
+    fn equal_timestamps_are_canonical() {
+        let a = Event { body: Body::Invalidate { pgoff: 0, npages: 1, reason: crate::event::InvalidateReason::Truncate }, ..ev(5, 3) };
+        let b = ev(5, 1); // load_hole
+        let c = Event { body: Body::FaultBegin { fault: 1, pgoff: 0, size: Size::Pte, write: false }, ..ev(5, 2) };
+        for order in [[a, b, c], [c, b, a], [b, a, c]] {
+            let mut r = Reorder::new(10, 100);
+            for e in order {
+                r.push(e);
+            }
+            let kinds: Vec<_> = std::iter::from_fn(|| r.pop()).map(|e| e.body.kind_name()).collect();
+            assert_eq!(kinds, ["fault_begin", "invalidate", "load_hole"]);
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! Per-page timelines keyed by (device, inode, page index), kept compact so
+//! that 10 million pages fit in memory, plus the per-inode and per-fault
+//! records the rules need.
+//!
+//! Where each step of DESIGN.md §2 lives, and why:
+//!
+//! * **Allocations, inserted mappings, hole loads** touch real pages: they go
+//!   into a fixed-size [`Slot`] per page (the two latest allocations, the two
+//!   latest inserts, a hole-load count), found through a hash index and kept
+//!   on an exact LRU list (intrusive `u32` links, no allocation per event).
+//!   Beyond `max_pages` the least recently used page is evicted and counted.
+//!   A PMD (512 pages) costs 512 slot updates: only where pages are touched.
+//! * **Invalidations** (truncate to EOF, punch, ...) and allocations wider
+//!   than a PMD (a large `write(2)` or fallocate) are *range records* on the
+//!   inode: O(1) each whatever the range, never one entry per page.
+//! * **Lookups** belong to the fault that made them: per-fault records (a
+//!   fault makes one or two), dropped at `fault_end`.
+//!
+//! A page's full event history is kept only for pages someone asked to
+//! [`Timelines::watch`] (the `timeline` subcommand, the dashboard's page
+//! view): it would cost far too much for every page.
+
+use hashbrown::{HashMap, HashTable};
+use smallvec::SmallVec;
+
+use crate::event::{Body, Comm, Dev, Event, InvalidateReason, MapResult, PageKey, Size, PMD_PAGES};
+
+/// Index of an inode in [`Inodes`] (dev, ino interned to 4 bytes).
+pub type InodeRef = u32;
+
+const NIL: u32 = u32::MAX;
+
+/// Allocations wider than this are kept as inode range records.
+pub const MAX_PER_PAGE_RANGE: u64 = PMD_PAGES;
+
+/// Most range records kept per inode; the oldest half is dropped beyond it.
+/// Records only matter inside the lifetime of a live fault (microseconds to
+/// milliseconds), so this bounds memory without losing realistic orderings.
+pub const MAX_RANGES_PER_INODE: usize = 4096;
+
+/// Most live faults tracked; beyond it the least recently active half is
+/// dropped (faults whose `fault_end` never arrived).
+pub const MAX_FAULTS: usize = 1 << 20;
+
+/// One allocation or insert on a page: who and when (24 bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rec {
+    pub ts: u64,
+    /// Fault id; meaningful only with `HAS_FAULT` (a `write(2)` has none).
+    pub fault: u64,
+    pub tid: u32,
+    pub cpu: u16,
+    pub flags: u16,
+}
+
+impl Rec {
+    pub const VALID: u16 = 1;
+    pub const HAS_FAULT: u16 = 2;
+    /// An insert inferred from the fault's end, not seen by a probe.
+    pub const INFERRED: u16 = 4;
+
+    fn new(ev: &Event, fault: Option<u64>, extra: u16) -> Self {
+        Self {
+            ts: ev.ts,
+            fault: fault.unwrap_or(0),
+            tid: ev.tid,
+            cpu: u16::try_from(ev.cpu).unwrap_or(u16::MAX),
+            flags: Self::VALID | extra | if fault.is_some() { Self::HAS_FAULT } else { 0 },
+        }
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.flags & Self::VALID != 0
+    }
+
+    pub fn fault(&self) -> Option<u64> {
+        (self.flags & Self::HAS_FAULT != 0).then_some(self.fault)
+    }
+
+    /// Made by an actor other than fault `f` (a `write(2)` is always other).
+    pub fn is_other_than(&self, f: u64) -> bool {
+        self.fault() != Some(f)
+    }
+}
+
+/// Compact per-page state (120 bytes).
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    pub ino: InodeRef,
+    prev: u32,
+    next: u32,
+    /// Hole loads seen on this page (saturating).
+    pub hole_loads: u32,
+    pub pgoff: u64,
+    /// The two latest allocations covering the page, older first.
+    pub allocs: [Rec; 2],
+    /// The two latest inserted mappings, older first.
+    pub inserts: [Rec; 2],
+}
+
+fn push2(a: &mut [Rec; 2], r: Rec) {
+    a[0] = a[1];
+    a[1] = r;
+}
+
+#[inline]
+fn page_hash(ino: InodeRef, pgoff: u64) -> u64 {
+    // Folded 128-bit multiply: every input bit reaches the low bits hashbrown
+    // uses for the bucket and the high bits it uses for the tag.
+    let x = pgoff ^ (u64::from(ino) << 40 | u64::from(ino) >> 24);
+    let m = u128::from(x ^ 0x243f_6a88_85a3_08d3) * 0x9e37_79b9_7f4a_7c15_u128;
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// The per-page store: slab of slots + hash index + exact LRU list.
+pub struct PageStore {
+    slots: Vec<Slot>,
+    index: HashTable<u32>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used: evicted first.
+    tail: u32,
+    cap: usize,
+    pub evicted: u64,
+    /// Pages ever given a slot (a page evicted and seen again counts twice).
+    pub pages_seen: u64,
+}
+
+impl PageStore {
+    pub fn new(max_pages: usize) -> Self {
+        Self {
+            slots: Vec::new(),
+            index: HashTable::new(),
+            head: NIL,
+            tail: NIL,
+            cap: max_pages.clamp(1, NIL as usize - 1),
+            evicted: 0,
+            pages_seen: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn get(&self, ino: InodeRef, pgoff: u64) -> Option<&Slot> {
+        let slots = &self.slots;
+        self.index
+            .find(page_hash(ino, pgoff), |&i| slots[i as usize].ino == ino && slots[i as usize].pgoff == pgoff)
+            .map(|&i| &slots[i as usize])
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let Slot { prev, next, .. } = self.slots[i as usize];
+        if prev == NIL { self.head = next } else { self.slots[prev as usize].next = next }
+        if next == NIL { self.tail = prev } else { self.slots[next as usize].prev = prev }
+    }
+
+    fn link_front(&mut self, i: u32) {
+        let old = self.head;
+        {
+            let s = &mut self.slots[i as usize];
+            s.prev = NIL;
+            s.next = old;
+        }
+        if old == NIL { self.tail = i } else { self.slots[old as usize].prev = i }
+        self.head = i;
+    }
+
+    /// The page's slot, created (evicting the LRU page at the cap) if new,
+    /// and marked most recently used.
+    #[inline]
+    pub fn touch(&mut self, ino: InodeRef, pgoff: u64) -> &mut Slot {
+        let h = page_hash(ino, pgoff);
+        let slots = &self.slots;
+        let found = self.index.find(h, |&i| slots[i as usize].ino == ino && slots[i as usize].pgoff == pgoff).copied();
+        let i = match found {
+            Some(i) => {
+                if self.head != i {
+                    self.unlink(i);
+                    self.link_front(i);
+                }
+                i
+            }
+            None => {
+                let fresh = Slot {
+                    ino,
+                    prev: NIL,
+                    next: NIL,
+                    hole_loads: 0,
+                    pgoff,
+                    allocs: [Rec::default(); 2],
+                    inserts: [Rec::default(); 2],
+                };
+                let i = if self.slots.len() < self.cap {
+                    self.slots.push(fresh);
+                    (self.slots.len() - 1) as u32
+                } else {
+                    // Evict the least recently used page and reuse its slot.
+                    let v = self.tail;
+                    let (vino, vpg) = (self.slots[v as usize].ino, self.slots[v as usize].pgoff);
+                    if let Ok(e) = self.index.find_entry(page_hash(vino, vpg), |&j| j == v) {
+                        e.remove();
+                    }
+                    self.unlink(v);
+                    self.slots[v as usize] = fresh;
+                    self.evicted += 1;
+                    v
+                };
+                let slots = &self.slots;
+                self.index.insert_unique(h, i, |&j| page_hash(slots[j as usize].ino, slots[j as usize].pgoff));
+                self.link_front(i);
+                self.pages_seen += 1;
+                i
+            }
+        };
+        &mut self.slots[i as usize]
+    }
+
+    /// Pages from most to least recently used (tests, dashboard).
+    pub fn iter_mru(&self) -> impl Iterator<Item = &Slot> {
+        let mut i = self.head;
+        std::iter::from_fn(move || {
+            if i == NIL {
+                return None;
+            }
+            let s = &self.slots[i as usize];
+            i = s.next;
+            Some(s)
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeKind {
+    Invalidate(InvalidateReason),
+    /// An allocation wider than a PMD (kept per inode, not per page).
+    Alloc,
+}
+
+/// A range event on an inode: pages `[start, end)`; `end == u64::MAX` is EOF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeRec {
+    pub kind: RangeKind,
+    pub start: u64,
+    pub end: u64,
+    pub rec: Rec,
+}
+
+impl RangeRec {
+    pub fn covers(&self, p: u64) -> bool {
+        self.start <= p && p < self.end
+    }
+}
+
+pub struct Inode {
+    pub dev: Dev,
+    pub ino: u64,
+    /// In release (timestamp) order.
+    pub ranges: Vec<RangeRec>,
+}
+
+/// A block lookup by a fault (a `map_blocks` with a fault id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lookup {
+    pub ts: u64,
+    pub ino: InodeRef,
+    pub start: u64,
+    /// Exclusive.
+    pub end: u64,
+    pub result: MapResult,
+    /// Blocks were allocated by this call (the fault's own allocation).
+    pub new: bool,
+    pub tid: u32,
+    pub cpu: u32,
+}
+
+impl Lookup {
+    pub fn covers(&self, ino: InodeRef, p: u64) -> bool {
+        self.ino == ino && self.start <= p && p < self.end
+    }
+
+    /// The lookup saw a hole (and allocated nothing).
+    pub fn saw_hole(&self) -> bool {
+        self.result == MapResult::Hole && !self.new
+    }
+
+    /// The lookup returned blocks (existing, unwritten or just allocated).
+    pub fn returned_blocks(&self) -> bool {
+        self.new || self.result != MapResult::Hole
+    }
+}
+
+/// What is known of a fault while it runs.
+#[derive(Clone, Debug)]
+pub struct FaultState {
+    pub tid: u32,
+    pub pid: u32,
+    pub cpu: u32,
+    pub comm: Comm,
+    /// From `fault_begin`, if one was seen.
+    pub begin: Option<(u64, Size, bool)>,
+    pub last_ts: u64,
+    pub lookups: SmallVec<[Lookup; 2]>,
+}
+
+impl FaultState {
+    fn from_event(ev: &Event) -> Self {
+        Self {
+            tid: ev.tid,
+            pid: ev.pid,
+            cpu: ev.cpu,
+            comm: ev.comm,
+            begin: None,
+            last_ts: ev.ts,
+            lookups: SmallVec::new(),
+        }
+    }
+
+    /// Which lookup of the fault counts for page `p`: the **latest** one
+    /// covering it. A fault acts on what its most recent lookup told it, so
+    /// a hole seen early and then a lookup after another actor's allocation
+    /// is "a lookup made after the allocation" (no finding), and a fault that
+    /// allocated itself (legacy write fault: lookup hole, then allocate) has
+    /// its own allocation as latest lookup.
+    pub fn lookup_for(&self, ino: InodeRef, p: u64) -> Option<&Lookup> {
+        self.lookups.iter().rev().find(|l| l.covers(ino, p))
+    }
+}
+
+/// Everything the detector remembers.
+pub struct Timelines {
+    pub pages: PageStore,
+    inodes: Vec<Inode>,
+    inode_index: HashMap<(Dev, u64), InodeRef>,
+    last_inode: Option<((Dev, u64), InodeRef)>,
+    pub faults: HashMap<u64, FaultState>,
+    /// Distinct fault ids seen (with or without a `fault_begin`).
+    pub faults_seen: u64,
+    /// pid and comm per task (from fault_begin, write(2) allocations and
+    /// invalidations) for findings' steps; per-page records keep only tid and cpu.
+    tasks: HashMap<u32, (u32, Comm)>,
+    watched: HashMap<PageKey, Vec<Event>>,
+}
+
+impl Timelines {
+    pub fn new(max_pages: usize) -> Self {
+        Self {
+            pages: PageStore::new(max_pages),
+            inodes: Vec::new(),
+            inode_index: HashMap::new(),
+            last_inode: None,
+            faults: HashMap::new(),
+            faults_seen: 0,
+            tasks: HashMap::new(),
+            watched: HashMap::new(),
+        }
+    }
+
+    #[inline]
+    pub fn inode_ref(&mut self, dev: Dev, ino: u64) -> InodeRef {
+        if let Some((k, r)) = self.last_inode {
+            if k == (dev, ino) {
+                return r;
+            }
+        }
+        let next = self.inodes.len() as InodeRef;
+        let r = *self.inode_index.entry((dev, ino)).or_insert(next);
+        if r == next {
+            self.inodes.push(Inode { dev, ino, ranges: Vec::new() });
+        }
+        self.last_inode = Some(((dev, ino), r));
+        r
+    }
+
+    pub fn find_inode(&self, dev: Dev, ino: u64) -> Option<InodeRef> {
+        self.inode_index.get(&(dev, ino)).copied()
+    }
+
+    pub fn inode(&self, r: InodeRef) -> &Inode {
+        &self.inodes[r as usize]
+    }
+
+    pub fn task(&self, tid: u32) -> (u32, Comm) {
+        self.tasks.get(&tid).copied().unwrap_or_default()
+    }
+
+    /// The fault's state, created from this event if no `fault_begin` was seen
+    /// (faults are judged by the id on their events).
+    fn fault_mut(&mut self, ev: &Event, fault: u64) -> &mut FaultState {
+        let faults_seen = &mut self.faults_seen;
+        let f = self.faults.entry(fault).or_insert_with(|| {
+            *faults_seen += 1;
+            FaultState::from_event(ev)
+        });
+        f.last_ts = ev.ts;
+        f
+    }
+
+    fn add_range(&mut self, ino: InodeRef, r: RangeRec) {
+        let v = &mut self.inodes[ino as usize].ranges;
+        if v.len() >= MAX_RANGES_PER_INODE {
+            v.drain(..MAX_RANGES_PER_INODE / 2);
+        }
+        v.push(r);
+    }
+
+    /// Ask for the full history of one page (kept from now on).
+    pub fn watch(&mut self, key: PageKey) {
+        self.watched.entry(key).or_default();
+    }
+
+    pub fn history(&self, key: &PageKey) -> Option<&[Event]> {
+        self.watched.get(key).map(Vec::as_slice)
+    }
+
+    fn record_watched(&mut self, ev: &Event) {
+        let span = match ev.body {
+            Body::FaultBegin { pgoff, size, .. } | Body::LoadHole { pgoff, size, .. } | Body::InsertMapping { pgoff, size, .. } => {
+                let (s, n) = size.span(pgoff);
+                Some((s, s.saturating_add(n)))
+            }
+            Body::MapBlocks { pgoff, npages, .. } | Body::Invalidate { pgoff, npages, .. } => {
+                Some((pgoff, pgoff.saturating_add(npages.max(1))))
+            }
+            Body::FaultEnd { fault, .. } => {
+                // A fault's end belongs to the pages whose history holds the fault.
+                for hist in self.watched.values_mut() {
+                    if hist.iter().any(|e| e.body.fault() == Some(fault)) {
+                        hist.push(*ev);
+                    }
+                }
+                None
+            }
+            Body::Lost { .. } => None,
+        };
+        if let Some((s, e)) = span {
+            for (k, hist) in &mut self.watched {
+                if k.dev == ev.dev && k.ino == ev.ino && s <= k.pgoff && k.pgoff < e {
+                    hist.push(*ev);
+                }
+            }
+        }
+    }
+
+    /// Record an event (after the rules have judged it).
+    #[inline]
+    pub fn apply(&mut self, ev: &Event) {
+        if !self.watched.is_empty() {
+            self.record_watched(ev);
+        }
+        match ev.body {
+            Body::FaultBegin { fault, size, write, .. } => {
+                // Findings name actors after their fault ended: keep pid and comm per task.
+                self.note_task(ev);
+                let f = self.fault_mut(ev, fault);
+                f.begin = Some((ev.ts, size, write));
+                f.tid = ev.tid;
+                f.pid = ev.pid;
+                f.cpu = ev.cpu;
+                f.comm = ev.comm;
+            }
+            Body::MapBlocks { fault, pgoff, npages, result, new, .. } => {
+                let ino = self.inode_ref(ev.dev, ev.ino);
+                let end = pgoff.saturating_add(npages.max(1));
+                if let Some(id) = fault {
+                    let l = Lookup { ts: ev.ts, ino, start: pgoff, end, result, new, tid: ev.tid, cpu: ev.cpu };
+                    self.fault_mut(ev, id).lookups.push(l);
+                }
+                if new {
+                    if fault.is_none() {
+                        self.note_task(ev);
+                    }
+                    let rec = Rec::new(ev, fault, 0);
+                    if end - pgoff > MAX_PER_PAGE_RANGE {
+                        self.add_range(ino, RangeRec { kind: RangeKind::Alloc, start: pgoff, end, rec });
+                    } else {
+                        for p in pgoff..end {
+                            push2(&mut self.pages.touch(ino, p).allocs, rec);
+                        }
+                    }
+                }
+            }
+            Body::LoadHole { fault, pgoff, size } => {
+                let ino = self.inode_ref(ev.dev, ev.ino);
+                self.fault_mut(ev, fault);
+                let (s, n) = size.span(pgoff);
+                for p in s..s + n {
+                    let slot = self.pages.touch(ino, p);
+                    slot.hole_loads = slot.hole_loads.saturating_add(1);
+                }
+            }
+            Body::InsertMapping { fault, pgoff, size, inferred } => {
+                let ino = self.inode_ref(ev.dev, ev.ino);
+                self.fault_mut(ev, fault);
+                let rec = Rec::new(ev, Some(fault), if inferred { Rec::INFERRED } else { 0 });
+                let (s, n) = size.span(pgoff);
+                for p in s..s + n {
+                    push2(&mut self.pages.touch(ino, p).inserts, rec);
+                }
+            }
+            Body::FaultEnd { fault, .. } => {
+                if self.faults.remove(&fault).is_none() {
+                    // An end whose fault left no other trace still counts as a fault.
+                    self.faults_seen += 1;
+                }
+            }
+            Body::Invalidate { pgoff, npages, reason } => {
+                let ino = self.inode_ref(ev.dev, ev.ino);
+                let end = if npages == u64::MAX { u64::MAX } else { pgoff.saturating_add(npages) };
+                self.note_task(ev);
+                let rec = Rec::new(ev, None, 0);
+                self.add_range(ino, RangeRec { kind: RangeKind::Invalidate(reason), start: pgoff, end, rec });
+            }
+            Body::Lost { .. } => {}
+        }
+        if self.faults.len() > MAX_FAULTS {
+            self.expire_faults();
+        }
+    }
+
+    /// Remember a task's pid and comm (a lookup, an insert only if it changed).
+    fn note_task(&mut self, ev: &Event) {
+        if self.tasks.get(&ev.tid) != Some(&(ev.pid, ev.comm)) {
+            if self.tasks.len() >= MAX_FAULTS {
+                self.tasks.clear();
+            }
+            self.tasks.insert(ev.tid, (ev.pid, ev.comm));
+        }
+    }
+
+    /// Drop the least recently active half of the faults (their end was lost).
+    fn expire_faults(&mut self) {
+        let mut ts: Vec<u64> = self.faults.values().map(|f| f.last_ts).collect();
+        let mid = ts.len() / 2;
+        let (_, &mut cut, _) = ts.select_nth_unstable(mid);
+        self.faults.retain(|_, f| f.last_ts > cut);
+    }
+
+    /// Range records of an inode covering `p`, newest first, while `keep(ts)`.
+    pub fn ranges_back(&self, ino: InodeRef, p: u64) -> impl Iterator<Item = &RangeRec> {
+        self.inodes[ino as usize].ranges.iter().rev().filter(move |r| r.covers(p))
+    }
+
+    /// A summary of one page for display (not the hot path).
+    pub fn page_view(&self, key: &PageKey) -> Option<PageView> {
+        let ino = self.find_inode(key.dev, key.ino)?;
+        let slot = self.pages.get(ino, key.pgoff).copied();
+        let ranges: Vec<RangeRec> =
+            self.inodes[ino as usize].ranges.iter().filter(|r| r.covers(key.pgoff)).copied().collect();
+        let lookups: Vec<(u64, Lookup)> = self
+            .faults
+            .iter()
+            .flat_map(|(&id, f)| f.lookups.iter().filter(|l| l.covers(ino, key.pgoff)).map(move |l| (id, *l)))
+            .collect();
+        if slot.is_none() && ranges.is_empty() && lookups.is_empty() {
+            return None;
+        }
+        Some(PageView {
+            key: *key,
+            allocs: slot.map(|s| s.allocs.into_iter().filter(Rec::is_valid).collect()).unwrap_or_default(),
+            inserts: slot.map(|s| s.inserts.into_iter().filter(Rec::is_valid).collect()).unwrap_or_default(),
+            hole_loads: slot.map_or(0, |s| s.hole_loads),
+            ranges,
+            live_lookups: lookups,
+        })
+    }
+}
+
+/// What is remembered of one page (compact state, for display).
+#[derive(Clone, Debug)]
+pub struct PageView {
+    pub key: PageKey,
+    pub allocs: Vec<Rec>,
+    pub inserts: Vec<Rec>,
+    pub hole_loads: u32,
+    /// Invalidations and wide allocations covering the page.
+    pub ranges: Vec<RangeRec>,
+    /// Lookups by faults still running, covering the page: (fault, lookup).
+    pub live_lookups: Vec<(u64, Lookup)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_compact() {
+        assert_eq!(std::mem::size_of::<Rec>(), 24);
+        assert_eq!(std::mem::size_of::<Slot>(), 120);
+    }
+
+    #[test]
+    fn lru_evicts_least_recently_used() {
+        let mut s = PageStore::new(2);
+        s.touch(0, 1);
+        s.touch(0, 2);
+        s.touch(0, 1); // 1 is now most recent
+        s.touch(0, 3); // evicts 2
+        assert_eq!(s.evicted, 1);
+        assert!(s.get(0, 2).is_none());
+        assert!(s.get(0, 1).is_some() && s.get(0, 3).is_some());
+        let order: Vec<u64> = s.iter_mru().map(|x| x.pgoff).collect();
+        assert_eq!(order, [3, 1]);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.pages_seen, 3);
+    }
+
+    #[test]
+    fn eviction_keeps_index_consistent() {
+        let mut s = PageStore::new(64);
+        for round in 0..5u64 {
+            for p in 0..100u64 {
+                s.touch((p % 3) as u32, p + round * 7).hole_loads += 1;
+            }
+        }
+        assert_eq!(s.len(), 64);
+        assert_eq!(s.iter_mru().count(), 64);
+        for slot in s.iter_mru() {
+            assert_eq!(s.get(slot.ino, slot.pgoff).map(|x| (x.ino, x.pgoff)), Some((slot.ino, slot.pgoff)));
+        }
+        assert_eq!(s.evicted, s.pages_seen - 64);
+    }
+}

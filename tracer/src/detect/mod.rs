@@ -6,7 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Comm, PageKey};
+use crate::event::{Body, Comm, Event, PageKey};
+use crate::timeline::{InodeRef, Rec, Timelines};
+
+pub mod hole_load_after_allocate;
+pub mod insert_after_invalidate;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,4 +83,63 @@ pub struct Finding {
     pub ts: u64,
     /// Every event of the ordering, in time order.
     pub steps: Vec<Step>,
+}
+
+impl Step {
+    /// The step an event plays (its task fields as recorded).
+    pub fn of_event(role: Role, ev: &Event, fault: Option<u64>) -> Self {
+        Self { role, ts: ev.ts, tid: ev.tid, pid: ev.pid, cpu: ev.cpu, comm: ev.comm, fault }
+    }
+}
+
+/// A step from a compact per-page record; pid and comm come from the fault
+/// if it is still running, else from the task table (best effort: 0 / "").
+pub(crate) fn step_of(tl: &Timelines, role: Role, r: &Rec) -> Step {
+    let (pid, comm) = match r.fault().and_then(|f| tl.faults.get(&f)) {
+        Some(f) => (f.pid, f.comm),
+        None => tl.task(r.tid),
+    };
+    Step { role, ts: r.ts, tid: r.tid, pid, cpu: u32::from(r.cpu), comm, fault: r.fault() }
+}
+
+impl Finding {
+    /// The first step playing `role`.
+    pub fn step(&self, role: Role) -> Option<&Step> {
+        self.steps.iter().find(|s| s.role == role)
+    }
+
+    /// The fault the finding is about (the one that looked up, then loaded
+    /// a hole or inserted).
+    pub fn fault(&self) -> Option<u64> {
+        self.step(Role::Lookup).and_then(|s| s.fault)
+    }
+}
+
+/// Judge one event against both rules, page by page, **before** it is
+/// recorded in the timelines (so an event never pairs with itself). Only hole
+/// loads and inserts complete an ordering; everything else returns at once.
+#[inline]
+pub fn judge(tl: &Timelines, ino: InodeRef, ev: &Event, out: &mut impl FnMut(Finding)) {
+    let (fault, pgoff, size, hole) = match ev.body {
+        Body::LoadHole { fault, pgoff, size } => (fault, pgoff, size, true),
+        Body::InsertMapping { fault, pgoff, size, .. } => (fault, pgoff, size, false),
+        _ => return,
+    };
+    // No lookup by this fault: nothing to judge (judged by the id on the
+    // events, whether or not a fault_begin was seen).
+    let Some(f) = tl.faults.get(&fault) else { return };
+    if f.lookups.is_empty() {
+        return;
+    }
+    let (first, n) = size.span(pgoff);
+    for p in first..first + n {
+        let found = if hole {
+            hole_load_after_allocate::check(tl, f, fault, ev, ino, p)
+        } else {
+            insert_after_invalidate::check(tl, f, fault, ev, ino, p)
+        };
+        if let Some(x) = found {
+            out(x);
+        }
+    }
 }
