@@ -1,6 +1,282 @@
-//! STUB: replaced by the helper that owns this subcommand.
-#[derive(clap::Args)]
-pub struct Args {}
-pub fn run(_a: Args) -> anyhow::Result<super::Outcome> {
-    anyhow::bail!("this subcommand is not built yet")
+//! `daxtrace serve`: the pipeline as a daemon. Prometheus text format at
+//! `/metrics` (default 127.0.0.1:9464, loopback unless told otherwise),
+//! findings as JSON lines on stdout through `tracing`, clean stop on SIGTERM
+//! or SIGINT.
+//!
+//! Threads: the HTTP server answers scrapes on its own thread by encoding
+//! the shared registry; the pipeline runs on the main thread and only bumps
+//! atomics, so a scrape never stalls the pipeline and vice versa.
+//!
+//! `--replay FILE` feeds a recorded trace (JSON Lines or trace file) through
+//! the same pipeline, then keeps serving the final values until stopped, so
+//! a Prometheus can scrape a replay as it would a live host.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use prometheus_client::registry::Registry;
+use tracer::detect::{Finding, Role};
+use tracer::event::{Dev, Event};
+use tracer::pipeline::{Pipeline, PipelineConfig, Sink};
+use tracer::sink::metrics::{self, Format, Metrics};
+use tracing::Dispatch;
+
+/// Where `/metrics` listens unless `--metrics` says otherwise: loopback only,
+/// so a host's trace data is not on the network until the operator asks.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
+/// Events between two copies of the pipeline's counters into the metrics.
+const SYNC_EVERY: u64 = 4096;
+/// How long the main loop sleeps between looks at the stop flag when idle.
+const IDLE_TICK: Duration = Duration::from_millis(100);
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Only events of this block device (MAJ:MIN).
+    #[arg(long, value_name = "MAJ:MIN")]
+    pub dev: Option<Dev>,
+    /// Only events of this inode.
+    #[arg(long, value_name = "N")]
+    pub inode: Option<u64>,
+    /// Address for the Prometheus endpoint (/metrics). Loopback by default;
+    /// give 0.0.0.0:9464 (or a host address) to let other hosts scrape.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics: SocketAddr,
+    /// Replay a recorded trace (JSON Lines or trace file) instead of tracing
+    /// live; keeps serving the final values until stopped.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Also record every event into this trace file (flushed on stop).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Skip (and count) bad input lines instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+pub fn run(args: Args) -> Result<super::Outcome> {
+    if let Some(path) = &args.record {
+        bail!(
+            "--record {}: the trace file writer is not built yet; record with `daxtrace stream --json > FILE` meanwhile",
+            path.display()
+        );
+    }
+    let log = json_log();
+    let _log_guard = tracing::dispatcher::set_default(&log);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+
+    let (metrics, registry) = Metrics::new();
+    let server = Arc::new(tiny_http::Server::http(args.metrics).map_err(|e| {
+        anyhow::anyhow!("cannot listen on {} for /metrics: {e}; pick another address with --metrics ADDR", args.metrics)
+    })?);
+    let addr = server.server_addr().to_ip().map_or_else(|| args.metrics.to_string(), |a| a.to_string());
+    tracing::info!(kind = "listening", addr = %addr, "serving /metrics on http://{addr}/metrics");
+    let http = {
+        let server = Arc::clone(&server);
+        let log = log.clone();
+        thread::Builder::new()
+            .name("metrics-http".into())
+            .spawn(move || tracing::dispatcher::with_default(&log, || serve_http(&server, &registry)))
+            .context("starting the HTTP thread")?
+    };
+
+    let mut out = Outputs { metrics, findings: 0 };
+    let result = match &args.replay {
+        Some(path) => replay(path, &args, &mut out, &stop),
+        None => Err(anyhow::anyhow!(
+            "live tracing in `serve` needs the ring-buffer source, not built yet; use --replay FILE"
+        )),
+    };
+    server.unblock();
+    let _ = http.join();
+    result?;
+    tracing::info!(kind = "stopped", findings = out.findings, "stopped");
+    Ok(super::Outcome::Clean)
+}
+
+/// JSON lines on stdout for this daemon's own log (findings included), so a
+/// log pipeline takes them as they are. `DAXTRACE_LOG` filters (default info).
+fn json_log() -> Dispatch {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DAXTRACE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let sub = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_target(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .finish();
+    Dispatch::new(sub)
+}
+
+fn serve_http(server: &tiny_http::Server, registry: &Registry) {
+    // One request at a time: a scrape costs well under a millisecond.
+    for req in server.incoming_requests() {
+        let path = req.url().split('?').next().unwrap_or("");
+        let resp = match (req.method(), path) {
+            (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
+                let accept = req.headers().iter().find(|h| h.field.equiv("Accept")).map(|h| h.value.as_str());
+                let format = Format::from_accept(accept);
+                let body = metrics::encode(registry, format);
+                tiny_http::Response::from_string(body).with_header(header("Content-Type", format.content_type()))
+            }
+            (tiny_http::Method::Get, "/") => tiny_http::Response::from_string(
+                "daxtrace metrics exporter: scrape /metrics (Prometheus text format)\n",
+            )
+            .with_header(header("Content-Type", "text/plain; charset=utf-8")),
+            _ => tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404),
+        };
+        if let Err(e) = req.respond(resp) {
+            tracing::debug!("scrape answer not delivered: {e}");
+        }
+    }
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+}
+
+/// The pipeline's sinks in `serve`: metrics and the findings log.
+struct Outputs {
+    metrics: Metrics,
+    findings: u64,
+}
+
+impl Sink for Outputs {
+    fn on_event(&mut self, ev: &Event) {
+        self.metrics.on_event(ev);
+    }
+
+    fn on_late(&mut self, ev: &Event) {
+        self.metrics.on_late(ev);
+    }
+
+    fn on_finding(&mut self, f: &Finding) {
+        self.metrics.on_finding(f);
+        self.findings += 1;
+        log_finding(f);
+    }
+}
+
+/// One structured line per finding: the DESIGN.md §3 names, flat, and each
+/// role's timestamp, tid and fault id (absent roles are left out).
+fn log_finding(f: &Finding) {
+    let step = |role: Role| f.steps.iter().find(|s| s.role == role);
+    let (lookup, alloc, insert, hole, inv) =
+        (step(Role::Lookup), step(Role::Alloc), step(Role::Insert), step(Role::Hole), step(Role::Invalidate));
+    tracing::warn!(
+        kind = "finding",
+        rule = f.rule.name(),
+        severity = f.severity.name(),
+        dev = %f.page.dev,
+        ino = f.page.ino,
+        pgoff = f.page.pgoff,
+        ts = f.ts,
+        lookup_ts = lookup.map(|s| s.ts),
+        lookup_tid = lookup.map(|s| s.tid),
+        lookup_fault = lookup.and_then(|s| s.fault),
+        alloc_ts = alloc.map(|s| s.ts),
+        alloc_tid = alloc.map(|s| s.tid),
+        alloc_fault = alloc.and_then(|s| s.fault),
+        insert_ts = insert.map(|s| s.ts),
+        insert_tid = insert.map(|s| s.tid),
+        insert_fault = insert.and_then(|s| s.fault),
+        hole_ts = hole.map(|s| s.ts),
+        hole_tid = hole.map(|s| s.tid),
+        hole_fault = hole.and_then(|s| s.fault),
+        invalidate_ts = inv.map(|s| s.ts),
+        invalidate_tid = inv.map(|s| s.tid),
+        "{} ({}) on {} ino {} page {}",
+        f.rule.name(),
+        f.severity.name(),
+        f.page.dev,
+        f.page.ino,
+        f.page.pgoff,
+    );
+}
+
+fn wanted(args: &Args, ev: &Event) -> bool {
+    // `lost` records belong to no file: always kept.
+    matches!(ev.body, tracer::event::Body::Lost { .. })
+        || (args.dev.is_none_or(|d| d == ev.dev) && args.inode.is_none_or(|i| i == ev.ino))
+}
+
+fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
+    let input = tracer::source::open_any(path)?;
+    let mut pipe = Pipeline::new(PipelineConfig::default());
+    let mut n = 0u64;
+    for item in input {
+        match item {
+            Ok(ev) if wanted(args, &ev) => pipe.push(ev, out),
+            Ok(_) => {}
+            Err(e) if args.skip_bad && e.is_skippable() => {
+                tracing::warn!(kind = "bad_input", "skipped: {e}");
+                pipe.note_bad_input();
+            }
+            Err(e) => {
+                // Keep what was read: judge it and export it before failing.
+                pipe.finish(out);
+                out.metrics.sync_stats(pipe.stats());
+                return Err(e).context("replay stopped (use --skip-bad to skip bad lines)");
+            }
+        }
+        n += 1;
+        if n % SYNC_EVERY == 0 {
+            out.metrics.sync_stats(pipe.stats());
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+    }
+    pipe.finish(out);
+    out.metrics.sync_stats(pipe.stats());
+    out.metrics.set_input_complete();
+    let st = pipe.stats();
+    tracing::info!(
+        kind = "replay_complete",
+        events = st.events,
+        findings = st.findings,
+        late = st.late,
+        lost = st.lost,
+        evicted = st.evicted,
+        bad_input = st.bad_input,
+        "replay of {} complete; serving until SIGTERM",
+        path.display()
+    );
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(IDLE_TICK);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn default_metrics_address_is_loopback() {
+        let cli = Cli::try_parse_from(["serve"]).unwrap();
+        assert!(cli.args.metrics.ip().is_loopback(), "{}", cli.args.metrics);
+        assert_eq!(cli.args.metrics.port(), 9464);
+        let cli = Cli::try_parse_from(["serve", "--metrics", "0.0.0.0:9000"]).unwrap();
+        assert!(!cli.args.metrics.ip().is_loopback());
+    }
 }
