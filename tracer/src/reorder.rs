@@ -17,11 +17,13 @@
 //! timestamp, kinds go in fault-path order (begin, lookup, insert,
 //! invalidate, hole load, end): an invalidation at exactly `t_hole` is seen
 //! before the hole load, so an ambiguous (equal-time) ordering never makes a
-//! finding (DESIGN.md §2).
+//! finding (DESIGN.md §2). Events equal in (ts, kind, cpu, tid) keep their
+//! arrival order; they are one task's events at one instant, which the rules
+//! judge the same either way.
 
 use std::collections::VecDeque;
 
-use crate::event::{Body, Event};
+use crate::event::{Body, Event, MapResult};
 
 /// Rank of a kind among events with equal timestamps (see module doc).
 fn rank(body: &Body) -> u64 {
@@ -36,10 +38,27 @@ fn rank(body: &Body) -> u64 {
     }
 }
 
-/// Total order used by the window: timestamp, then a canonical tie-break.
+/// Among lookups with equal timestamps: holes first, then existing blocks,
+/// then allocations. Two lookups of one fault at the same instant cannot be
+/// ordered; taking the one that returned blocks as the later keeps an
+/// ambiguous order from making a `hole_load_after_allocate` finding.
+fn sub_rank(body: &Body) -> u64 {
+    match body {
+        Body::MapBlocks { new: true, .. } => 2,
+        Body::MapBlocks { result: MapResult::Hole, .. } => 0,
+        Body::MapBlocks { .. } => 1,
+        _ => 0,
+    }
+}
+
+/// Total order used by the window: timestamp, then a canonical tie-break
+/// (kind rank, lookup sub-rank, cpu, tid).
 #[inline]
 pub fn order_key(ev: &Event) -> (u64, u64) {
-    let tie = (rank(&ev.body) << 56) | ((u64::from(ev.cpu) & 0xff_ffff) << 32) | u64::from(ev.tid);
+    let tie = (rank(&ev.body) << 61)
+        | (sub_rank(&ev.body) << 58)
+        | ((u64::from(ev.cpu) & 0x3ff_ffff) << 32)
+        | u64::from(ev.tid);
     (ev.ts, tie)
 }
 
