@@ -1,6 +1,118 @@
-//! STUB: replaced by the helper that owns this subcommand.
+//! `daxtrace top`: the terminal dashboard over the shared pipeline (`tracer::tui`).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use anyhow::{bail, Context};
+
+use tracer::event::{Body, Dev, Event};
+use tracer::pipeline::PipelineConfig;
+use tracer::tui::app::App;
+use tracer::tui::feed::{self, Pace};
+use tracer::tui::snapshot::{Snapshot, SourceInfo};
+use tracer::tui::{self as dash, event, Exit};
+
 #[derive(clap::Args)]
-pub struct Args {}
-pub fn run(_a: Args) -> anyhow::Result<super::Outcome> {
-    anyhow::bail!("this subcommand is not built yet")
+pub struct Args {
+    /// Only events of this device (MAJOR:MINOR, e.g. 259:0).
+    #[arg(long, value_name = "MAJOR:MINOR")]
+    dev: Option<Dev>,
+    /// Only events of this inode.
+    #[arg(long, value_name = "INO")]
+    inode: Option<u64>,
+    /// Replay a JSON Lines file instead of tracing the running kernel.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Replay at X times the trace's own pace; 0 replays as fast as possible,
+    /// then holds the final state on screen.
+    #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay")]
+    speed: f64,
+}
+
+pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
+    if !(a.speed >= 0.0 && a.speed.is_finite()) {
+        bail!("--speed {} is not a number >= 0 (0 means as fast as possible)", a.speed);
+    }
+    let Some(path) = a.replay.clone() else {
+        bail!(
+            "live tracing in `top` needs the kernel ring-buffer source, which this build does not have yet; \
+             replay a capture instead: daxtrace top --replay FILE"
+        );
+    };
+    let events = open_jsonl(&path)?;
+    let (dev, inode) = (a.dev, a.inode);
+    // The same narrowing the kernel side applies live; `lost` records always pass.
+    let events = events.filter(move |r| match r {
+        Ok(ev) => {
+            matches!(ev.body, Body::Lost { .. })
+                || (dev.is_none_or(|d| d == ev.dev) && inode.is_none_or(|i| i == ev.ino))
+        }
+        Err(_) => true,
+    });
+    let pace = if a.speed == 0.0 { Pace::Unpaced } else { Pace::Speed(a.speed) };
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let source = SourceInfo {
+        label: if a.speed == 0.0 {
+            format!("replay {name} at full speed")
+        } else {
+            format!("replay {name} at {}x", a.speed)
+        },
+        kernel: "n/a (replay)".into(),
+        backend: "none (replay)".into(),
+        plan: "n/a (replay)".into(),
+    };
+
+    let (tx, rx) = event::channel();
+    let (req_tx, req_rx) = mpsc::channel();
+    let feed = feed::spawn_replay(events, pace, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
+    let mut app = App::new(std::sync::Arc::new(Snapshot::empty(source)));
+
+    let exit = {
+        let mut terminal = Restore::init()?;
+        event::spawn_input(tx.clone());
+        event::spawn_ticker(tx);
+        dash::run_loop(&mut terminal.0, &mut app, &rx, &req_tx).context("drawing the dashboard")?
+    };
+    // Dropping our ends tells the pipeline thread to stop.
+    drop(rx);
+    drop(req_tx);
+    let end = feed.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked (message above)"))?;
+    if let Some(err) = end {
+        bail!("{err}");
+    }
+    match exit {
+        Exit::Quit | Exit::FeedGone => Ok(super::Outcome::Clean),
+    }
+}
+
+/// The terminal in raw mode on the alternate screen, restored on drop (also
+/// on an error return). `ratatui::try_init` installs a panic hook that
+/// restores it before the panic message prints.
+struct Restore(ratatui::DefaultTerminal);
+
+impl Restore {
+    fn init() -> anyhow::Result<Self> {
+        Ok(Self(ratatui::try_init().context("setting up the terminal (is this an interactive terminal?)")?))
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// JSON Lines events, one error per bad line ("FILE:LINE: what is wrong").
+fn open_jsonl(path: &Path) -> anyhow::Result<impl Iterator<Item = Result<Event, String>> + Send + 'static> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let shown = path.display().to_string();
+    Ok(BufReader::new(file).lines().enumerate().filter_map(move |(i, line)| match line {
+        Err(e) => Some(Err(format!("{shown}: line {}: {e}", i + 1))),
+        Ok(l) if l.trim().is_empty() => None,
+        Ok(l) => Some(serde_json::from_str::<Event>(&l).map_err(|e| {
+            format!("{shown}:{}: {e} (each line must be one event as in DESIGN.md §3)", i + 1)
+        })),
+    }))
 }

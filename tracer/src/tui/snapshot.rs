@@ -1,0 +1,707 @@
+//! What the pipeline thread publishes to the UI: the [`Dashboard`] sink
+//! aggregates events and findings as they leave the pipeline, and
+//! [`Dashboard::snapshot`] copies the aggregates into an immutable
+//! [`Snapshot`] a few times a second. The UI only ever reads a snapshot,
+//! so drawing never holds anything the pipeline needs (trippy's model).
+//!
+//! Per event the sink does array and hash-map updates only; the maps grow
+//! (amortised) when a new page, file or fault id is first seen and are
+//! capped so a long run cannot exhaust memory.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::detect::Finding;
+use crate::event::{Body, Comm, Dev, Event, MapResult, PageKey, Size};
+use crate::pipeline::{Sink, Stats};
+
+/// Width of one rate bucket, in nanoseconds of trace (kernel) time.
+pub const BUCKET_NS: u64 = 1_000_000_000;
+/// Rate buckets kept (the sparklines show the newest that fit).
+pub const BUCKETS: usize = 120;
+/// Findings kept for the list (newest); `Stats::findings` counts all.
+pub const MAX_FINDINGS: usize = 1000;
+/// Rows of the hot pages / hot files tables in a snapshot.
+pub const HOT_ROWS: usize = 50;
+/// Pages and files tracked for the hot tables; beyond this, new ones are only counted.
+const MAX_TRACKED: usize = 1 << 20;
+/// Faults awaiting their end; beyond this the oldest are dropped (counted as unmatched).
+const MAX_INFLIGHT: usize = 1 << 16;
+/// Latency histogram buckets: bucket i holds latencies in [2^(i-1), 2^i) ns.
+pub const LAT_BUCKETS: usize = 40;
+
+/// The series drawn in the rates pane, in display order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Series {
+    PteFaults,
+    PmdFaults,
+    ReadFaults,
+    WriteFaults,
+    HoleLoads,
+    Allocations,
+    Inserts,
+    Invalidations,
+    Lost,
+}
+
+impl Series {
+    pub const ALL: [Series; 9] = [
+        Series::PteFaults,
+        Series::PmdFaults,
+        Series::ReadFaults,
+        Series::WriteFaults,
+        Series::HoleLoads,
+        Series::Allocations,
+        Series::Inserts,
+        Series::Invalidations,
+        Series::Lost,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Series::PteFaults => "PTE faults",
+            Series::PmdFaults => "PMD faults",
+            Series::ReadFaults => "read faults",
+            Series::WriteFaults => "write faults",
+            Series::HoleLoads => "hole loads",
+            Series::Allocations => "allocations",
+            Series::Inserts => "inserts",
+            Series::Invalidations => "invalidations",
+            Series::Lost => "lost",
+        }
+    }
+}
+
+/// Where events come from and what the kernel side looks like; fixed for a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// "replay race.jsonl x10", "live".
+    pub label: String,
+    /// Kernel release, or why there is none.
+    pub kernel: String,
+    /// Attach backend(s) in use.
+    pub backend: String,
+    /// The attach plan in one line: what was found, substituted, inferred, missing.
+    pub plan: String,
+}
+
+/// Where the feeding thread is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedState {
+    Running,
+    /// Replay ended; the screen holds the final state. Wall time it took.
+    Done { elapsed: Duration },
+    /// The source failed; what was already counted stays on screen.
+    Failed(String),
+}
+
+/// One rate series: counts per bucket, oldest first, newest (current) last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub series: Series,
+    pub buckets: Vec<u64>,
+    pub total: u64,
+}
+
+/// Fault latency (fault_begin -> fault_end) of one fault size.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LatencyRow {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub pte: LatencyRow,
+    pub pmd: LatencyRow,
+    /// Count per power-of-two bucket (both sizes): index i is [2^(i-1), 2^i) ns.
+    pub hist: Vec<u64>,
+    /// Faults whose end never came before the in-flight cap dropped them.
+    pub unmatched: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotPage {
+    pub key: PageKey,
+    pub faults: u64,
+    pub holes: u64,
+    pub allocs: u64,
+    /// The task of the last fault on it.
+    pub comm: Comm,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotFile {
+    pub dev: Dev,
+    pub ino: u64,
+    pub faults: u64,
+    pub pages: u64,
+    pub comm: Comm,
+}
+
+/// One row of a page's timeline, as the drill-down shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineRow {
+    pub ts: u64,
+    pub cpu: u32,
+    pub tid: u32,
+    pub comm: Comm,
+    pub fault: Option<u64>,
+    pub kind: &'static str,
+    /// The kind's fields in words ("hole", "new mapped 16 pages", "pmd").
+    pub detail: String,
+}
+
+impl TimelineRow {
+    pub fn from_event(ev: &Event) -> Self {
+        Self {
+            ts: ev.ts,
+            cpu: ev.cpu,
+            tid: ev.tid,
+            comm: ev.comm,
+            fault: ev.body.fault(),
+            kind: ev.body.kind_name(),
+            detail: describe(&ev.body),
+        }
+    }
+}
+
+/// The fields of an event body in words, for the timeline.
+pub fn describe(body: &Body) -> String {
+    fn size(s: Size) -> &'static str {
+        match s {
+            Size::Pte => "pte",
+            Size::Pmd => "pmd",
+        }
+    }
+    match *body {
+        Body::FaultBegin { pgoff, size: s, write, .. } => {
+            format!("{} {} fault at page {pgoff}", size(s), if write { "write" } else { "read" })
+        }
+        Body::MapBlocks { pgoff, npages, result, new, write, .. } => {
+            let r = match result {
+                MapResult::Hole => "hole",
+                MapResult::Mapped => "mapped",
+                MapResult::Unwritten => "unwritten",
+            };
+            format!(
+                "{}{r} {pgoff}+{npages}{}",
+                if new { "NEW " } else { "" },
+                if write { " (alloc asked)" } else { "" }
+            )
+        }
+        Body::LoadHole { pgoff, size: s, .. } => format!("{} zero page at {pgoff}", size(s)),
+        Body::InsertMapping { pgoff, size: s, inferred, .. } => {
+            format!("{} mapping at {pgoff}{}", size(s), if inferred { " (inferred)" } else { "" })
+        }
+        Body::FaultEnd { result, .. } => format!("{result:?}").to_lowercase(),
+        Body::Invalidate { pgoff, npages, reason } => {
+            let n = if npages == u64::MAX { "end".to_string() } else { npages.to_string() };
+            format!("{reason:?} {pgoff}+{n}").to_lowercase()
+        }
+        Body::Lost { count } => format!("{count} lost"),
+    }
+}
+
+/// A page's timeline as the pipeline holds it, for the drill-down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageTimeline {
+    pub key: PageKey,
+    pub rows: Vec<TimelineRow>,
+    /// Nothing about this page was found (not seen, or too long ago).
+    pub missing: bool,
+    /// Events between the finding's context and the newest ones may be absent
+    /// (more than [`RECENT`] events passed in between).
+    pub gap: bool,
+}
+
+/// Everything one frame draws. Cheap to clone behind an `Arc`.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Increases with every publish.
+    pub seq: u64,
+    pub source: SourceInfo,
+    pub state: FeedState,
+    pub stats: Stats,
+    /// Events taken in per wall-clock second since the previous snapshot.
+    pub events_per_sec: f64,
+    pub rates: Vec<Rate>,
+    pub latency: Latency,
+    pub hot_pages: Vec<HotPage>,
+    pub hot_files: Vec<HotFile>,
+    /// Newest first.
+    pub findings: Vec<Arc<Finding>>,
+    /// The page the UI asked to follow (drill-down), refreshed with every publish.
+    pub page: Option<PageTimeline>,
+}
+
+impl Snapshot {
+    /// The snapshot before anything arrived.
+    pub fn empty(source: SourceInfo) -> Self {
+        Self {
+            seq: 0,
+            source,
+            state: FeedState::Running,
+            stats: Stats::default(),
+            events_per_sec: 0.0,
+            rates: Series::ALL.iter().map(|&series| Rate { series, buckets: Vec::new(), total: 0 }).collect(),
+            latency: Latency::default(),
+            hot_pages: Vec::new(),
+            hot_files: Vec::new(),
+            findings: Vec::new(),
+            page: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+struct PageStat {
+    faults: u64,
+    holes: u64,
+    allocs: u64,
+    comm: Comm,
+}
+
+#[derive(Clone, Copy, Default)]
+struct FileStat {
+    faults: u64,
+    pages: u64,
+    comm: Comm,
+}
+
+/// The dashboard sink: per-event aggregation for the UI.
+pub struct Dashboard {
+    /// Ring of BUCKETS x series counts; `head_bucket` is the trace-time bucket of `ring[head]`.
+    ring: Vec<[u64; 9]>,
+    head: usize,
+    head_bucket: Option<u64>,
+    first_bucket: u64,
+    totals: [u64; 9],
+    inflight: HashMap<u64, (u64, Size)>,
+    unmatched: u64,
+    lat_pte: Histogram<u64>,
+    lat_pmd: Histogram<u64>,
+    lat_hist: [u64; LAT_BUCKETS],
+    /// Exact maxima (the histograms round to their precision): pte, pmd.
+    lat_max: [u64; 2],
+    pages: HashMap<PageKey, PageStat>,
+    files: HashMap<(Dev, u64), FileStat>,
+    findings: VecDeque<Arc<Finding>>,
+    recent: Recent,
+    /// Pages of findings raised since the feeding thread last looked: their
+    /// context is copied out of `recent` after the current push.
+    pub pending: Vec<PageKey>,
+}
+
+/// Events kept for drill-down context: the finding's ordering is recent when
+/// it completes, so the newest events hold it (about 5 MiB, allocated once).
+pub const RECENT: usize = 1 << 16;
+
+struct Recent {
+    buf: Vec<Event>,
+    next: usize,
+}
+
+impl Recent {
+    fn push(&mut self, ev: &Event) {
+        if self.buf.len() < RECENT {
+            self.buf.push(*ev);
+        } else {
+            self.buf[self.next] = *ev;
+        }
+        self.next = (self.next + 1) % RECENT;
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Event> + Clone {
+        let (a, b) = if self.buf.len() < RECENT { (&self.buf[..], &[][..]) } else { self.buf.split_at(self.next) };
+        b.iter().chain(a.iter())
+    }
+}
+
+/// Does `ev` touch `key`'s page (directly, through a range or a PMD span)?
+pub fn covers(ev: &Event, key: &PageKey) -> bool {
+    if ev.dev != key.dev || ev.ino != key.ino {
+        return false;
+    }
+    let p = key.pgoff;
+    let within = |first: u64, n: u64| p >= first && (n == u64::MAX || p - first < n);
+    match ev.body {
+        Body::FaultBegin { pgoff, size, .. } | Body::LoadHole { pgoff, size, .. } | Body::InsertMapping { pgoff, size, .. } => {
+            let (first, n) = size.span(pgoff);
+            within(first, n)
+        }
+        Body::MapBlocks { pgoff, npages, .. } | Body::Invalidate { pgoff, npages, .. } => within(pgoff, npages),
+        Body::FaultEnd { .. } | Body::Lost { .. } => false,
+    }
+}
+
+/// The events of `key`'s page among `events` (in order), plus the ends of the faults among them.
+pub fn page_events<'a>(events: impl Iterator<Item = &'a Event> + Clone, key: &PageKey) -> Vec<Event> {
+    let faults: Vec<u64> = events.clone().filter(|e| covers(e, key)).filter_map(|e| e.body.fault()).collect();
+    events
+        .filter(|e| {
+            covers(e, key)
+                || matches!(e.body, Body::FaultEnd { fault, .. } if e.dev == key.dev && e.ino == key.ino && faults.contains(&fault))
+        })
+        .copied()
+        .collect()
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    // 1 ns .. 100 s at 2 significant digits: a few KiB, fixed, so recording never allocates.
+    Histogram::new_with_bounds(1, 100_000_000_000, 2).expect("static histogram bounds are valid")
+}
+
+impl Dashboard {
+    pub fn new() -> Self {
+        Self {
+            ring: vec![[0; 9]; BUCKETS],
+            head: 0,
+            head_bucket: None,
+            first_bucket: 0,
+            totals: [0; 9],
+            inflight: HashMap::new(),
+            unmatched: 0,
+            lat_pte: new_hist(),
+            lat_pmd: new_hist(),
+            lat_hist: [0; LAT_BUCKETS],
+            lat_max: [0; 2],
+            pages: HashMap::new(),
+            files: HashMap::new(),
+            findings: VecDeque::new(),
+            recent: Recent { buf: Vec::with_capacity(RECENT), next: 0 },
+            pending: Vec::new(),
+        }
+    }
+
+    /// The recent events touching `key` (oldest first).
+    pub fn recent_for(&self, key: &PageKey) -> Vec<Event> {
+        page_events(self.recent.iter(), key)
+    }
+
+    /// Timestamp of the oldest event still held for context.
+    pub fn recent_oldest_ts(&self) -> Option<u64> {
+        self.recent.iter().next().map(|e| e.ts)
+    }
+
+    /// Move the ring so that the bucket of `ts` is the head; zero what is skipped.
+    fn bucket(&mut self, ts: u64) -> usize {
+        let b = ts / BUCKET_NS;
+        match self.head_bucket {
+            None => {
+                self.head_bucket = Some(b);
+                self.first_bucket = b;
+            }
+            Some(h) if b > h => {
+                let steps = (b - h).min(BUCKETS as u64) as usize;
+                for _ in 0..steps {
+                    self.head = (self.head + 1) % BUCKETS;
+                    self.ring[self.head] = [0; 9];
+                }
+                self.head_bucket = Some(b);
+            }
+            // Events are released in time order; an older one (a late arrival)
+            // is counted in the current bucket rather than rewriting the past.
+            Some(_) => {}
+        }
+        self.head
+    }
+
+    fn count(&mut self, slot: usize, s: Series) {
+        self.ring[slot][s as usize] += 1;
+        self.totals[s as usize] += 1;
+    }
+
+    fn page(&mut self, key: PageKey) -> Option<&mut PageStat> {
+        if self.pages.len() >= MAX_TRACKED && !self.pages.contains_key(&key) {
+            return None;
+        }
+        Some(self.pages.entry(key).or_default())
+    }
+
+    /// Copy the aggregates into a snapshot. `stats` and the rest come from the feeding thread.
+    pub fn snapshot(&self, base: SnapshotBase) -> Snapshot {
+        let rates = Series::ALL
+            .iter()
+            .map(|&s| {
+                let n = match self.head_bucket {
+                    None => 0,
+                    Some(h) => (h - self.first_bucket + 1).min(BUCKETS as u64) as usize,
+                };
+                let buckets =
+                    (0..n).rev().map(|back| self.ring[(self.head + BUCKETS - back) % BUCKETS][s as usize]).collect();
+                Rate { series: s, buckets, total: self.totals[s as usize] }
+            })
+            .collect();
+        // Percentiles are the histogram's (within 1%), never above the exact maximum.
+        let row = |h: &Histogram<u64>, max: u64| LatencyRow {
+            count: h.len(),
+            p50: h.value_at_quantile(0.5).min(max),
+            p90: h.value_at_quantile(0.9).min(max),
+            p99: h.value_at_quantile(0.99).min(max),
+            max,
+        };
+        let latency = Latency {
+            pte: row(&self.lat_pte, self.lat_max[0]),
+            pmd: row(&self.lat_pmd, self.lat_max[1]),
+            hist: self.lat_hist.to_vec(),
+            unmatched: self.unmatched,
+        };
+        let hot_pages = top_n(self.pages.iter().map(|(k, p)| (p.faults, k.dev, k.ino, k.pgoff, p)))
+            .into_iter()
+            .map(|(faults, dev, ino, pgoff, p)| HotPage {
+                key: PageKey { dev, ino, pgoff },
+                faults,
+                holes: p.holes,
+                allocs: p.allocs,
+                comm: p.comm,
+            })
+            .collect();
+        let hot_files = top_n(self.files.iter().map(|(&(dev, ino), f)| (f.faults, dev, ino, 0, f)))
+            .into_iter()
+            .map(|(faults, dev, ino, _, f)| HotFile { dev, ino, faults, pages: f.pages, comm: f.comm })
+            .collect();
+        Snapshot {
+            seq: base.seq,
+            source: base.source,
+            state: base.state,
+            stats: base.stats,
+            events_per_sec: base.events_per_sec,
+            rates,
+            latency,
+            hot_pages,
+            hot_files,
+            findings: self.findings.iter().rev().cloned().collect(),
+            page: base.page,
+        }
+    }
+}
+
+/// The parts of a snapshot the feeding thread knows, not the sink.
+pub struct SnapshotBase {
+    pub seq: u64,
+    pub source: SourceInfo,
+    pub state: FeedState,
+    pub stats: Stats,
+    pub events_per_sec: f64,
+    pub page: Option<PageTimeline>,
+}
+
+/// The HOT_ROWS largest by the first field (ties: smaller dev, ino, pgoff first),
+/// largest first, without sorting the whole map.
+fn top_n<T>(it: impl Iterator<Item = (u64, Dev, u64, u64, T)>) -> Vec<(u64, Dev, u64, u64, T)> {
+    // Min-heap on (faults, Reverse(key)) keeps the HOT_ROWS best seen so far.
+    let mut heap: BinaryHeap<Reverse<(u64, Reverse<(Dev, u64, u64)>, usize)>> = BinaryHeap::new();
+    let mut items: Vec<Option<(u64, Dev, u64, u64, T)>> = Vec::new();
+    for item in it {
+        if item.0 == 0 {
+            continue;
+        }
+        let rank = (item.0, Reverse((item.1, item.2, item.3)));
+        if heap.len() < HOT_ROWS {
+            heap.push(Reverse((rank.0, rank.1, items.len())));
+            items.push(Some(item));
+        } else if let Some(Reverse(min)) = heap.peek() {
+            if (rank.0, rank.1) > (min.0, min.1) {
+                let idx = min.2;
+                heap.pop();
+                items[idx] = Some(item);
+                heap.push(Reverse((rank.0, rank.1, idx)));
+            }
+        }
+    }
+    let mut order: Vec<_> = heap.into_iter().map(|Reverse(r)| r).collect();
+    order.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    order.into_iter().filter_map(|(_, _, i)| items[i].take()).collect()
+}
+
+impl Sink for Dashboard {
+    fn on_event(&mut self, ev: &Event) {
+        self.recent.push(ev);
+        let slot = self.bucket(ev.ts);
+        match ev.body {
+            Body::FaultBegin { fault, pgoff, size, write } => {
+                self.count(slot, if size == Size::Pmd { Series::PmdFaults } else { Series::PteFaults });
+                self.count(slot, if write { Series::WriteFaults } else { Series::ReadFaults });
+                if self.inflight.len() >= MAX_INFLIGHT {
+                    // Ends that never come (a lost record) must not grow this forever.
+                    self.unmatched += self.inflight.len() as u64;
+                    self.inflight.clear();
+                }
+                self.inflight.insert(fault, (ev.ts, size));
+                let key = PageKey { dev: ev.dev, ino: ev.ino, pgoff };
+                let new_page = match self.page(key) {
+                    Some(p) => {
+                        p.faults += 1;
+                        p.comm = ev.comm;
+                        p.faults == 1
+                    }
+                    None => false,
+                };
+                let files_full = self.files.len() >= MAX_TRACKED;
+                let fkey = (ev.dev, ev.ino);
+                if !files_full || self.files.contains_key(&fkey) {
+                    let f = self.files.entry(fkey).or_default();
+                    f.faults += 1;
+                    f.comm = ev.comm;
+                    f.pages += u64::from(new_page);
+                }
+            }
+            Body::FaultEnd { fault, .. } => {
+                if let Some((t0, size)) = self.inflight.remove(&fault) {
+                    let lat = ev.ts.saturating_sub(t0).max(1);
+                    let i = usize::from(size == Size::Pmd);
+                    let h = if i == 1 { &mut self.lat_pmd } else { &mut self.lat_pte };
+                    h.saturating_record(lat);
+                    self.lat_max[i] = self.lat_max[i].max(lat);
+                    let b = (64 - lat.leading_zeros() as usize).min(LAT_BUCKETS - 1);
+                    self.lat_hist[b] += 1;
+                }
+            }
+            Body::MapBlocks { pgoff, new, .. } => {
+                if new {
+                    self.count(slot, Series::Allocations);
+                    if let Some(p) = self.page(PageKey { dev: ev.dev, ino: ev.ino, pgoff }) {
+                        p.allocs += 1;
+                    }
+                }
+            }
+            Body::LoadHole { pgoff, .. } => {
+                self.count(slot, Series::HoleLoads);
+                if let Some(p) = self.page(PageKey { dev: ev.dev, ino: ev.ino, pgoff }) {
+                    p.holes += 1;
+                }
+            }
+            Body::InsertMapping { .. } => self.count(slot, Series::Inserts),
+            Body::Invalidate { .. } => self.count(slot, Series::Invalidations),
+            Body::Lost { count } => {
+                self.ring[slot][Series::Lost as usize] += count;
+                self.totals[Series::Lost as usize] += count;
+            }
+        }
+    }
+
+    fn on_finding(&mut self, f: &Finding) {
+        if self.findings.len() == MAX_FINDINGS {
+            self.findings.pop_front();
+        }
+        self.findings.push_back(Arc::new(f.clone()));
+        self.pending.push(f.page);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Comm, Dev};
+
+    fn ev(ts: u64, ino: u64, body: Body) -> Event {
+        Event { ts, cpu: 0, tid: 1, pid: 1, comm: Comm::new("t"), dev: Dev::new(259, 0), ino, probe: 0, body }
+    }
+
+    fn base() -> SnapshotBase {
+        SnapshotBase {
+            seq: 1,
+            source: SourceInfo::default(),
+            state: FeedState::Running,
+            stats: Stats::default(),
+            events_per_sec: 0.0,
+            page: None,
+        }
+    }
+
+    #[test]
+    fn latency_pairs_begin_with_end_per_fault_id() {
+        let mut d = Dashboard::new();
+        d.on_event(&ev(1_000, 1, Body::FaultBegin { fault: 1, pgoff: 0, size: Size::Pte, write: false }));
+        d.on_event(&ev(1_500, 1, Body::FaultBegin { fault: 2, pgoff: 0, size: Size::Pmd, write: true }));
+        d.on_event(&ev(3_000, 1, Body::FaultEnd { fault: 1, result: crate::event::FaultResult::Nopage }));
+        d.on_event(&ev(9_500, 1, Body::FaultEnd { fault: 2, result: crate::event::FaultResult::Nopage }));
+        // An end without a begin is ignored, not paired with something else.
+        d.on_event(&ev(9_600, 1, Body::FaultEnd { fault: 7, result: crate::event::FaultResult::Nopage }));
+        let s = d.snapshot(base());
+        assert_eq!(s.latency.pte.count, 1);
+        assert_eq!(s.latency.pte.max, 2_000);
+        assert_eq!(s.latency.pmd.count, 1);
+        assert_eq!(s.latency.pmd.max, 8_000);
+        // 2000 ns is in [1024, 2048): bucket 11; 8000 in [4096, 8192): bucket 13.
+        assert_eq!(s.latency.hist[11], 1);
+        assert_eq!(s.latency.hist[13], 1);
+        assert_eq!(s.latency.hist.iter().sum::<u64>(), 2);
+    }
+
+    #[test]
+    fn rates_bucket_by_trace_second_and_zero_gaps() {
+        let mut d = Dashboard::new();
+        let hole = |ts| ev(ts, 1, Body::LoadHole { fault: 1, pgoff: 0, size: Size::Pte });
+        d.on_event(&hole(5 * BUCKET_NS));
+        d.on_event(&hole(5 * BUCKET_NS + 10));
+        d.on_event(&hole(8 * BUCKET_NS));
+        let s = d.snapshot(base());
+        let r = s.rates.iter().find(|r| r.series == Series::HoleLoads).unwrap();
+        assert_eq!(r.total, 3);
+        // Buckets start at the first event's second, not at time zero.
+        assert_eq!(r.buckets, [2, 0, 0, 1]);
+    }
+
+    #[test]
+    fn hot_tables_rank_by_faults() {
+        let mut d = Dashboard::new();
+        let mut id = 0;
+        for (ino, pgoff, n) in [(1, 0, 3), (1, 1, 5), (2, 7, 4)] {
+            for _ in 0..n {
+                id += 1;
+                d.on_event(&ev(id, ino, Body::FaultBegin { fault: id, pgoff, size: Size::Pte, write: false }));
+            }
+        }
+        let s = d.snapshot(base());
+        let pages: Vec<_> = s.hot_pages.iter().map(|p| (p.key.ino, p.key.pgoff, p.faults)).collect();
+        assert_eq!(pages, [(1, 1, 5), (2, 7, 4), (1, 0, 3)]);
+        let files: Vec<_> = s.hot_files.iter().map(|f| (f.ino, f.faults, f.pages)).collect();
+        assert_eq!(files, [(1, 8, 2), (2, 4, 1)]);
+    }
+
+    #[test]
+    fn top_n_keeps_only_the_largest() {
+        let items = (0..200u64).map(|i| (i % 97, Dev::new(1, 0), i, 0, ()));
+        let top = top_n(items);
+        assert_eq!(top.len(), HOT_ROWS);
+        assert_eq!(top[0].0, 96);
+        assert!(top.windows(2).all(|w| w[0].0 >= w[1].0));
+        // 96 occurs for i = 96 and 193; the smaller inode ranks first on a tie.
+        assert_eq!((top[0].2, top[1].2), (96, 193));
+    }
+
+    #[test]
+    fn findings_are_newest_first_and_capped() {
+        let mut d = Dashboard::new();
+        let f = |ts| Finding {
+            rule: crate::detect::Rule::HoleLoadAfterAllocate,
+            severity: crate::detect::Severity::StaleHole,
+            page: PageKey { dev: Dev::new(1, 0), ino: 1, pgoff: 0 },
+            ts,
+            steps: vec![],
+        };
+        for ts in 0..(MAX_FINDINGS as u64 + 5) {
+            d.on_finding(&f(ts));
+        }
+        let s = d.snapshot(base());
+        assert_eq!(s.findings.len(), MAX_FINDINGS);
+        assert_eq!(s.findings[0].ts, MAX_FINDINGS as u64 + 4);
+        assert_eq!(s.findings.last().unwrap().ts, 5);
+    }
+}

@@ -1,0 +1,182 @@
+//! Render snapshots (insta, TestBackend) of the real thing: a JSON Lines
+//! trace replayed through the pipeline thread, the App driven with keys, the
+//! screen drawn by the pure render functions. Only wall-clock figures (ingest
+//! rate, replay time) are pinned before drawing.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+use super::app::{App, Command, Level, Mode};
+use super::event::{self, AppEvent};
+use super::feed::{self, Pace, Request};
+use super::snapshot::{FeedState, Snapshot, SourceInfo};
+use super::{apply, ui};
+use crate::event::Event;
+use crate::pipeline::PipelineConfig;
+
+const RACE: &str = include_str!("../../tests/data/top-race.jsonl");
+
+struct Harness {
+    app: App,
+    rx: Receiver<AppEvent>,
+    req: Sender<Request>,
+    term: Terminal<TestBackend>,
+}
+
+fn events(jsonl: &str) -> Vec<Result<Event, String>> {
+    jsonl.lines().map(|l| serde_json::from_str(l).map_err(|e| e.to_string())).collect()
+}
+
+impl Harness {
+    /// Replay `jsonl` at full speed and wait until the final state is on screen.
+    fn replay(jsonl: &str, w: u16, h: u16) -> Self {
+        let source = SourceInfo {
+            label: "replay top-race.jsonl at full speed".into(),
+            kernel: "n/a (replay)".into(),
+            backend: "none (replay)".into(),
+            plan: "n/a (replay)".into(),
+        };
+        let (tx, rx) = event::channel();
+        let (req, req_rx) = mpsc::channel();
+        feed::spawn_replay(events(jsonl).into_iter(), Pace::Unpaced, PipelineConfig::default(), source.clone(), tx, req_rx);
+        let mut h = Self {
+            app: App::new(Arc::new(Snapshot::empty(source))),
+            rx,
+            req,
+            term: Terminal::new(TestBackend::new(w, h)).unwrap(),
+        };
+        // The final snapshot, then the "replay finished" note that follows it.
+        h.pump_until(|a| a.notes.iter().any(|(n, _)| n.text.starts_with("replay finished")));
+        h
+    }
+
+    fn handle(&mut self, cmd: Option<Command>) {
+        if let Some(Command::Watch(k)) = cmd {
+            self.req.send(Request::Watch(k)).unwrap();
+        }
+    }
+
+    fn pump_until(&mut self, done: impl Fn(&App) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&self.app) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ev = self.rx.recv_timeout(left).expect("the pipeline thread did not deliver in time");
+            let cmd = apply(&mut self.app, ev);
+            self.handle(cmd);
+        }
+    }
+
+    fn key(&mut self, code: KeyCode) {
+        let cmd = apply(&mut self.app, AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        self.handle(cmd);
+    }
+
+    /// Draw, with the wall-clock figures pinned so the screen is reproducible.
+    fn draw(&mut self) -> &Buffer {
+        for s in [&mut self.app.view, &mut self.app.latest] {
+            let mut pinned = (**s).clone();
+            pinned.events_per_sec = 0.0;
+            if let FeedState::Done { elapsed } = &mut pinned.state {
+                *elapsed = Duration::from_millis(10);
+            }
+            *s = Arc::new(pinned);
+        }
+        self.term.draw(|f| ui::render(f, &self.app)).unwrap();
+        self.term.backend().buffer()
+    }
+}
+
+/// Where `text` starts on screen.
+fn find(buf: &Buffer, text: &str) -> Option<(u16, u16)> {
+    let area = buf.area;
+    for y in 0..area.height {
+        let line: String = (0..area.width).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        if let Some(i) = line.find(text) {
+            // Column in cells: count chars before the byte index.
+            return Some((line[..i].chars().count() as u16, y));
+        }
+    }
+    None
+}
+
+#[test]
+fn main_screen() {
+    let mut h = Harness::replay(RACE, 120, 34);
+    assert_eq!(h.app.view.stats.events, 56);
+    let buf = h.draw().clone();
+    insta::assert_snapshot!(h.term.backend());
+    // The finding's severity is shown in red, and the counters are on the status line.
+    let (x, y) = find(&buf, "corruption").expect("the finding is listed");
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    assert!(find(&buf, "hole_load_after_allocate").is_some());
+    assert!(find(&buf, "lost 0").is_some() && find(&buf, "late 0").is_some());
+}
+
+#[test]
+fn drill_down_highlights_the_ordering() {
+    let mut h = Harness::replay(RACE, 120, 34);
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.mode(), Mode::Drill);
+    h.pump_until(|a| a.view.page.as_ref().is_some_and(|p| Some(p.key) == a.drill.as_ref().map(|d| d.key)));
+    let rows = &h.app.view.page.as_ref().unwrap().rows;
+    // The race page's own events: two faults, lookups, the insert, the hole load, both ends.
+    assert_eq!(rows.len(), 8, "{rows:#?}");
+    let buf = h.draw().clone();
+    insta::assert_snapshot!(h.term.backend());
+    // The hole load is part of the ordering: marked and coloured by severity.
+    let (_, y) = find(&buf, "load_hole").expect("the hole load is in the timeline");
+    assert_eq!(buf[(0 + 1, y)].symbol(), "▶");
+    assert_eq!(buf[(1, y)].fg, Color::Red);
+    // fault_end is not part of it.
+    let (_, y_end) = find(&buf, "fault_end").unwrap();
+    assert_eq!(buf[(1, y_end)].symbol(), " ");
+    h.key(KeyCode::Esc);
+    assert_eq!(h.app.mode(), Mode::Normal);
+}
+
+#[test]
+fn help_overlay() {
+    let mut h = Harness::replay(RACE, 100, 30);
+    h.key(KeyCode::Char('?'));
+    h.draw();
+    insta::assert_snapshot!(h.term.backend());
+    h.key(KeyCode::Esc);
+    assert!(!h.app.help);
+}
+
+#[test]
+fn terminal_too_small() {
+    let mut h = Harness::replay(RACE, 60, 12);
+    let buf = h.draw().clone();
+    insta::assert_snapshot!(h.term.backend());
+    assert!(find(&buf, "terminal too small").is_some());
+    // Resizing back up brings the dashboard.
+    h.term.backend_mut().resize(100, 30);
+    let buf = h.draw().clone();
+    assert!(find(&buf, "Fault rates").is_some());
+}
+
+#[test]
+fn loss_notification() {
+    // The kernel side reported lost records in the middle of the trace.
+    let mut lines: Vec<&str> = RACE.lines().collect();
+    let lost = r#"{"ts":2000000000,"kind":"lost","count":1234}"#;
+    lines.insert(30, lost);
+    let trace = lines.join("\n");
+    let mut h = Harness::replay(&trace, 100, 30);
+    let note = h.app.notes.iter().find(|(n, _)| n.level == Level::Warn && n.text.contains("lost"));
+    let note = &note.expect("a loss notification").0;
+    assert!(note.text.starts_with("1234 events lost"), "{}", note.text);
+    assert_eq!(h.app.view.stats.lost, 1234);
+    let buf = h.draw().clone();
+    insta::assert_snapshot!(h.term.backend());
+    let (x, y) = find(&buf, "lost 1.2k").expect("the status line shows the loss");
+    assert_eq!(buf[(x + 5, y)].fg, Color::Red);
+}
