@@ -56,6 +56,7 @@ struct Feed {
     seq: u64,
     last_pub: Instant,
     last_pub_events: u64,
+    last_eps: f64,
     last_note: Instant,
     noted_lost: u64,
     noted_late: u64,
@@ -66,6 +67,9 @@ struct Feed {
     captures: HashMap<PageKey, Vec<Event>>,
     capture_order: Vec<PageKey>,
     ui_gone: bool,
+    /// Input is over: nothing to keep up with any more, so sends may wait for
+    /// room (the final state must not be the snapshot a full channel drops).
+    holding: bool,
 }
 
 impl Feed {
@@ -81,6 +85,7 @@ impl Feed {
             seq: 0,
             last_pub: now,
             last_pub_events: 0,
+            last_eps: 0.0,
             last_note: now,
             noted_lost: 0,
             noted_late: 0,
@@ -90,6 +95,7 @@ impl Feed {
             captures: HashMap::new(),
             capture_order: Vec::new(),
             ui_gone: false,
+            holding: false,
         }
     }
 
@@ -118,7 +124,8 @@ impl Feed {
     }
 
     fn send(&mut self, ev: AppEvent) {
-        if !offer(&self.tx, ev) {
+        let delivered = if self.holding { self.tx.send(ev).is_ok() } else { offer(&self.tx, ev) };
+        if !delivered {
             self.ui_gone = true;
         }
     }
@@ -181,11 +188,22 @@ impl Feed {
         })
     }
 
+    /// Publish if anything changed since the last snapshot (an idle source
+    /// then costs no redraws).
+    fn publish_if_changed(&mut self) {
+        if self.pipe.stats().events != self.last_pub_events || self.last_eps != 0.0 {
+            self.publish();
+        } else {
+            self.last_pub = Instant::now();
+        }
+    }
+
     fn publish(&mut self) {
         let now = Instant::now();
         let stats = self.pipe.stats().clone();
         let dt = now.duration_since(self.last_pub).as_secs_f64();
         let eps = if dt > 0.0 { (stats.events - self.last_pub_events) as f64 / dt } else { 0.0 };
+        self.last_eps = eps;
         self.last_pub = now;
         self.last_pub_events = stats.events;
         self.seq += 1;
@@ -258,7 +276,7 @@ impl Feed {
                 }
             }
             if self.due() {
-                self.publish();
+                self.publish_if_changed();
             }
         }
     }
@@ -279,6 +297,7 @@ impl Feed {
             FeedState::Running => unreachable!("hold is called with a final state"),
         };
         self.state = state;
+        self.holding = true;
         self.publish();
         self.send(AppEvent::Notify(note));
         while !self.ui_gone {

@@ -595,6 +595,12 @@ impl Sink for Dashboard {
         }
     }
 
+    /// Late events are out of order but real: counted like the others (the
+    /// rate buckets put an older one in the current second).
+    fn on_late(&mut self, ev: &Event) {
+        self.on_event(ev);
+    }
+
     fn on_finding(&mut self, f: &Finding) {
         if self.findings.len() == MAX_FINDINGS {
             self.findings.pop_front();

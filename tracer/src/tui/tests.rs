@@ -168,13 +168,17 @@ fn loss_notification() {
     // The kernel side reported lost records in the middle of the trace.
     let mut lines: Vec<&str> = RACE.lines().collect();
     let lost = r#"{"ts":2000000000,"kind":"lost","count":1234}"#;
-    lines.insert(30, lost);
+    let at = lines.iter().position(|l| l.starts_with(r#"{"ts":2000"#)).unwrap();
+    lines.insert(at, lost);
     let trace = lines.join("\n");
     let mut h = Harness::replay(&trace, 100, 30);
     let note = h.app.notes.iter().find(|(n, _)| n.level == Level::Warn && n.text.contains("lost"));
     let note = &note.expect("a loss notification").0;
     assert!(note.text.starts_with("1234 events lost"), "{}", note.text);
     assert_eq!(h.app.view.stats.lost, 1234);
+    assert_eq!(h.app.view.stats.late, 0);
+    let lost_rate = h.app.view.rates.iter().find(|r| r.series == super::snapshot::Series::Lost).unwrap();
+    assert_eq!(lost_rate.total, 1234);
     let buf = h.draw().clone();
     insta::assert_snapshot!(h.term.backend());
     let (x, y) = find(&buf, "lost 1.2k").expect("the status line shows the loss");

@@ -92,6 +92,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Some(p) if p.missing => {
             "this page's timeline is not held (evicted or never seen): the ordering above is all there is".to_string()
         }
+        Some(p) if p.gap => format!(
+            "{} events on this page; the ordering's events are marked; some in between may be missing \
+             (more than {} events passed since the finding)",
+            p.rows.len(),
+            crate::tui::snapshot::RECENT
+        ),
         Some(p) => format!("{} events on this page; the ordering's events are marked", p.rows.len()),
     };
     head_lines.push(Line::from(Span::styled(status, Style::new().fg(Color::DarkGray))));

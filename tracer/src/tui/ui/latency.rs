@@ -11,7 +11,7 @@
 //! ```
 
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Bar, BarChart, Paragraph, Row, Table};
 use ratatui::Frame;
@@ -63,13 +63,13 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             let end = (start + group).min(hi + 1);
             let v: u64 = lat.hist[start..end].iter().sum();
             // Bucket i holds [2^(i-1), 2^i): label it by its lower bound.
-            Bar::default().value(v).text_value(count(v)).label(Line::from(pow2_label(start.saturating_sub(1))))
+            // No number inside the bars: they are too thin; the table above has the figures.
+            Bar::default().value(v).text_value(String::new()).label(Line::from(pow2_label(start.saturating_sub(1))))
         })
         .collect();
     let chart = BarChart::vertical(bars)
         .bar_width(BAR_WIDTH)
         .bar_gap(1)
-        .bar_style(Style::new().fg(Color::Cyan))
-        .value_style(Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD));
+        .bar_style(Style::new().fg(Color::Cyan));
     f.render_widget(chart, hist_area);
 }

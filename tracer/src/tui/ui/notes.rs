@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use crate::tui::app::{App, Level};
 
-const SHOWN: usize = 3;
+const SHOWN: usize = 4;
 
 pub fn render(f: &mut Frame, body: Rect, app: &App) {
     if app.notes.is_empty() {
