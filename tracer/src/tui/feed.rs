@@ -357,7 +357,7 @@ where
         }
         feed.push(ev);
         n += 1;
-        if n % CHECK_EVERY == 0 && feed.due() {
+        if n.is_multiple_of(CHECK_EVERY) && feed.due() {
             feed.handle_requests();
             feed.publish();
         }

@@ -461,19 +461,19 @@ impl Dashboard {
             hist: self.lat_hist.to_vec(),
             unmatched: self.unmatched,
         };
-        let hot_pages = top_n(self.pages.iter().map(|(k, p)| (p.faults, k.dev, k.ino, k.pgoff, p)))
+        let hot_pages = top_n(self.pages.iter().map(|(k, p)| (p.faults, *k)))
             .into_iter()
-            .map(|(faults, dev, ino, pgoff, p)| HotPage {
-                key: PageKey { dev, ino, pgoff },
-                faults,
-                holes: p.holes,
-                allocs: p.allocs,
-                comm: p.comm,
+            .map(|(faults, key)| {
+                let p = &self.pages[&key];
+                HotPage { key, faults, holes: p.holes, allocs: p.allocs, comm: p.comm }
             })
             .collect();
-        let hot_files = top_n(self.files.iter().map(|(&(dev, ino), f)| (f.faults, dev, ino, 0, f)))
+        let hot_files = top_n(self.files.iter().map(|(k, f)| (f.faults, *k)))
             .into_iter()
-            .map(|(faults, dev, ino, _, f)| HotFile { dev, ino, faults, pages: f.pages, comm: f.comm })
+            .map(|(faults, (dev, ino))| {
+                let f = &self.files[&(dev, ino)];
+                HotFile { dev, ino, faults, pages: f.pages, comm: f.comm }
+            })
             .collect();
         Snapshot {
             seq: base.seq,
@@ -501,32 +501,19 @@ pub struct SnapshotBase {
     pub page: Option<PageTimeline>,
 }
 
-/// The HOT_ROWS largest by the first field (ties: smaller dev, ino, pgoff first),
-/// largest first, without sorting the whole map.
-fn top_n<T>(it: impl Iterator<Item = (u64, Dev, u64, u64, T)>) -> Vec<(u64, Dev, u64, u64, T)> {
-    // Min-heap on (faults, Reverse(key)) keeps the HOT_ROWS best seen so far.
-    let mut heap: BinaryHeap<Reverse<(u64, Reverse<(Dev, u64, u64)>, usize)>> = BinaryHeap::new();
-    let mut items: Vec<Option<(u64, Dev, u64, u64, T)>> = Vec::new();
-    for item in it {
-        if item.0 == 0 {
-            continue;
-        }
-        let rank = (item.0, Reverse((item.1, item.2, item.3)));
-        if heap.len() < HOT_ROWS {
-            heap.push(Reverse((rank.0, rank.1, items.len())));
-            items.push(Some(item));
-        } else if let Some(Reverse(min)) = heap.peek() {
-            if (rank.0, rank.1) > (min.0, min.1) {
-                let idx = min.2;
-                heap.pop();
-                items[idx] = Some(item);
-                heap.push(Reverse((rank.0, rank.1, idx)));
-            }
+/// The HOT_ROWS keys with the most faults (ties: smaller key first), most
+/// first, without sorting or copying the whole map: a min-heap of the best so far.
+fn top_n<K: Ord + Copy>(it: impl Iterator<Item = (u64, K)>) -> Vec<(u64, K)> {
+    let mut heap: BinaryHeap<Reverse<(u64, Reverse<K>)>> = BinaryHeap::with_capacity(HOT_ROWS + 1);
+    for (n, k) in it.filter(|(n, _)| *n > 0) {
+        heap.push(Reverse((n, Reverse(k))));
+        if heap.len() > HOT_ROWS {
+            heap.pop();
         }
     }
-    let mut order: Vec<_> = heap.into_iter().map(|Reverse(r)| r).collect();
-    order.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
-    order.into_iter().filter_map(|(_, _, i)| items[i].take()).collect()
+    let mut out: Vec<(u64, K)> = heap.into_iter().map(|Reverse((n, Reverse(k)))| (n, k)).collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    out
 }
 
 impl Sink for Dashboard {
@@ -683,13 +670,15 @@ mod tests {
 
     #[test]
     fn top_n_keeps_only_the_largest() {
-        let items = (0..200u64).map(|i| (i % 97, Dev::new(1, 0), i, 0, ()));
+        let items = (0..200u64).map(|i| (i % 97, i));
         let top = top_n(items);
         assert_eq!(top.len(), HOT_ROWS);
         assert_eq!(top[0].0, 96);
         assert!(top.windows(2).all(|w| w[0].0 >= w[1].0));
-        // 96 occurs for i = 96 and 193; the smaller inode ranks first on a tie.
-        assert_eq!((top[0].2, top[1].2), (96, 193));
+        // 96 occurs for i = 96 and 193; the smaller key ranks first on a tie.
+        assert_eq!((top[0].1, top[1].1), (96, 193));
+        // Values 6..=96 occur twice each: the 50 largest are 96..=72, two of each.
+        assert_eq!(top.last().unwrap().0, 72);
     }
 
     #[test]

@@ -132,7 +132,7 @@ fn drill_down_highlights_the_ordering() {
     insta::assert_snapshot!(h.term.backend());
     // The hole load is part of the ordering: marked and coloured by severity.
     let (_, y) = find(&buf, "load_hole").expect("the hole load is in the timeline");
-    assert_eq!(buf[(0 + 1, y)].symbol(), "▶");
+    assert_eq!(buf[(1, y)].symbol(), "▶");
     assert_eq!(buf[(1, y)].fg, Color::Red);
     // fault_end is not part of it.
     let (_, y_end) = find(&buf, "fault_end").unwrap();
@@ -183,4 +183,78 @@ fn loss_notification() {
     insta::assert_snapshot!(h.term.backend());
     let (x, y) = find(&buf, "lost 1.2k").expect("the status line shows the loss");
     assert_eq!(buf[(x + 5, y)].fg, Color::Red);
+}
+
+#[test]
+fn hot_page_drill_shows_its_recent_story() {
+    let mut h = Harness::replay(RACE, 120, 34);
+    h.key(KeyCode::Tab);
+    h.key(KeyCode::Enter);
+    let key = h.app.drill.as_ref().expect("Enter on a hot page opens it").key;
+    // The most-faulted page: ino 20 page 0 (3 faults), before the race page (2).
+    assert_eq!((key.ino, key.pgoff), (20, 0));
+    h.pump_until(|a| a.view.page.as_ref().is_some_and(|p| Some(p.key) == a.drill.as_ref().map(|d| d.key)));
+    let page = h.app.view.page.as_ref().unwrap();
+    // 3 faults x (begin, map_blocks, insert, end), no finding to mark.
+    assert_eq!(page.rows.len(), 12);
+    assert!(page.rows.windows(2).all(|w| w[0].ts <= w[1].ts));
+    let buf = h.draw().clone();
+    assert!(find(&buf, "▶").is_none(), "nothing is marked without a finding");
+}
+
+#[test]
+fn filter_narrows_every_list() {
+    let mut h = Harness::replay(RACE, 120, 34);
+    h.key(KeyCode::Char('/'));
+    for c in "writ".chars() {
+        h.key(KeyCode::Char(c));
+    }
+    h.key(KeyCode::Enter);
+    assert_eq!(h.app.findings().len(), 1);
+    assert!(h.app.hot_pages().iter().all(|p| p.comm.as_str() == "writer"));
+    let buf = h.draw().clone();
+    assert!(find(&buf, "filter: comm ~ \"writ\"").is_some());
+    assert!(find(&buf, "dbscan").is_none(), "the other task's pages are filtered out");
+}
+
+#[test]
+fn paced_replay_follows_trace_time() {
+    // The fixture spans 2.75 s of trace time; at 10x that is at least 0.275 s.
+    let (tx, rx) = event::channel();
+    let (_req, req_rx) = mpsc::channel();
+    let start = Instant::now();
+    let feed = feed::spawn_replay(events(RACE).into_iter(), Pace::Speed(10.0), PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("replay ends") {
+            AppEvent::Snapshot(s) if matches!(s.state, FeedState::Done { .. }) => break,
+            _ => {}
+        }
+    }
+    assert!(start.elapsed() >= Duration::from_millis(270), "{:?}", start.elapsed());
+    drop(rx);
+    drop(_req);
+    assert_eq!(feed.join().unwrap(), None);
+}
+
+#[test]
+fn bad_line_stops_the_replay_keeps_what_was_counted() {
+    let trace = format!("{}\nnot json\n", RACE.lines().take(10).collect::<Vec<_>>().join("\n"));
+    let (tx, rx) = event::channel();
+    let (req, req_rx) = mpsc::channel();
+    let feed = feed::spawn_replay(events(&trace).into_iter(), Pace::Unpaced, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let mut last = None;
+    while let Ok(ev) = rx.recv_timeout(Duration::from_secs(20)) {
+        match ev {
+            AppEvent::Snapshot(s) => last = Some(s),
+            AppEvent::Notify(n) if n.level == Level::Error => break,
+            _ => {}
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last.stats.events, 10);
+    assert!(matches!(last.state, FeedState::Failed(_)));
+    drop(rx);
+    drop(req);
+    assert!(feed.join().unwrap().is_some(), "the error goes back to `top` (exit 2)");
 }
