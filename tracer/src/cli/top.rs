@@ -1,13 +1,12 @@
 //! `daxtrace top`: the terminal dashboard over the shared pipeline (`tracer::tui`).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc;
 
 use anyhow::{bail, Context};
 
-use tracer::event::{Body, Dev, Event};
+use tracer::event::{Body, Dev};
+use tracer::source::EventIter;
 use tracer::pipeline::PipelineConfig;
 use tracer::tui::app::App;
 use tracer::tui::feed::{self, Pace};
@@ -22,13 +21,16 @@ pub struct Args {
     /// Only events of this inode.
     #[arg(long, value_name = "INO")]
     inode: Option<u64>,
-    /// Replay a JSON Lines file instead of tracing the running kernel.
+    /// Replay a capture (JSON Lines; `-` reads stdin) instead of tracing the running kernel.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
     /// Replay at X times the trace's own pace; 0 replays as fast as possible,
     /// then holds the final state on screen.
     #[arg(long, value_name = "X", default_value_t = 1.0, requires = "replay")]
     speed: f64,
+    /// Count and skip records that do not parse instead of stopping the replay.
+    #[arg(long, requires = "replay")]
+    skip_bad: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
@@ -41,16 +43,16 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
              replay a capture instead: daxtrace top --replay FILE"
         );
     };
-    let events = open_jsonl(&path)?;
+    let events = tracer::source::open_any(&path)?;
     let (dev, inode) = (a.dev, a.inode);
     // The same narrowing the kernel side applies live; `lost` records always pass.
-    let events = events.filter(move |r| match r {
+    let events: EventIter = Box::new(events.filter(move |r| match r {
         Ok(ev) => {
             matches!(ev.body, Body::Lost { .. })
                 || (dev.is_none_or(|d| d == ev.dev) && inode.is_none_or(|i| i == ev.ino))
         }
         Err(_) => true,
-    });
+    }));
     let pace = if a.speed == 0.0 { Pace::Unpaced } else { Pace::Speed(a.speed) };
     let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     let source = SourceInfo {
@@ -66,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
 
     let (tx, rx) = event::channel();
     let (req_tx, req_rx) = mpsc::channel();
-    let feed = feed::spawn_replay(events, pace, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
+    let feed = feed::spawn_replay(events, pace, a.skip_bad, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
     let mut app = App::new(std::sync::Arc::new(Snapshot::empty(source)));
 
     let exit = {
@@ -102,17 +104,4 @@ impl Drop for Restore {
     fn drop(&mut self) {
         ratatui::restore();
     }
-}
-
-/// JSON Lines events, one error per bad line ("FILE:LINE: what is wrong").
-fn open_jsonl(path: &Path) -> anyhow::Result<impl Iterator<Item = Result<Event, String>> + Send + 'static> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let shown = path.display().to_string();
-    Ok(BufReader::new(file).lines().enumerate().filter_map(move |(i, line)| match line {
-        Err(e) => Some(Err(format!("{shown}: line {}: {e}", i + 1))),
-        Ok(l) if l.trim().is_empty() => None,
-        Ok(l) => Some(serde_json::from_str::<Event>(&l).map_err(|e| {
-            format!("{shown}:{}: {e} (each line must be one event as in DESIGN.md §3)", i + 1)
-        })),
-    }))
 }

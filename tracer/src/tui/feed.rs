@@ -9,7 +9,6 @@
 //! pipeline's own history of the page (`Pipeline::watch`).
 
 use std::collections::HashMap;
-use std::fmt::Display;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread;
@@ -20,6 +19,7 @@ use super::event::{offer, AppEvent};
 use super::snapshot::{Dashboard, FeedState, PageTimeline, SnapshotBase, SourceInfo, TimelineRow};
 use crate::event::{Event, PageKey};
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::source::EventIter;
 
 /// Snapshot period while events flow: redraws are bounded by this, not by the event rate.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
@@ -310,31 +310,26 @@ impl Feed {
 }
 
 /// Replay `events` on a new thread. Bad input stops the replay with an error
-/// notification and a `Failed` state; what was counted stays on screen.
-pub fn spawn_replay<I, E>(
-    events: I,
+/// notification and a `Failed` state (what was counted stays on screen),
+/// unless `skip_bad` and the record alone is bad: then it is counted
+/// (`Stats::bad_input`) and skipped.
+pub fn spawn_replay(
+    events: EventIter,
     pace: Pace,
+    skip_bad: bool,
     cfg: PipelineConfig,
     source: SourceInfo,
     tx: SyncSender<AppEvent>,
     requests: Receiver<Request>,
-) -> thread::JoinHandle<Option<String>>
-where
-    I: Iterator<Item = Result<Event, E>> + Send + 'static,
-    E: Display,
-{
+) -> thread::JoinHandle<Option<String>> {
     thread::Builder::new()
         .name("daxtrace-pipeline".into())
-        .spawn(move || replay(events, pace, Feed::new(cfg, source, tx, requests)))
+        .spawn(move || replay(events, pace, skip_bad, Feed::new(cfg, source, tx, requests)))
         .expect("spawning a thread")
 }
 
 /// Returns the input's error, if it stopped on one.
-fn replay<I, E>(events: I, pace: Pace, mut feed: Feed) -> Option<String>
-where
-    I: Iterator<Item = Result<Event, E>>,
-    E: Display,
-{
+fn replay(events: EventIter, pace: Pace, skip_bad: bool, mut feed: Feed) -> Option<String> {
     let start = Instant::now();
     feed.publish();
     let mut origin: Option<u64> = None;
@@ -342,8 +337,12 @@ where
     for item in events {
         let ev = match item {
             Ok(ev) => ev,
+            Err(e) if skip_bad && e.is_skippable() => {
+                feed.pipe.note_bad_input();
+                continue;
+            }
             Err(e) => {
-                let msg = e.to_string();
+                let msg = format!("{e} (fix or remove the record, or pass --skip-bad)");
                 feed.hold(FeedState::Failed(msg.clone()));
                 return Some(msg);
             }

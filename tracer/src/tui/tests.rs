@@ -18,7 +18,8 @@ use super::event::{self, AppEvent};
 use super::feed::{self, Pace, Request};
 use super::snapshot::{FeedState, Snapshot, SourceInfo};
 use super::{apply, ui};
-use crate::event::Event;
+use crate::source::jsonl::JsonlReader;
+use crate::source::EventIter;
 use crate::pipeline::PipelineConfig;
 
 const RACE: &str = include_str!("../../tests/data/top-race.jsonl");
@@ -30,8 +31,8 @@ struct Harness {
     term: Terminal<TestBackend>,
 }
 
-fn events(jsonl: &str) -> Vec<Result<Event, String>> {
-    jsonl.lines().map(|l| serde_json::from_str(l).map_err(|e| e.to_string())).collect()
+fn events(jsonl: &str) -> EventIter {
+    Box::new(JsonlReader::new(std::io::Cursor::new(jsonl.to_string()), "test.jsonl"))
 }
 
 impl Harness {
@@ -45,7 +46,7 @@ impl Harness {
         };
         let (tx, rx) = event::channel();
         let (req, req_rx) = mpsc::channel();
-        feed::spawn_replay(events(jsonl).into_iter(), Pace::Unpaced, PipelineConfig::default(), source.clone(), tx, req_rx);
+        feed::spawn_replay(events(jsonl), Pace::Unpaced, false, PipelineConfig::default(), source.clone(), tx, req_rx);
         let mut h = Self {
             app: App::new(Arc::new(Snapshot::empty(source))),
             rx,
@@ -223,7 +224,7 @@ fn paced_replay_follows_trace_time() {
     let (tx, rx) = event::channel();
     let (_req, req_rx) = mpsc::channel();
     let start = Instant::now();
-    let feed = feed::spawn_replay(events(RACE).into_iter(), Pace::Speed(10.0), PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let feed = feed::spawn_replay(events(RACE), Pace::Speed(10.0), false, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("replay ends") {
@@ -242,7 +243,7 @@ fn bad_line_stops_the_replay_keeps_what_was_counted() {
     let trace = format!("{}\nnot json\n", RACE.lines().take(10).collect::<Vec<_>>().join("\n"));
     let (tx, rx) = event::channel();
     let (req, req_rx) = mpsc::channel();
-    let feed = feed::spawn_replay(events(&trace).into_iter(), Pace::Unpaced, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let feed = feed::spawn_replay(events(&trace), Pace::Unpaced, false, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
     let mut last = None;
     while let Ok(ev) = rx.recv_timeout(Duration::from_secs(20)) {
         match ev {
@@ -256,5 +257,6 @@ fn bad_line_stops_the_replay_keeps_what_was_counted() {
     assert!(matches!(last.state, FeedState::Failed(_)));
     drop(rx);
     drop(req);
-    assert!(feed.join().unwrap().is_some(), "the error goes back to `top` (exit 2)");
+    let err = feed.join().unwrap().expect("the error goes back to `top` (exit 2)");
+    assert!(err.starts_with("test.jsonl:11: "), "{err}");
 }
