@@ -61,9 +61,9 @@ fn top_replay_shows_the_finding_drills_down_and_quits_cleanly() {
     let trace = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/top-race.jsonl");
     let tmux = Tmux { socket: format!("daxtrace-top-test-{}", std::process::id()) };
     // After daxtrace exits, the shell prints its status and the terminal's
-    // canonical-mode flag ("icanon", or "-icanon" if raw mode leaked), then waits.
+    // canonical-mode flag ("icanon", or "-icanon" if raw mode leaked) and END, then waits.
     let script = format!(
-        "{bin} top --replay {} --speed 0; echo \"exit=$?\"; stty -a | tr ' ' '\\n' | grep -x -- '-*icanon'; sleep 600",
+        "{bin} top --replay {} --speed 0; echo \"exit=$?\"; stty -a | tr ' ' '\\n' | grep -x -- '-*icanon'; echo END; sleep 600",
         trace.display()
     );
     let out = tmux.run(&["new-session", "-d", "-s", "top", "-x", "120", "-y", "34", &script]);
@@ -81,7 +81,7 @@ fn top_replay_shows_the_finding_drills_down_and_quits_cleanly() {
     assert!(s.contains("hole load"), "{s}");
 
     tmux.run(&["send-keys", "-t", "top", "q"]);
-    let s = tmux.wait_for("daxtrace to exit", |s| s.contains("exit="));
+    let s = tmux.wait_for("daxtrace to exit", |s| s.lines().any(|l| l.trim() == "END"));
     assert!(s.lines().any(|l| l.trim() == "exit=0"), "{s}");
     assert!(s.lines().any(|l| l.trim() == "icanon"), "terminal left in raw mode:\n{s}");
     assert_eq!(tmux.var("alternate_on"), "0", "alternate screen left on");
