@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod lab;
 mod setup;
 mod util;
 
@@ -18,12 +19,23 @@ struct Cli {
 enum Command {
     /// Install everything the build and the tests need (idempotent).
     Setup,
+    /// Boot real DAX guests (Debian 6.1/6.12 kernels, ext4 and xfs on
+    /// emulated pmem) and prove daxtrace's events against the kernel's own
+    /// trace. Default: the short pass (6.12, both filesystems); --full: both
+    /// kernels, longer workload. Exit 1 on any disagreement, data mismatch
+    /// or finding.
+    Lab(lab::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Setup => setup::run(),
+        Command::Lab(a) => match lab::run(a) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,440 @@
+//! Host-side proof: daxtrace's events against the kernel's own trace of the
+//! same tracepoints (a tracefs instance in the guest).
+//!
+//! Both sides are cut to the window between the `lab-start` and `lab-end`
+//! trace markers (mono clock on both sides). Then, per tracepoint, daxtrace's
+//! count must equal the kernel's, or, when daxtrace reported `lost` events,
+//! fall short by exactly the lost total. With nothing lost, each task's
+//! sequence of tracepoints, ordered by daxtrace's timestamps, must also
+//! equal the kernel's (a mis-ordered or mis-stamped event shows there).
+//! Inferred `insert_mapping` events have no kernel counterpart and are
+//! counted apart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One kernel trace line, as far as the comparison needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelLine<'a> {
+    pub tid: u32,
+    pub ts: u64,
+    pub event: &'a str,
+    pub rest: &'a str,
+}
+
+/// Parse one line of a tracefs `trace` file ("comm-tid [cpu] flags ts: event: text").
+pub fn parse_kernel_line(line: &str) -> Option<KernelLine<'_>> {
+    if line.starts_with('#') {
+        return None;
+    }
+    // The CPU field "[001]" ends the task; the comm itself may hold spaces or dashes.
+    let mut search = 0;
+    let (task_end, after) = loop {
+        let open = search + line[search..].find('[')?;
+        let close = open + line[open..].find(']')?;
+        let inner = &line[open + 1..close];
+        if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
+            break (open, close + 1);
+        }
+        search = close;
+    };
+    let task = line[..task_end].trim_end();
+    let tid = task.rsplit_once('-')?.1.parse().ok()?;
+    let tail = &line[after..];
+    // Tokens: optional flags, "secs.usecs:", "event:", then the event's text.
+    let mut rest = tail;
+    let mut ts = None;
+    while let Some(tok) = next_token(&mut rest) {
+        if let Some(t) = tok.strip_suffix(':').and_then(parse_secs) {
+            ts = Some(t);
+            break;
+        }
+    }
+    let ts = ts?;
+    let ev = next_token(&mut rest)?.strip_suffix(':')?;
+    Some(KernelLine { tid, ts, event: ev, rest: rest.trim() })
+}
+
+fn next_token<'a>(s: &mut &'a str) -> Option<&'a str> {
+    let t = s.trim_start();
+    if t.is_empty() {
+        return None;
+    }
+    let end = t.find(char::is_whitespace).unwrap_or(t.len());
+    *s = &t[end..];
+    Some(&t[..end])
+}
+
+/// "12.345678" seconds to nanoseconds, exactly.
+fn parse_secs(s: &str) -> Option<u64> {
+    let (a, b) = s.split_once('.')?;
+    if b.is_empty() || b.len() > 9 || !b.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = a.parse().ok()?;
+    let frac: u64 = b.parse().ok()?;
+    Some(secs * 1_000_000_000 + frac * 10u64.pow(9 - b.len() as u32))
+}
+
+/// The device printed in an event's text ("dev 259:0" or ext4's "dev 259,0").
+fn text_dev(rest: &str) -> Option<(u32, u32)> {
+    let i = rest.find("dev ")?;
+    let t = rest[i + 4..].split_whitespace().next()?;
+    let (a, b) = t.split_once([':', ','])?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// One daxtrace JSON Lines event, as far as the comparison needs it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DxEvent {
+    pub ts: u64,
+    #[serde(default)]
+    pub tid: u32,
+    pub kind: String,
+    #[serde(default)]
+    pub probe: Option<String>,
+    #[serde(default)]
+    pub inferred: bool,
+    #[serde(default)]
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Row {
+    pub kernel: u64,
+    pub daxtrace: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Comparison {
+    /// Per tracepoint (`category:event`).
+    pub rows: BTreeMap<String, Row>,
+    /// daxtrace events by kind (`fault_begin`, ...), inside the window.
+    pub kinds: BTreeMap<String, u64>,
+    pub inferred_inserts: u64,
+    /// Sum of daxtrace's `lost` counts (anywhere in its output).
+    pub lost: u64,
+    pub window_ns: (u64, u64),
+    /// Largest |kernel ts - daxtrace ts| over events matched by order within a task.
+    pub max_skew_ns: u64,
+    pub tasks_compared: usize,
+    /// Every way the two records disagree; empty means they agree.
+    pub disagreements: Vec<String>,
+}
+
+impl Comparison {
+    pub fn agrees(&self) -> bool {
+        self.disagreements.is_empty()
+    }
+
+    pub fn kernel(&self, tp: &str) -> u64 {
+        self.rows.get(tp).map_or(0, |r| r.kernel)
+    }
+}
+
+/// Timestamps within a task further apart than this mean the two clocks are
+/// not the same (trace_clock not `mono`), not scheduling noise.
+const MAX_SKEW_NS: u64 = 100_000_000;
+
+/// Compare a kernel trace with daxtrace's events. `dev` keeps only kernel
+/// events of that device; `tracepoints` are the `category:event` names
+/// daxtrace attaches (the kernel trace names events without category).
+pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoints: &[&str]) -> Comparison {
+    let mut c = Comparison::default();
+    let by_name: BTreeMap<&str, &str> = tracepoints.iter().map(|tp| (tp.split_once(':').map_or(*tp, |x| x.1), *tp)).collect();
+
+    // Kernel side, in its own (timestamp) order.
+    let mut start = None;
+    let mut end = None;
+    let mut kseq: BTreeMap<u32, Vec<(&str, u64)>> = BTreeMap::new();
+    for line in kernel_trace.lines() {
+        let Some(k) = parse_kernel_line(line) else { continue };
+        if k.event == "tracing_mark_write" {
+            match k.rest {
+                "lab-start" => start = Some(k.ts),
+                "lab-end" => end = Some(k.ts),
+                _ => {}
+            }
+            continue;
+        }
+        let Some(tp) = by_name.get(k.event) else { continue };
+        if start.is_none() || end.is_some() || text_dev(k.rest).is_some_and(|d| d != dev) {
+            continue;
+        }
+        c.rows.entry((*tp).to_string()).or_default().kernel += 1;
+        kseq.entry(k.tid).or_default().push((tp, k.ts));
+    }
+    let (Some(start), Some(end)) = (start, end) else {
+        c.disagreements.push("the kernel trace lacks the lab-start/lab-end markers (was the trace cut short?)".into());
+        return c;
+    };
+    // Markers print microseconds: the true time is up to 999 ns later.
+    let (lo, hi) = (start, end + 999);
+    c.window_ns = (lo, hi);
+
+    let mut dseq: BTreeMap<u32, Vec<(&str, u64)>> = BTreeMap::new();
+    let mut unknown = 0u64;
+    for e in events {
+        if e.kind == "lost" {
+            c.lost += e.count;
+            continue;
+        }
+        if e.ts < lo || e.ts > hi {
+            continue;
+        }
+        *c.kinds.entry(e.kind.clone()).or_default() += 1;
+        if e.inferred {
+            c.inferred_inserts += 1;
+            continue;
+        }
+        match e.probe.as_deref().and_then(|p| tracepoints.iter().find(|t| **t == p)) {
+            Some(tp) => {
+                c.rows.entry((*tp).to_string()).or_default().daxtrace += 1;
+                dseq.entry(e.tid).or_default().push((tp, e.ts));
+            }
+            None => unknown += 1,
+        }
+    }
+    if unknown > 0 {
+        c.disagreements.push(format!("{unknown} daxtrace event(s) name no known tracepoint in \"probe\""));
+    }
+
+    // Counts: equal, or short by exactly what daxtrace says it lost.
+    let mut short = 0u64;
+    for (tp, r) in &c.rows {
+        if r.daxtrace > r.kernel {
+            c.disagreements.push(format!("{tp}: daxtrace has {} events, the kernel only {}", r.daxtrace, r.kernel));
+        } else {
+            short += r.kernel - r.daxtrace;
+        }
+    }
+    if short != c.lost {
+        let detail: Vec<String> = c
+            .rows
+            .iter()
+            .filter(|(_, r)| r.kernel != r.daxtrace)
+            .map(|(tp, r)| format!("{tp} kernel {} daxtrace {}", r.kernel, r.daxtrace))
+            .collect();
+        c.disagreements.push(format!(
+            "daxtrace is short by {short} event(s) but reported {} lost ({})",
+            c.lost,
+            if detail.is_empty() { "counts differ".to_string() } else { detail.join(", ") }
+        ));
+    }
+
+    // Order: with nothing lost, each task's sequences must match one to one.
+    if c.lost == 0 {
+        for (tid, ks) in &kseq {
+            let mut ds = dseq.remove(tid).unwrap_or_default();
+            ds.sort_by_key(|&(_, ts)| ts);
+            c.tasks_compared += 1;
+            if let Some(i) = (0..ks.len().max(ds.len())).find(|&i| ks.get(i).map(|x| x.0) != ds.get(i).map(|x| x.0)) {
+                c.disagreements.push(format!(
+                    "task {tid}: event {i} is {} in the kernel's trace but {} in daxtrace's (by timestamp)",
+                    ks.get(i).map_or("nothing", |x| x.0),
+                    ds.get(i).map_or("nothing", |x| x.0)
+                ));
+                continue;
+            }
+            for (k, d) in ks.iter().zip(&ds) {
+                // Kernel text has microseconds; compare at that resolution.
+                let skew = (d.1 / 1000 * 1000).abs_diff(k.1);
+                c.max_skew_ns = c.max_skew_ns.max(skew);
+            }
+        }
+        for (tid, ds) in &dseq {
+            c.disagreements.push(format!("task {tid}: {} daxtrace event(s) the kernel's trace does not have", ds.len()));
+        }
+        if c.max_skew_ns > MAX_SKEW_NS {
+            c.disagreements.push(format!(
+                "timestamps differ by up to {:.3} s between the traces (is the guest's trace_clock mono?)",
+                c.max_skew_ns as f64 / 1e9
+            ));
+        }
+    }
+    c
+}
+
+/// Parse a JSON Lines file of daxtrace events; bad lines are errors with their number.
+pub fn parse_events(text: &str) -> Result<Vec<DxEvent>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect()
+}
+
+/// Kernel-side loss: "overrun" and "dropped events" in the per-CPU stats.
+pub fn kernel_overrun(stats: &str) -> u64 {
+    stats
+        .lines()
+        .filter_map(|l| l.strip_prefix("overrun: ").or_else(|| l.strip_prefix("dropped events: ")))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// Events that arrived later than `window_ns` behind the newest one seen,
+/// in file order (the reorder window's `late`).
+pub fn late(events: &[DxEvent], window_ns: u64) -> u64 {
+    let mut max = 0u64;
+    let mut n = 0;
+    for e in events.iter().filter(|e| e.kind != "lost") {
+        if e.ts.saturating_add(window_ns) < max {
+            n += 1;
+        }
+        max = max.max(e.ts);
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TPS: &[&str] = &["fs_dax:dax_pte_fault", "fs_dax:dax_pte_fault_done", "fs_dax:dax_load_hole", "iomap:iomap_iter_dstmap"];
+    const DEV: (u32, u32) = (259, 0);
+
+    const KERNEL: &str = "\
+# tracer: nop
+#
+#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION
+#              | |         |   |||||     |         |
+              sh-80      [000] .....    10.000000: tracing_mark_write: lab-start
+    lab-workload-95      [001] .....    10.000100: dax_pte_fault: dev 259:0 ino 0xc shared READ address 0x7f0000 pgoff 0x3
+    lab-workload-95      [001] .....    10.000102: iomap_iter_dstmap: dev 259:0 ino 0xc bdev 259:0 addr -1 offset 0x3000 length 0x1000 type HOLE flags 0x0
+    lab-workload-95      [001] .....    10.000104: dax_load_hole: dev 259:0 ino 0xc shared READ address 0x7f0000 pgoff 0x3
+    lab-workload-95      [001] .....    10.000106: dax_pte_fault_done: dev 259:0 ino 0xc shared READ address 0x7f0000 pgoff 0x3 NOPAGE
+ kworker/u4:1-12     [000] .....    10.000200: iomap_iter_dstmap: dev 8:1 ino 0x5 offset 0x0 length 0x1000 type MAPPED
+    lab-workload-96      [000] d..1.    10.000300: dax_pte_fault: dev 259:0 ino 0xc shared WRITE address 0x7f1000 pgoff 0x4
+    lab-workload-96      [000] d..1.    10.000305: dax_pte_fault_done: dev 259:0 ino 0xc shared WRITE address 0x7f1000 pgoff 0x4 NOPAGE
+              sh-80      [000] .....    10.001000: tracing_mark_write: lab-end
+";
+
+    fn ev(ts: u64, tid: u32, kind: &str, probe: &str) -> DxEvent {
+        DxEvent { ts, tid, kind: kind.into(), probe: Some(probe.into()), inferred: false, count: 0 }
+    }
+
+    /// daxtrace's view of KERNEL: same events, stamped a few hundred ns later.
+    fn good() -> Vec<DxEvent> {
+        vec![
+            ev(10_000_100_400, 95, "fault_begin", "fs_dax:dax_pte_fault"),
+            ev(10_000_102_300, 95, "map_blocks", "iomap:iomap_iter_dstmap"),
+            ev(10_000_104_200, 95, "load_hole", "fs_dax:dax_load_hole"),
+            ev(10_000_106_100, 95, "fault_end", "fs_dax:dax_pte_fault_done"),
+            ev(10_000_300_500, 96, "fault_begin", "fs_dax:dax_pte_fault"),
+            DxEvent { inferred: true, ..ev(10_000_305_300, 96, "insert_mapping", "fs_dax:dax_pte_fault_done") },
+            ev(10_000_305_400, 96, "fault_end", "fs_dax:dax_pte_fault_done"),
+            // Outside the window: ignored on both sides.
+            ev(9_000_000_000, 95, "fault_begin", "fs_dax:dax_pte_fault"),
+        ]
+    }
+
+    #[test]
+    fn parses_trace_lines() {
+        let l = parse_kernel_line("    lab-workload-95      [001] .....    10.000102: iomap_iter_dstmap: dev 259:0 ino 0xc").unwrap();
+        assert_eq!((l.tid, l.ts, l.event, l.rest), (95, 10_000_102_000, "iomap_iter_dstmap", "dev 259:0 ino 0xc"));
+        // No flags column, a comm with spaces, dashes and brackets.
+        let l = parse_kernel_line(" my [x]-prog-7 [003] 5.5: ext4_punch_hole: dev 259,0 ino 12").unwrap();
+        assert_eq!((l.tid, l.ts, l.event), (7, 5_500_000_000, "ext4_punch_hole"));
+        assert_eq!(text_dev(l.rest), Some((259, 0)));
+        assert!(parse_kernel_line("# tracer: nop").is_none());
+        assert!(parse_kernel_line("garbage").is_none());
+    }
+
+    #[test]
+    fn agreeing_traces_agree() {
+        let c = compare(KERNEL, &good(), DEV, TPS);
+        assert!(c.agrees(), "{:?}", c.disagreements);
+        assert_eq!(c.kernel("fs_dax:dax_pte_fault"), 2);
+        // The other device's iomap event is not counted.
+        assert_eq!(c.rows["iomap:iomap_iter_dstmap"], Row { kernel: 1, daxtrace: 1 });
+        assert_eq!(c.inferred_inserts, 1);
+        assert_eq!(c.tasks_compared, 2);
+        assert!(c.max_skew_ns < 1000, "{}", c.max_skew_ns);
+    }
+
+    #[test]
+    fn a_missing_event_is_a_mismatch() {
+        let mut e = good();
+        e.remove(2); // daxtrace lost a load_hole without saying so
+        let c = compare(KERNEL, &e, DEV, TPS);
+        assert!(!c.agrees());
+        assert!(c.disagreements.iter().any(|d| d.contains("short by 1") && d.contains("fs_dax:dax_load_hole kernel 1 daxtrace 0")), "{:?}", c.disagreements);
+    }
+
+    #[test]
+    fn an_extra_event_is_a_mismatch() {
+        let mut e = good();
+        e.push(ev(10_000_500_000, 96, "fault_begin", "fs_dax:dax_pte_fault"));
+        let c = compare(KERNEL, &e, DEV, TPS);
+        assert!(c.disagreements.iter().any(|d| d.contains("daxtrace has 3 events, the kernel only 2")), "{:?}", c.disagreements);
+    }
+
+    #[test]
+    fn reported_loss_covers_exactly_the_shortfall() {
+        let mut e = good();
+        e.remove(2);
+        e.push(DxEvent { ts: 10_000_900_000, tid: 0, kind: "lost".into(), probe: None, inferred: false, count: 1 });
+        let c = compare(KERNEL, &e, DEV, TPS);
+        assert!(c.agrees(), "{:?}", c.disagreements);
+        assert_eq!(c.lost, 1);
+        // Claiming more loss than the shortfall is a disagreement too.
+        e.last_mut().unwrap().count = 2;
+        assert!(!compare(KERNEL, &e, DEV, TPS).agrees());
+    }
+
+    #[test]
+    fn a_misordered_trace_is_a_mismatch() {
+        // Same counts, but daxtrace stamps the hole load before the lookup.
+        let mut e = good();
+        e[2].ts = 10_000_101_000;
+        let c = compare(KERNEL, &e, DEV, TPS);
+        assert!(c.rows.values().all(|r| r.kernel == r.daxtrace));
+        assert!(
+            c.disagreements.iter().any(|d| d.starts_with("task 95: event 1 is iomap:iomap_iter_dstmap in the kernel's trace but fs_dax:dax_load_hole")),
+            "{:?}",
+            c.disagreements
+        );
+    }
+
+    #[test]
+    fn a_wrong_clock_is_a_mismatch() {
+        let mut e = good();
+        for x in &mut e {
+            x.ts += 3_000_000_000; // realtime-ish offset: all outside the window
+        }
+        let c = compare(KERNEL, &e, DEV, TPS);
+        assert!(!c.agrees());
+    }
+
+    #[test]
+    fn wrong_task_is_a_mismatch() {
+        let mut e = good();
+        e[4].tid = 97;
+        let c = compare(KERNEL, &e, DEV, TPS);
+        assert!(c.disagreements.iter().any(|d| d.starts_with("task 97:")), "{:?}", c.disagreements);
+    }
+
+    #[test]
+    fn missing_markers_fail() {
+        let k: String = KERNEL.lines().filter(|l| !l.contains("lab-end")).map(|l| format!("{l}\n")).collect();
+        assert!(!compare(&k, &good(), DEV, TPS).agrees());
+    }
+
+    #[test]
+    fn overrun_and_late_are_counted() {
+        assert_eq!(kernel_overrun("entries: 5\noverrun: 3\ncommit overrun: 0\ndropped events: 2\noverrun: 0\n"), 5);
+        let e = vec![ev(500, 1, "fault_begin", "x"), ev(100, 1, "fault_begin", "x"), ev(450, 1, "fault_begin", "x")];
+        assert_eq!(late(&e, 100), 1);
+    }
+
+    #[test]
+    fn events_parse_with_line_numbers() {
+        let ok = parse_events("{\"ts\":1,\"kind\":\"lost\",\"count\":4}\n\n{\"ts\":2,\"tid\":3,\"kind\":\"fault_begin\",\"probe\":\"fs_dax:dax_pte_fault\"}\n").unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].count, 4);
+        let err = parse_events("{\"ts\":1,\"kind\":\"lost\"}\nnot json\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+    }
+}

@@ -1,0 +1,159 @@
+#!/bin/busybox sh
+# /init of the lab guest (built by xtask/src/lab/initramfs.rs).
+#
+# Parameters come on the kernel command line:
+#   lab.fs=ext4,xfs  lab.rounds=N  lab.pages=N  lab.passes=N  lab.bufkb=KB  lab.daxtrace=0|1
+# Everything the host compares goes to /share/<fs>/ (9p). The host reads the
+# console for `daxtrace-lab: ...` progress lines and exactly one verdict:
+# `daxtrace-lab: ok` or `daxtrace-lab: fail <why>`.
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t devtmpfs dev /dev 2>/dev/null
+exec 0</dev/console 1>/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t tmpfs tmp /tmp
+mount -t tracefs tracefs /sys/kernel/tracing
+
+say() { echo "daxtrace-lab: $*"; }
+fail() {
+    say "fail $*"
+    sync
+    poweroff -f
+}
+up() { cut -d' ' -f1 /proc/uptime; }
+
+FS=ext4,xfs ROUNDS=10 PAGES=1024 PASSES=4 BUFKB=32768 DAXTRACE=1
+for w in $(cat /proc/cmdline); do
+    case "$w" in
+    lab.fs=*) FS=${w#lab.fs=} ;;
+    lab.rounds=*) ROUNDS=${w#lab.rounds=} ;;
+    lab.pages=*) PAGES=${w#lab.pages=} ;;
+    lab.passes=*) PASSES=${w#lab.passes=} ;;
+    lab.bufkb=*) BUFKB=${w#lab.bufkb=} ;;
+    lab.daxtrace=*) DAXTRACE=${w#lab.daxtrace=} ;;
+    esac
+done
+
+for m in $(cat /lab/modules); do
+    insmod /lib/modules/$m || fail "insmod $m"
+done
+mkdir -p /share
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share /share || fail "mount 9p share"
+i=0
+while [ ! -b /dev/pmem0 ]; do
+    i=$((i + 1))
+    [ $i -gt 100 ] && fail "no /dev/pmem0 (is memmap=512M!1G on the kernel command line?)"
+    sleep 0.1
+done
+uname -r > /share/uname
+say "ready $(uname -r) at $(up)s"
+
+T=/sys/kernel/tracing
+echo mono > $T/trace_clock
+I=$T/instances/lab
+
+# daxtrace is ready once its programs are attached: wait until its count of
+# perf-event/bpf-link descriptors is non-zero and has not moved for a second.
+wait_attached() {
+    pid=$1 prev=-1 n=0 i=0
+    while [ $i -lt 240 ]; do
+        kill -0 "$pid" 2>/dev/null || return 1
+        n=$(ls -l /proc/"$pid"/fd 2>/dev/null | grep -c -e perf_event -e bpf_link)
+        if [ "$n" -gt 0 ] && [ "$n" = "$prev" ]; then
+            return 0
+        fi
+        prev=$n
+        i=$((i + 1))
+        sleep 1
+    done
+    return 1
+}
+
+run_fs() {
+    fs=$1
+    out=/share/$fs
+    rm -rf "$out"
+    mkdir -p "$out"
+    say "fs $fs mkfs at $(up)s"
+    case $fs in
+    ext4)
+        /usr/sbin/mkfs.ext4 -q -F -b 4096 -E stride=512,stripe_width=512 /dev/pmem0 > "$out/mkfs.log" 2>&1 || fail "mkfs.ext4"
+        mount -t ext4 -o dax /dev/pmem0 /mnt || fail "mount ext4 -o dax"
+        ;;
+    xfs)
+        /usr/sbin/mkfs.xfs -q -f -m reflink=0 -d su=2m,sw=1 /dev/pmem0 > "$out/mkfs.log" 2>&1 || fail "mkfs.xfs"
+        mount -t xfs -o dax=always /dev/pmem0 /mnt || fail "mount xfs -o dax=always"
+        ;;
+    *) fail "unknown filesystem $fs" ;;
+    esac
+    grep " /mnt " /proc/mounts > "$out/mount"
+    majmin=$(cat /sys/block/pmem0/dev)
+    maj=${majmin%:*}
+    min=${majmin#*:}
+    kdev=$(((maj << 20) | min))
+    echo "$majmin" > "$out/dev"
+
+    # The kernel's own record: a separate instance on the same tracepoints.
+    [ -d $I ] && rmdir $I
+    mkdir $I || fail "cannot create tracefs instance"
+    echo 0 > $I/tracing_on
+    echo mono > $I/trace_clock
+    echo "$BUFKB" > $I/buffer_size_kb || fail "buffer_size_kb $BUFKB"
+    : > "$out/absent"
+    for ev in $(cat /lab/events); do
+        d=$I/events/${ev%%:*}/${ev#*:}
+        if [ ! -d "$d" ]; then
+            echo "$ev" >> "$out/absent"
+            continue
+        fi
+        echo "dev == $kdev" > "$d/filter" 2>/dev/null || echo "$ev" >> "$out/nofilter"
+        echo 1 > "$d/enable" || fail "enable $ev"
+    done
+
+    if [ "$DAXTRACE" = 1 ]; then
+        daxtrace stream --json --dev "$majmin" > /tmp/events.jsonl 2> "$out/daxtrace.err" &
+        dt=$!
+        t=$(up)
+        wait_attached $dt || say "daxtrace did not attach (see $fs/daxtrace.err)"
+        say "fs $fs daxtrace attached in $(awk "BEGIN{print $(up)-$t}")s"
+    fi
+
+    echo 1 > $I/tracing_on
+    echo lab-start > $I/trace_marker
+    say "fs $fs workload start at $(up)s"
+    mkdir -p /mnt/w
+    lab-workload --dir /mnt/w --rounds "$ROUNDS" --pages "$PAGES" --passes "$PASSES" > "$out/workload.json" 2> "$out/workload.err"
+    echo $? > "$out/workload.rc"
+    rm -rf /mnt/w
+    sync
+    echo lab-end > $I/trace_marker
+    echo 0 > $I/tracing_on
+    say "fs $fs workload end at $(up)s: $(cat "$out/workload.json")"
+
+    if [ "$DAXTRACE" = 1 ]; then
+        kill -INT $dt 2>/dev/null
+        wait $dt
+        echo $? > "$out/daxtrace.rc"
+        cp /tmp/events.jsonl "$out/events.jsonl"
+        rm -f /tmp/events.jsonl
+    fi
+    cat $I/per_cpu/cpu*/stats > "$out/kernel.stats"
+    cat $I/trace > "$out/kernel.trace"
+    for ev in $(cat /lab/events); do
+        d=$I/events/${ev%%:*}/${ev#*:}
+        [ -d "$d" ] && echo 0 > "$d/enable"
+    done
+    rmdir $I
+    umount /mnt || fail "umount $fs"
+    say "fs $fs copied out at $(up)s"
+}
+
+for fs in $(echo "$FS" | tr , ' '); do
+    run_fs "$fs"
+done
+sync
+say ok
+poweroff -f
