@@ -274,20 +274,6 @@ pub fn kernel_overrun(stats: &str) -> u64 {
         .sum()
 }
 
-/// Events that arrived later than `window_ns` behind the newest one seen,
-/// in file order (the reorder window's `late`).
-pub fn late(events: &[DxEvent], window_ns: u64) -> u64 {
-    let mut max = 0u64;
-    let mut n = 0;
-    for e in events.iter().filter(|e| e.kind != "lost") {
-        if e.ts.saturating_add(window_ns) < max {
-            n += 1;
-        }
-        max = max.max(e.ts);
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,10 +409,8 @@ mod tests {
     }
 
     #[test]
-    fn overrun_and_late_are_counted() {
+    fn kernel_overrun_is_counted() {
         assert_eq!(kernel_overrun("entries: 5\noverrun: 3\ncommit overrun: 0\ndropped events: 2\noverrun: 0\n"), 5);
-        let e = vec![ev(500, 1, "fault_begin", "x"), ev(100, 1, "fault_begin", "x"), ev(450, 1, "fault_begin", "x")];
-        assert_eq!(late(&e, 100), 1);
     }
 
     #[test]

@@ -72,8 +72,9 @@ pub struct Tools {
     /// `-L` folders: seabios, ipxe, qemu-system-data.
     pub firmware: Vec<PathBuf>,
     pub busybox: PathBuf,
-    pub depmod: PathBuf,
-    pub modprobe: PathBuf,
+    /// kmod's one binary; depmod and modprobe are absolute symlinks to
+    /// /bin/kmod in the package, so it runs under those names via argv[0].
+    pub kmod: PathBuf,
     pub cpio: PathBuf,
     /// LD_LIBRARY_PATH for the unpacked binaries.
     pub lib_path: String,
@@ -84,6 +85,14 @@ impl Tools {
     pub fn command(&self, bin: &Path) -> Command {
         let mut c = Command::new(bin);
         c.env("LD_LIBRARY_PATH", &self.lib_path);
+        c
+    }
+
+    /// kmod as `depmod` or `modprobe`.
+    pub fn kmod(&self, name: &str) -> Command {
+        use std::os::unix::process::CommandExt as _;
+        let mut c = self.command(&self.kmod);
+        c.arg0(name);
         c
     }
 }
@@ -144,8 +153,7 @@ impl Fetcher {
             qemu_modules: root.join("usr/lib/x86_64-linux-gnu/qemu"),
             firmware: ["usr/share/seabios", "usr/lib/ipxe/qemu", "usr/share/qemu"].iter().map(|d| root.join(d)).collect(),
             busybox: root.join("bin/busybox"),
-            depmod: first_existing(&root, &["sbin/depmod", "usr/sbin/depmod", "bin/kmod", "usr/bin/kmod"])?,
-            modprobe: first_existing(&root, &["sbin/modprobe", "usr/sbin/modprobe", "bin/kmod", "usr/bin/kmod"])?,
+            kmod: first_existing(&root, &["bin/kmod", "usr/bin/kmod"])?,
             cpio: first_existing(&root, &["bin/cpio", "usr/bin/cpio"])?,
             lib_path,
             root,

@@ -98,7 +98,7 @@ fn modules(tools: &Tools, k: &Kernel, dst: &Path) -> Result<Vec<String>> {
     let base = k.modules.parent().and_then(Path::parent).and_then(Path::parent).context("modules folder layout")?;
     if !k.modules.join("modules.dep").exists() {
         let st = tools
-            .command(&tools.depmod)
+            .kmod("depmod")
             .arg("-b")
             .arg(base)
             .arg(&k.release)
@@ -112,7 +112,7 @@ fn modules(tools: &Tools, k: &Kernel, dst: &Path) -> Result<Vec<String>> {
     for m in MODULES {
         // -C /dev/null: the host's modprobe.d must not change what loads.
         let out = tools
-            .command(&tools.modprobe)
+            .kmod("modprobe")
             .args(["-C", "/dev/null", "--show-depends", "-d"])
             .arg(base)
             .args(["-S", &k.release, m])

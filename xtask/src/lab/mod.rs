@@ -309,21 +309,37 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
     }
     let c = compare::compare(&kernel_trace, &events, dev, tracepoints);
     fill_counts(&mut r, &c, false);
-    r.late = compare::late(&events, 100_000_000);
     r.problems.extend(c.disagreements.iter().cloned());
 
-    // Analysis on the host: these fixed kernels must give no finding.
+    // Analysis on the host: these fixed kernels must give no finding. Its
+    // summary line carries the reorder window's late count.
     match Command::new(daxtrace).args(["analyze", "--json"]).arg(&events_path).output() {
         Ok(out) => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            r.findings = text.lines().filter(|l| l.contains("\"kind\":\"finding\"")).count() as u64;
-            match out.status.code() {
-                Some(0 | 1) => {}
-                _ => r.problems.push(format!(
+            let mut summary = None;
+            for l in String::from_utf8_lossy(&out.stdout).lines() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else { continue };
+                match v["kind"].as_str() {
+                    Some("finding") => r.findings += 1,
+                    Some("summary") => summary = Some(v),
+                    _ => {}
+                }
+            }
+            match &summary {
+                Some(s) => {
+                    r.late = s["late"].as_u64().unwrap_or(0);
+                    r.findings = r.findings.max(s["findings"].as_u64().unwrap_or(0));
+                    if s["lost"].as_u64().is_some_and(|l| l != c.lost) {
+                        r.problems.push(format!("daxtrace analyze counts {} lost, the lab {}", s["lost"], c.lost));
+                    }
+                }
+                None => r.problems.push("daxtrace analyze --json printed no summary line".into()),
+            }
+            if !matches!(out.status.code(), Some(0 | 1)) {
+                r.problems.push(format!(
                     "daxtrace analyze failed ({}): {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
-                )),
+                ));
             }
             if r.findings > 0 || out.status.code() == Some(1) {
                 r.problems.push(format!("daxtrace analyze raised {} finding(s) on a fixed kernel", r.findings));
