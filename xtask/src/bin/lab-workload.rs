@@ -327,7 +327,7 @@ fn churn(fd: i32, pages: usize, round: u32, m: &Model, c: &Counts) -> std::io::R
             m.done[p].store(false, Ordering::Relaxed);
         }
     };
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
         let mut p = (round as usize / 2 % 2) * 16;
         while p < pages {
@@ -415,5 +415,68 @@ fn main() -> ExitCode {
             eprintln!("lab-workload: error: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The data check must catch what the race would do: a published page
+    /// that reads zero (stale hole), and a word nobody wrote.
+    #[test]
+    fn detects_stale_and_garbage_pages() {
+        let dir = std::env::temp_dir().join(format!("lab-workload-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fd = open(&dir.join("f")).unwrap();
+        let fdn = fd.as_raw_fd();
+        let pages = 512;
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::ftruncate(fdn, (pages * PAGE) as i64) }, 0);
+        let m = Model {
+            state: (0..pages).map(|_| AtomicU32::new(0)).collect(),
+            done: (0..pages).map(|_| AtomicBool::new(false)).collect(),
+        };
+        let c = Counts::default();
+        let page: Vec<u64> = (0..WORDS).map(|w| tag(0, 3, w)).collect();
+        // SAFETY: page is PAGE bytes.
+        assert_eq!(unsafe { libc::pwrite(fdn, page.as_ptr().cast(), PAGE, (3 * PAGE) as i64) }, PAGE as isize);
+        m.state[3].store(1, Ordering::Relaxed);
+        m.done[3].store(true, Ordering::Release);
+
+        let map = Map::new(fdn, pages * PAGE, false, false).unwrap();
+        for p in 0..pages {
+            read_page(&map, p, &m, &c);
+        }
+        verify(fdn, pages, &m, &c).unwrap();
+        assert_eq!(c.mismatches(), 0);
+
+        // The written page goes back to zero behind the model's back.
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: plain syscall.
+        assert_eq!(unsafe { libc::fallocate(fdn, mode, (3 * PAGE) as i64, PAGE as i64) }, 0);
+        // A word no writer stores appears in a hole page.
+        let junk = 0xdead_beef_u64;
+        // SAFETY: 8 bytes.
+        assert_eq!(unsafe { libc::pwrite(fdn, std::ptr::from_ref(&junk).cast(), 8, (5 * PAGE) as i64) }, 8);
+        let map = Map::new(fdn, pages * PAGE, false, true).unwrap();
+        for p in 0..pages {
+            read_page(&map, p, &m, &c);
+        }
+        assert_eq!(c.stale.load(Ordering::Relaxed), 1);
+        assert_eq!(c.garbage.load(Ordering::Relaxed), 1);
+        verify(fdn, pages, &m, &c).unwrap();
+        assert_eq!(c.final_bad.load(Ordering::Relaxed), 2);
+        drop(map);
+        drop(fd);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tags_are_unique_and_never_zero() {
+        assert_ne!(tag(0, 0, 0), 0);
+        assert_ne!(tag(0, 3, 1), tag(1, 3, 1));
+        assert_ne!(tag(2, 3, 1), tag(2, 4, 1));
+        assert_ne!(tag(2, 3, 1), tag(2, 3, 2));
     }
 }

@@ -124,6 +124,7 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    #[cfg(test)]
     pub fn agrees(&self) -> bool {
         self.disagreements.is_empty()
     }

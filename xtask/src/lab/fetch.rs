@@ -65,7 +65,6 @@ impl KernelLine {
 
 /// The unpacked tools.
 pub struct Tools {
-    pub root: PathBuf,
     pub qemu: PathBuf,
     /// `QEMU_MODULE_DIR` (accel-tcg-x86_64.so lives there).
     pub qemu_modules: PathBuf,
@@ -99,11 +98,9 @@ impl Tools {
 
 /// An unpacked kernel image package.
 pub struct Kernel {
-    pub line: KernelLine,
     pub package: String,
     /// `uname -r` of the guest, e.g. `6.12.117+deb12-amd64`.
     pub release: String,
-    pub root: PathBuf,
     pub vmlinuz: PathBuf,
     /// `<root>/lib/modules/<release>` (or under usr/ on merged layouts).
     pub modules: PathBuf,
@@ -156,7 +153,6 @@ impl Fetcher {
             kmod: first_existing(&root, &["bin/kmod", "usr/bin/kmod"])?,
             cpio: first_existing(&root, &["bin/cpio", "usr/bin/cpio"])?,
             lib_path,
-            root,
         };
         for p in [&t.qemu, &t.busybox, &t.qemu_modules.join("accel-tcg-x86_64.so")] {
             if !p.exists() {
@@ -201,7 +197,7 @@ impl Fetcher {
         if !vmlinuz.exists() {
             bail!("{} is missing in {deb}", vmlinuz.display());
         }
-        Ok(Kernel { line, package, release, root, vmlinuz, modules })
+        Ok(Kernel { package, release, vmlinuz, modules })
     }
 
     /// The file names of a list when every one is in the cache.

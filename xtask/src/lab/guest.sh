@@ -140,14 +140,15 @@ run_fs() {
         kill -INT $dt 2>/dev/null
         wait $dt
         echo $? > "$out/daxtrace.rc"
-        cp /tmp/events.jsonl "$out/events.jsonl"
+        dd if=/tmp/events.jsonl of="$out/events.jsonl" bs=1M 2>/dev/null
         rm -f /tmp/events.jsonl
     fi
     cat $I/per_cpu/cpu*/stats > "$out/kernel.stats"
     say "fs $fs reading the kernel trace at $(up)s"
-    cat $I/trace > /tmp/kernel.trace
+    # Large blocks: 9p pays a round trip per write, tracefs per read.
+    dd if=$I/trace of=/tmp/kernel.trace bs=1M 2>/dev/null
     say "fs $fs copying at $(up)s"
-    cp /tmp/kernel.trace "$out/kernel.trace"
+    dd if=/tmp/kernel.trace of="$out/kernel.trace" bs=1M 2>/dev/null
     rm /tmp/kernel.trace
     for ev in $(cat /lab/events); do
         d=$I/events/${ev%%:*}/${ev#*:}

@@ -83,6 +83,8 @@ pub struct FsResult {
     pub kernel: String,
     pub release: String,
     pub fs: String,
+    /// false: the workload ran without daxtrace (counts are the kernel's).
+    pub daxtrace: bool,
     pub pte_faults: u64,
     pub pmd_faults: u64,
     pub hole_loads: u64,
@@ -148,7 +150,7 @@ pub fn run(a: Args) -> Result<bool> {
         let kernel = fetcher.kernel(line)?;
         let build = cache.join("build").join(&kernel.release);
         fs::create_dir_all(&build)?;
-        eprintln!("lab: {} ({}): building the initramfs", line.label(), kernel.release);
+        eprintln!("lab: {} ({}): building the initramfs", line.label(), kernel.package);
         let initrd = initramfs::build(
             &initramfs::Inputs { tools: &tools, kernel: &kernel, daxtrace: daxtrace.as_deref(), workload: &workload, events: &tracepoints },
             &build,
@@ -281,6 +283,7 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
         })
         .unwrap_or((0, 0));
 
+    r.daxtrace = daxtrace.is_some();
     let Some(daxtrace) = daxtrace else {
         // Boot path alone: count the kernel's events only.
         let c = compare::compare(&kernel_trace, &[], dev, tracepoints);
@@ -398,9 +401,16 @@ fn print_table(rs: &[FsResult]) {
             let per: Vec<String> = r
                 .counts
                 .iter()
-                .map(|(tp, c)| if c.kernel == c.daxtrace { format!("{tp} {}", c.kernel) } else { format!("{tp} kernel {} daxtrace {}", c.kernel, c.daxtrace) })
+                .map(|(tp, c)| {
+                    if c.kernel == c.daxtrace || !r.daxtrace {
+                        format!("{tp} {}", c.kernel)
+                    } else {
+                        format!("{tp} kernel {} daxtrace {}", c.kernel, c.daxtrace)
+                    }
+                })
                 .collect();
-            println!("  {} {} kernel trace vs daxtrace: {}", r.kernel, r.fs, per.join(", "));
+            let what = if r.daxtrace { "kernel trace vs daxtrace" } else { "kernel trace only (--no-daxtrace)" };
+            println!("  {} {} {what}: {}", r.kernel, r.fs, per.join(", "));
         }
         for p in &r.problems {
             println!("  {} {}: {p}", r.kernel, r.fs);
