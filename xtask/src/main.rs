@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod lab;
 mod setup;
+mod test;
 mod util;
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ enum Command {
     /// kernels, longer workload. Exit 1 on any disagreement, data mismatch
     /// or finding.
     Lab(lab::Args),
+    /// Run every test, the real-kernel ones included (needs root; runs setup first).
+    Test,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::Test => test::run_all(),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,69 @@
+//! What every live subcommand shares: filter flags, duration, signals.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use tracer::attach::Filter;
+use tracer::event::Dev;
+use tracer::source::ringbuf::LiveSource;
+
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct LiveArgs {
+    /// Trace only this block device (MAJ:MIN, as `stat -c %d` / lsblk show it).
+    #[arg(long, value_name = "MAJ:MIN")]
+    pub dev: Option<Dev>,
+    /// Trace only this inode number (`stat -c %i FILE`).
+    #[arg(long, value_name = "N")]
+    pub inode: Option<u64>,
+    /// Stop after this long (e.g. 10s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+impl LiveArgs {
+    pub fn filter(&self) -> Filter {
+        Filter { dev: self.dev, ino: self.inode }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.duration.map(|d| Instant::now() + d)
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10s, 500ms, 5m"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A flag set by SIGINT or SIGTERM, so every live loop ends cleanly.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Load, attach and report what was attached (on stderr, at info level).
+pub fn open(args: &LiveArgs) -> Result<LiveSource> {
+    let src = LiveSource::open(&args.filter())?;
+    let n = src.plan().used_probes().count();
+    eprintln!(
+        "daxtrace: {n} tracepoints attached in {:.2}s ({})",
+        src.ready_after().as_secs_f64(),
+        src.plan().summary_line()
+    );
+    Ok(src)
+}

@@ -1,0 +1,436 @@
+//! Tests on the real kernel: loop-mounted ext4, real tracepoints, the real
+//! ring buffer, and the kernel's own ftrace as the oracle. They need root,
+//! so they sit behind the `kernel-tests` feature (`cargo xtask test` turns
+//! it on) and run one at a time (they share kernel state).
+#![cfg(feature = "kernel-tests")]
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PAGE: usize = 4096;
+
+/// Kernel tests share tracefs, the BPF program list and loop devices: one at a time.
+static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    KERNEL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A loop-mounted ext4 made for one test; unmounted on drop.
+struct LoopFs {
+    dir: PathBuf,
+    mnt: PathBuf,
+}
+
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl LoopFs {
+    fn ext4(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("daxtrace-kt-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("mnt")).unwrap();
+        let img = dir.join("img");
+        sh(Command::new("truncate").args(["-s", "256M"]).arg(&img));
+        sh(Command::new("mkfs.ext4").args(["-q", "-F", "-b", "4096"]).arg(&img));
+        sh(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(dir.join("mnt")));
+        Self { mnt: dir.join("mnt"), dir }
+    }
+
+    /// (MAJ:MIN as the kernel's tracepoints print it, kernel dev_t)
+    fn dev(&self) -> (String, u64) {
+        let d = std::fs::metadata(&self.mnt).unwrap().dev();
+        let (ma, mi) = (libc::major(d), libc::minor(d));
+        (format!("{ma}:{mi}"), (u64::from(ma) << 20) | u64::from(mi))
+    }
+
+    /// A sparse file of `pages` pages; returns (path, inode).
+    fn sparse(&self, name: &str, pages: u64) -> (PathBuf, u64) {
+        let p = self.mnt.join(name);
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(pages * PAGE as u64).unwrap();
+        let ino = f.metadata().unwrap().ino();
+        (p, ino)
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Page-aligned buffer for O_DIRECT.
+struct Aligned {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(pages: usize, fill: u8) -> Self {
+        let len = pages * PAGE;
+        let layout = std::alloc::Layout::from_size_align(len, PAGE).unwrap();
+        // SAFETY: non-zero size layout.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        // SAFETY: freshly allocated, len bytes.
+        unsafe { std::ptr::write_bytes(ptr, fill, len) };
+        Self { ptr, len }
+    }
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: valid for len bytes while self lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, unique borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Aligned {
+    fn drop(&mut self) {
+        let layout = std::alloc::Layout::from_size_align(self.len, PAGE).unwrap();
+        // SAFETY: allocated with this layout.
+        unsafe { std::alloc::dealloc(self.ptr, layout) };
+    }
+}
+
+fn direct_write(path: &Path, page: u64, pages: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).unwrap();
+    let buf = Aligned::new(pages, 0xab);
+    f.write_all_at(buf.as_slice(), page * PAGE as u64).unwrap();
+}
+
+fn direct_read(path: &Path, page: u64, pages: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).unwrap();
+    let mut buf = Aligned::new(pages, 0);
+    f.read_exact_at(buf.as_mut_slice(), page * PAGE as u64).unwrap();
+}
+
+/// A running `daxtrace stream --json`, ready (its programs attached).
+struct Stream {
+    child: Child,
+    stderr_lines: Vec<String>,
+}
+
+fn daxtrace() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_daxtrace"))
+}
+
+impl Stream {
+    fn start(args: &[&str], stdout: Stdio) -> Self {
+        let mut child = daxtrace()
+            .args(["stream", "--json"])
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start daxtrace");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut lines = Vec::new();
+        let t0 = Instant::now();
+        loop {
+            let mut l = String::new();
+            assert!(stderr.read_line(&mut l).unwrap() > 0, "daxtrace exited before ready: {lines:?}");
+            let ready = l.contains("tracepoints attached");
+            lines.push(l);
+            if ready {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "not ready: {lines:?}");
+        }
+        // Keep reading stderr in the background so the child never blocks on it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            let _ = tx.send(rest);
+        });
+        STDERR_RX.with(|r| *r.borrow_mut() = Some(rx));
+        Self { child, stderr_lines: lines }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Stop with `sig`, collect stdout events, exit status and stderr.
+    fn stop(mut self, sig: i32) -> (Vec<Value>, std::process::ExitStatus, String) {
+        let mut out = String::new();
+        let reader = self.child.stdout.take().map(|mut s| {
+            std::thread::spawn(move || {
+                let _ = s.read_to_string(&mut out);
+                out
+            })
+        });
+        self.signal(sig);
+        let status = self.child.wait().unwrap();
+        let out = reader.map(|h| h.join().unwrap()).unwrap_or_default();
+        let rest = STDERR_RX.with(|r| r.borrow_mut().take()).map(|rx| rx.recv().unwrap_or_default()).unwrap_or_default();
+        let events = out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect();
+        (events, status, self.stderr_lines.concat() + &rest)
+    }
+}
+
+thread_local! {
+    static STDERR_RX: std::cell::RefCell<Option<std::sync::mpsc::Receiver<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"))
+}
+
+#[test]
+fn odirect_write_shows_allocation_and_read_shows_hole() {
+    let _serial = serial();
+    let fs = LoopFs::ext4("odirect");
+    let (dev, _) = fs.dev();
+    let (file, ino) = fs.sparse("sparse", 1024);
+    let (_other, _) = fs.sparse("other", 1024);
+    let s = Stream::start(&["--dev", &dev, "--inode", &ino.to_string()], Stdio::piped());
+    direct_write(&file, 64, 16);
+    direct_read(&file, 300, 1);
+    // Activity on another inode of the same filesystem must not show.
+    direct_write(&fs.mnt.join("other"), 10, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, status, stderr) = s.stop(libc::SIGINT);
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.contains("events"), "summary line missing: {stderr}");
+    assert!(!events.is_empty());
+    for e in &events {
+        if e["kind"] != "lost" {
+            assert_eq!(u(e, "ino"), ino, "event of another inode: {e}");
+            assert_eq!(e["dev"], dev.as_str());
+        }
+    }
+    let mut covered = HashSet::new();
+    for e in events.iter().filter(|e| e["kind"] == "map_blocks" && e["new"] == true) {
+        let (p, n) = (u(e, "pgoff"), u(e, "npages"));
+        covered.extend(p..p + n);
+        assert!(e["fault"].is_null(), "a write(2)/O_DIRECT allocation is outside any fault: {e}");
+    }
+    for p in 64..80 {
+        assert!(covered.contains(&p), "page {p} not covered by a new map_blocks: {events:?}");
+    }
+    let hole = events.iter().any(|e| {
+        e["kind"] == "map_blocks" && e["result"] == "hole" && u(e, "pgoff") <= 300 && 300 < u(e, "pgoff") + u(e, "npages")
+    });
+    assert!(hole, "no hole lookup covering page 300: {events:?}");
+}
+
+/// Tracepoints the ftrace instance records, with an ftrace filter on dev.
+const COMPARED: &[&str] = &[
+    "iomap:iomap_iter_dstmap",
+    "ext4:ext4_ext_map_blocks_exit",
+    "ext4:ext4_punch_hole",
+    "ext4:ext4_zero_range",
+    "ext4:ext4_collapse_range",
+    "ext4:ext4_truncate_enter",
+    "fs_dax:dax_pte_fault",
+    "fs_dax:dax_load_hole",
+];
+
+struct Instance {
+    dir: PathBuf,
+}
+
+impl Instance {
+    fn new(kdev: u64) -> Self {
+        let dir = PathBuf::from(format!("/sys/kernel/tracing/instances/daxtrace-kt-{}", std::process::id()));
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).expect("create ftrace instance");
+        std::fs::write(dir.join("buffer_size_kb"), "8192").unwrap();
+        std::fs::write(dir.join("trace_clock"), "mono").unwrap();
+        for tp in COMPARED {
+            let (c, e) = tp.split_once(':').unwrap();
+            let ev = dir.join("events").join(c).join(e);
+            if ev.exists() {
+                std::fs::write(ev.join("filter"), format!("dev == {kdev}")).unwrap();
+                std::fs::write(ev.join("enable"), "1").unwrap();
+            }
+        }
+        Self { dir }
+    }
+    fn stop(&self) {
+        std::fs::write(self.dir.join("tracing_on"), "0").unwrap();
+    }
+    fn counts(&self) -> (BTreeMap<String, u64>, u64) {
+        let text = std::fs::read_to_string(self.dir.join("trace")).unwrap();
+        let mut m = BTreeMap::new();
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some(name) = l.split(": ").nth(1).and_then(|s| s.split_whitespace().next()) {
+                *m.entry(name.trim_end_matches(':').to_string()).or_insert(0) += 1;
+            }
+        }
+        // "entries-in-buffer/entries-written: 5/5": overrun = written - in buffer
+        let overrun = text
+            .lines()
+            .find(|l| l.contains("entries-in-buffer/entries-written"))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| {
+                let v = v.split_whitespace().next()?;
+                let (a, b) = v.split_once('/')?;
+                Some(b.parse::<u64>().ok()? - a.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0);
+        (m, overrun)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn counts_equal_the_kernels_own_trace() {
+    let _serial = serial();
+    let fs = LoopFs::ext4("counts");
+    let (dev, kdev) = fs.dev();
+    let s = Stream::start(&["--dev", &dev], Stdio::piped());
+    let inst = Instance::new(kdev);
+    // A workload touching every kind of record the host can produce.
+    for i in 0..8u64 {
+        let (f, _) = fs.sparse(&format!("w{i}"), 2048);
+        direct_write(&f, i * 40, 8);
+        direct_read(&f, 1000 + i, 1);
+        direct_read(&f, i * 40, 2);
+        let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
+        // punch a hole, zero a range, collapse a range, then truncate
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: fallocate on an open fd with valid ranges.
+        unsafe {
+            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, (i * 40 * 4096) as i64, 8192);
+            libc::fallocate(fd, libc::FALLOC_FL_ZERO_RANGE, 4096 * 1500, 8192);
+            libc::fallocate(fd, libc::FALLOC_FL_COLLAPSE_RANGE, 4096 * 1600, 4096 * 16);
+        }
+        file.set_len(4096 * 100).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    inst.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    let (events, status, stderr) = s.stop(libc::SIGTERM);
+    assert!(status.success(), "{status:?}: {stderr}");
+    let (kernel, overrun) = inst.counts();
+    assert_eq!(overrun, 0, "the ftrace instance itself overran; enlarge its buffer");
+    let lost: u64 = events.iter().filter(|e| e["kind"] == "lost").map(|e| u(e, "count")).sum();
+    let mut ours: BTreeMap<String, u64> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["kind"] != "lost" && e["inferred"] != true) {
+        let probe = e["probe"].as_str().unwrap_or_else(|| panic!("event without probe: {e}"));
+        let name = probe.split_once(':').unwrap().1.to_string();
+        *ours.entry(name).or_insert(0) += 1;
+    }
+    let mut table = String::new();
+    let mut diff_total = 0i64;
+    for tp in COMPARED {
+        let name = tp.split_once(':').unwrap().1;
+        let (k, o) = (kernel.get(name).copied().unwrap_or(0), ours.get(name).copied().unwrap_or(0));
+        diff_total += k as i64 - o as i64;
+        table += &format!("{tp:<32} kernel {k:>6} daxtrace {o:>6}\n");
+    }
+    eprintln!("{table}lost {lost}");
+    assert!(kernel.get("iomap_iter_dstmap").copied().unwrap_or(0) > 20, "workload produced too little:\n{table}");
+    assert!(kernel.get("ext4_punch_hole").copied().unwrap_or(0) >= 8, "{table}");
+    assert_eq!(diff_total, lost as i64, "counts differ by more than the reported loss:\n{table}");
+    if lost == 0 {
+        for tp in COMPARED {
+            let name = tp.split_once(':').unwrap().1;
+            assert_eq!(kernel.get(name), ours.get(name), "{tp}:\n{table}");
+        }
+    }
+}
+
+/// Programs of ours currently in the kernel (names are cut to 15 bytes).
+fn our_programs() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_string))
+        .filter(|n| {
+            tracer_common::Probe::ALL.iter().any(|pr| {
+                let full = pr.program();
+                full.starts_with(n.as_str()) && n.len() >= 12
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn no_program_stays_after_any_exit() {
+    let _serial = serial();
+    let fs = LoopFs::ext4("exit");
+    let (dev, _) = fs.dev();
+    assert_eq!(our_programs(), Vec::<String>::new(), "programs of ours before the test");
+    for (how, sig) in [("SIGINT", libc::SIGINT), ("SIGTERM", libc::SIGTERM), ("SIGKILL", libc::SIGKILL)] {
+        let s = Stream::start(&["--dev", &dev], Stdio::piped());
+        assert!(!our_programs().is_empty(), "{how}: nothing attached while running?");
+        let (_, status, _) = s.stop(sig);
+        if sig != libc::SIGKILL {
+            assert!(status.success(), "{how}: {status:?}");
+        }
+        // The kernel frees programs when the last fd closes; give RCU a moment.
+        let t0 = Instant::now();
+        while !our_programs().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(our_programs(), Vec::<String>::new(), "after {how}");
+    }
+    // Normal end by --duration.
+    let out = daxtrace().args(["stream", "--json", "--dev", &dev, "--duration", "1s"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // An error after attach: stdout is a pipe whose reader is gone.
+    let s = Stream::start(&["--dev", &dev], Stdio::piped());
+    let Stream { mut child, .. } = s;
+    drop(child.stdout.take());
+    direct_write(&fs.sparse("x", 64).0, 0, 4);
+    let _ = child.wait();
+    let t0 = Instant::now();
+    while !our_programs().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(our_programs(), Vec::<String>::new(), "after a broken pipe");
+}
+
+#[test]
+fn unprivileged_stream_is_a_one_line_error() {
+    let _serial = serial();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_daxtrace"))
+        .args(["stream", "--json", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("root") && err.contains("CAP_BPF"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_device_and_inode_are_one_line_errors() {
+    let _serial = serial();
+    let fs = LoopFs::ext4("bad");
+    let (dev, _) = fs.dev();
+    for (args, want) in [
+        (vec!["--dev", "250:250"], "device 250:250 does not exist"),
+        (vec!["--dev", &dev, "--inode", "999999"], "inode 999999 was not found"),
+        (vec!["--dev", "nonsense"], "MAJOR:MINOR"),
+    ] {
+        let out = daxtrace().args(["stream", "--json"]).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -1,0 +1,29 @@
+//! `cargo xtask test`: the one test command (README, .ci/run). Installs what
+//! is missing, builds with the real eBPF object, runs every test including
+//! the real-kernel ones (as root).
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::util::{root, run};
+
+pub fn run_all() -> Result<()> {
+    crate::setup::run()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("the tests attach eBPF programs and mount loop devices: run `sudo -E cargo xtask test`");
+    }
+    let t0 = std::time::Instant::now();
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["test", "--workspace", "--release", "--features", "tracer/kernel-tests"])
+        .env_remove("DAXTRACE_EBPF"))?;
+    eprintln!("xtask test: all tests passed in {:.0}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
