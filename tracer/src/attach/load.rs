@@ -114,8 +114,15 @@ fn raise_memlock() {
     let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: plain syscall with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        // Kernels from 5.11 account BPF memory to the cgroup instead.
-        tracing::warn!("setrlimit(RLIMIT_MEMLOCK) refused ({}); going on", std::io::Error::last_os_error());
+        let e = std::io::Error::last_os_error();
+        // Kernels from 5.11 account BPF memory to the cgroup instead: only
+        // older ones can fail for want of it.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        if plan::version(&release) >= (5, 11) {
+            tracing::info!("setrlimit(RLIMIT_MEMLOCK) refused ({e}); not needed on this kernel");
+        } else {
+            tracing::warn!("setrlimit(RLIMIT_MEMLOCK) refused ({e}); loading may fail for want of locked memory");
+        }
     }
 }
 

@@ -30,7 +30,11 @@ pub fn run(a: Args) -> Result<Outcome> {
     let stdout = std::io::stdout();
     let mut w = Writer { out: std::io::BufWriter::with_capacity(1 << 16, stdout.lock()), counts: [0; KIND_NAMES.len()], lost: 0, err: None };
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) && w.err.is_none() {
-        src.poll(Duration::from_millis(100), &mut |ev| w.event(&ev))?;
+        if src.poll(Duration::from_millis(100), &mut |ev| w.event(&ev))? > 0 && w.err.is_none() {
+            // A live stream: readers see events within one poll, and a
+            // closed pipe is noticed now rather than at 64 KiB.
+            w.err = w.out.flush().err();
+        }
     }
     let stats = src.finish(&mut |ev| w.event(&ev));
     let Writer { mut out, counts, lost, err: write_err } = w;
