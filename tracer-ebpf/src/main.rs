@@ -3,8 +3,14 @@
 //! Each program is a thin entry that calls a shared `try_*` function. Field
 //! offsets are never compiled in: userspace reads them from the running
 //! kernel's tracefs `format` files and writes them into `CONFIG` before load.
-#![no_std]
-#![no_main]
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+// On the host (`cargo build --workspace`, clippy) this is an empty binary;
+// the real object is built for bpfel by tracer/build.rs.
+#![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
 
 use core::ptr::{addr_of, read_volatile};
 
@@ -363,7 +369,7 @@ tp!(tp_ext4_ext4_collapse_range, |c| try_invalidate(c, Probe::Ext4CollapseRange,
 tp!(tp_ext4_ext4_zero_range, |c| try_invalidate(c, Probe::Ext4ZeroRange, INV_ZERO_RANGE));
 tp!(tp_xfs_xfs_free_file_space, |c| try_invalidate(c, Probe::XfsFreeFileSpace, INV_PUNCH_HOLE));
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // The verifier rejects any reachable panic path, so this never runs.

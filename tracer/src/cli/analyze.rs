@@ -140,7 +140,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     Ok(if pipe.stats().findings > 0 { Outcome::Findings } else { Outcome::Clean })
 }
 
-fn who(s: &Step) -> String {
+pub fn who(s: &Step) -> String {
     let actor = match s.fault {
         Some(f) => format!("fault {f}"),
         None => "no fault".to_owned(),
@@ -149,7 +149,7 @@ fn who(s: &Step) -> String {
 }
 
 /// What a step did, in words, for the page story.
-fn says(rule: Rule, s: &Step) -> &'static str {
+pub fn says(rule: Rule, s: &Step) -> &'static str {
     match (rule, s.role) {
         (Rule::HoleLoadAfterAllocate, Role::Lookup) => "looked up the page: hole",
         (_, Role::Alloc) if s.fault.is_none() => "write(2) allocated blocks for the page",
