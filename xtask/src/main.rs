@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod lab;
 mod setup;
 mod test;
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Set up (when needed), build, and trace real DAX faults: the lab's short pass.
+    Demo,
     /// Install everything the build and the tests need (idempotent).
     Setup,
     /// Boot real DAX guests (Debian 6.1/6.12 kernels, ext4 and xfs on
@@ -33,6 +36,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
+        Command::Demo => match demo::run() {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Command::Setup => setup::run(),
         Command::Lab(a) => match lab::run(a) {
             Ok(true) => Ok(()),
