@@ -119,15 +119,38 @@ fn exported_series() -> BTreeSet<String> {
         .collect()
 }
 
-/// The names `exprs` read that the exporter lacks, as "file / panel: name".
+/// `expr:` lines of the alert rules file, as (alert name, expr).
+fn rule_exprs() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dashboards_dir().join("daxtrace-rules.yml")).unwrap();
+    let mut out = Vec::new();
+    let mut alert = String::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        if let Some(a) = line.strip_prefix("- alert:") {
+            alert = a.trim().to_owned();
+        } else if let Some(e) = line.strip_prefix("expr:") {
+            out.push((alert.clone(), e.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// Every query: each dashboard panel's, and each alert rule's.
+fn all_queries() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (file, dash) in dashboards() {
+        out.extend(exprs(&dash).into_iter().map(|(t, e)| (file.clone(), t, e)));
+    }
+    out.extend(rule_exprs().into_iter().map(|(a, e)| ("daxtrace-rules.yml".to_owned(), a, e)));
+    out
+}
+
+/// The names the queries read that the exporter lacks, as "file / panel: name".
 fn unknown_names(exported: &BTreeSet<String>) -> Vec<String> {
     let mut bad = Vec::new();
-    for (file, dash) in dashboards() {
-        for (title, expr) in exprs(&dash) {
-            for name in metric_names(&expr) {
-                if !exported.contains(&name) {
-                    bad.push(format!("{file} / {title}: {name} (in {expr})"));
-                }
+    for (file, title, expr) in all_queries() {
+        for name in metric_names(&expr) {
+            if !exported.contains(&name) {
+                bad.push(format!("{file} / {title}: {name} (in {expr})"));
             }
         }
     }
@@ -151,6 +174,13 @@ fn every_dashboard_query_names_an_exported_metric() {
     let mut fewer = exported.clone();
     fewer.remove(metrics::FINDINGS_TOTAL);
     assert!(unknown_names(&fewer).iter().any(|b| b.contains(metrics::FINDINGS_TOTAL)));
+}
+
+#[test]
+fn the_rules_file_is_read() {
+    let rules = rule_exprs();
+    assert!(rules.len() >= 4, "{rules:?}");
+    assert!(rules.iter().any(|(a, e)| a == "DaxStaleHoleCorruption" && e.contains(metrics::FINDINGS_TOTAL)));
 }
 
 #[test]

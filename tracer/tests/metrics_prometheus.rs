@@ -200,3 +200,18 @@ fn dashboards_against_real_prometheus() {
     let st = serve.terminate();
     assert!(st.success(), "serve exit: {st:?}");
 }
+
+/// The scrape config example and the alert rules pass Prometheus's own checks.
+#[test]
+fn scrape_config_and_rules_pass_promtool() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    for (what, file) in [("config", "prometheus.yml"), ("rules", "daxtrace-rules.yml")] {
+        let out = Command::new(tool("promtool")).args(["check", what]).arg(dir.join(file)).output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check {what} {file}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

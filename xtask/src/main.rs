@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dashboards;
 mod demo;
 mod lab;
 mod setup;
@@ -31,6 +32,8 @@ enum Command {
     Lab(lab::Args),
     /// Run every test, the real-kernel ones included (needs root; runs setup first).
     Test,
+    /// Check dashboards/ (queries, rules, scrape config) against the exporter and a real Prometheus.
+    CheckDashboards,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Test => test::run_all(),
+        Command::CheckDashboards => dashboards::run_checks(),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
