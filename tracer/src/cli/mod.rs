@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 pub mod analyze;
 pub mod export;
+pub mod input;
 pub mod live;
 pub mod probe;
 pub mod record;

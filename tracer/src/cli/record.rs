@@ -1,6 +1,297 @@
-//! STUB: replaced by the helper that owns this subcommand.
+//! `daxtrace record -o FILE`: write the event stream to a trace file.
+//!
+//! Two threads and a bounded queue between them:
+//!
+//! ```text
+//! source (ring buffer | --replay) --try_send--> [queue, N events] --> writer thread --> FILE
+//!            full queue: count as lost, never wait        writes a `lost` event for each drop burst,
+//!                                                          a chunk + stats record every second
+//! ```
+//!
+//! The source side never blocks on the disk and the queue never grows: when
+//! the disk is slower than the kernel, the excess is counted, written into
+//! the file as `lost` events and shown on the progress line. SIGINT, SIGTERM,
+//! `--duration` and `--max-size` stop cleanly (footer written); a SIGKILL
+//! leaves every chunk written so far readable.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use tracer::event::{Body, Dev, Event};
+use tracer::sink::tracefile::{TraceWriter, WriterOptions};
+use tracer::source::tracefile::{Footer, Header};
+
+use super::input::Input;
+
 #[derive(clap::Args)]
-pub struct Args {}
-pub fn run(_a: Args) -> anyhow::Result<super::Outcome> {
-    anyhow::bail!("this subcommand is not built yet")
+pub struct Args {
+    /// Trace file to write (created mode 0600; an existing file is replaced).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Only events of this block device (MAJOR:MINOR, as in /proc/self/mountinfo).
+    #[arg(long)]
+    pub dev: Option<Dev>,
+    /// Only events of this inode.
+    #[arg(long)]
+    pub inode: Option<u64>,
+    /// Stop after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop when the file reaches this size (e.g. 100M, 2G).
+    #[arg(long)]
+    pub max_size: Option<bytesize::ByteSize>,
+    /// Record events from a trace file or JSON Lines instead of the kernel
+    /// (tests, demos; events keep their timestamps).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// With --replay: deliver at most this many events per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    pub replay_rate: u64,
+    /// Events the writer queue holds before counting more as lost.
+    #[arg(long, default_value_t = 1 << 16)]
+    pub queue: usize,
+    /// zstd level (1 fastest .. 19 smallest).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub zstd_level: i32,
+}
+
+/// Why recording stopped; written into the footer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+enum Stop {
+    EndOfInput,
+    Signal,
+    Duration,
+    MaxSize,
+    InputError,
+}
+
+impl Stop {
+    fn name(self) -> &'static str {
+        match self {
+            Stop::EndOfInput => "end of input",
+            Stop::Signal => "signal",
+            Stop::Duration => "duration",
+            Stop::MaxSize => "max size",
+            Stop::InputError => "input error",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        [Stop::EndOfInput, Stop::Signal, Stop::Duration, Stop::MaxSize, Stop::InputError]
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or(Stop::EndOfInput)
+    }
+}
+
+/// Counters shared by the two threads (relaxed atomics: only shown and summed).
+#[derive(Default)]
+struct Shared {
+    /// Events the full queue turned away.
+    dropped: AtomicU64,
+    /// Set by the writer when `--max-size` is reached.
+    full: AtomicBool,
+    /// Why the source side stopped (`Stop as u8`), read by the writer for the footer.
+    stop: AtomicU8,
+}
+
+pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
+    let Some(replay) = a.replay.clone() else {
+        anyhow::bail!(
+            "live recording needs the kernel ring-buffer source, which this build does not have yet; \
+             use --replay FILE to record from a trace file or JSON Lines"
+        );
+    };
+    let mut input = Input::open(&replay)?;
+    let header = Header::for_this_host(
+        &format!("replay:{}", replay.display()),
+        serde_json::json!({ "replay": replay.display().to_string() }),
+    );
+    let source = std::iter::from_fn(move || input.next_event().transpose());
+    record(&a, &header, source)
+}
+
+/// Record `source` into `a.output` until it ends or a stop condition holds.
+fn record(a: &Args, header: &Header, mut source: impl Iterator<Item = anyhow::Result<Event>>) -> anyhow::Result<super::Outcome> {
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop_flag)).context("cannot install signal handler")?;
+    }
+    let writer = TraceWriter::create(&a.output, header, WriterOptions { zstd_level: a.zstd_level, ..WriterOptions::default() })
+        .with_context(|| format!("cannot create {}", a.output.display()))?;
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = mpsc::sync_channel::<Event>(a.queue.max(1));
+    let max_size = a.max_size.map(|s| s.as_u64());
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
+    bar.set_style(ProgressStyle::with_template("{spinner} recording {msg}").expect("valid template"));
+    let writer_thread = {
+        let shared = Arc::clone(&shared);
+        let bar = bar.clone();
+        std::thread::Builder::new()
+            .name("trace-writer".into())
+            .spawn(move || write_loop(writer, &rx, &shared, max_size, &bar))
+            .context("cannot start the writer thread")?
+    };
+
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut stop = Stop::EndOfInput;
+    let mut source_error = None;
+    loop {
+        if stop_flag.load(Ordering::Relaxed) {
+            stop = Stop::Signal;
+            break;
+        }
+        if a.duration.is_some_and(|d| start.elapsed() >= d) {
+            stop = Stop::Duration;
+            break;
+        }
+        if shared.full.load(Ordering::Relaxed) {
+            stop = Stop::MaxSize;
+            break;
+        }
+        let ev = match source.next() {
+            None => break,
+            Some(Ok(ev)) => ev,
+            Some(Err(e)) => {
+                // Keep what was captured: stop cleanly, then report.
+                source_error = Some(e);
+                break;
+            }
+        };
+        if a.dev.is_some_and(|d| d != ev.dev) || a.inode.is_some_and(|i| i != ev.ino) {
+            continue;
+        }
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => break, // the writer failed; its error follows
+        }
+        sent += 1;
+        if a.replay_rate > 0 && sent % 256 == 0 {
+            // Pace a replay: sleep until `sent` events are due.
+            let due = Duration::from_secs_f64(sent as f64 / a.replay_rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    if source_error.is_some() {
+        stop = Stop::InputError;
+    }
+    shared.stop.store(stop as u8, Ordering::Relaxed);
+    drop(tx);
+    let res = writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    bar.finish_and_clear();
+    let footer = res.with_context(|| format!("writing {}", a.output.display()))?;
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    let bytes = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "daxtrace: recorded {} events to {} ({} bytes, {:.2} bytes/event, {:.0} events/s); lost {} ({} by the writer queue); stopped: {}",
+        footer.events,
+        a.output.display(),
+        bytes,
+        bytes as f64 / footer.events.max(1) as f64,
+        footer.events as f64 / secs,
+        footer.lost,
+        footer.queue_dropped,
+        footer.stop_reason,
+    );
+    if let Some(e) = source_error {
+        return Err(e.context(format!("input ended early; {} holds everything read before", a.output.display())));
+    }
+    Ok(super::Outcome::Clean)
+}
+
+/// The writer thread: drain the queue into the file; once a second, cut a
+/// chunk, write a stats record and update the progress line.
+fn write_loop(
+    mut w: TraceWriter<std::fs::File>,
+    rx: &mpsc::Receiver<Event>,
+    shared: &Shared,
+    max_size: Option<u64>,
+    bar: &ProgressBar,
+) -> std::io::Result<Footer> {
+    let started = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut dropped_seen = 0u64;
+    let mut last_ts = 0u64;
+    let tick = |w: &mut TraceWriter<std::fs::File>, dropped_seen: &mut u64, last_ts: u64| -> std::io::Result<()> {
+        // Drops become a `lost` event at the point of the stream where they happened.
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        if dropped > *dropped_seen {
+            let count = dropped - *dropped_seen;
+            *dropped_seen = dropped;
+            w.write_event(&Event {
+                ts: last_ts,
+                cpu: 0,
+                tid: 0,
+                pid: 0,
+                comm: tracer::event::Comm::new("daxtrace"),
+                dev: Dev::default(),
+                ino: 0,
+                probe: 0,
+                body: Body::Lost { count },
+            });
+        }
+        w.write_stats(0, *dropped_seen);
+        if let Some(e) = w.error() {
+            return Err(std::io::Error::new(e.kind(), e.to_string()));
+        }
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{} events, {}, lost {}, {:.0} events/s",
+            w.events(),
+            bytesize::ByteSize::b(w.bytes_written()),
+            shared.dropped.load(Ordering::Relaxed),
+            w.events() as f64 / secs
+        ));
+        bar.tick();
+        Ok(())
+    };
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(ev) => {
+                last_ts = ev.ts;
+                w.write_event(&ev);
+                // Drain what is queued without a timer check per event.
+                while let Ok(ev) = rx.try_recv() {
+                    last_ts = ev.ts;
+                    w.write_event(&ev);
+                    if w.events() % 4096 == 0 {
+                        break;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            tick(&mut w, &mut dropped_seen, last_ts)?;
+            // Survive power loss too, not only a killed recorder.
+            w.sync()?;
+        }
+        if max_size.is_some_and(|m| w.bytes_written() >= m) && !shared.full.load(Ordering::Relaxed) {
+            shared.full.store(true, Ordering::Relaxed);
+        }
+    }
+    // Drops after the last tick still get their `lost` event.
+    let dropped = shared.dropped.load(Ordering::Relaxed);
+    if dropped > dropped_seen {
+        tick(&mut w, &mut dropped_seen, last_ts)?;
+    }
+    let reason = Stop::from_u8(shared.stop.load(Ordering::Relaxed)).name();
+    let (footer, file) = w.finish(0, dropped_seen, reason)?;
+    file.sync_all()?;
+    Ok(footer)
 }

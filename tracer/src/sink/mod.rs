@@ -3,3 +3,4 @@
 pub mod jsonl;
 pub mod metrics;
 pub mod tracefile;
+pub mod perfetto;

@@ -53,8 +53,15 @@ pub fn open_any(path: &Path) -> Result<EventIter, SourceError> {
     };
     let mut input = BufReader::with_capacity(1 << 16, raw);
     let head = input.fill_buf().map_err(io_err)?.to_vec();
-    // TRACEFILE: the trace-file reader adds its magic check here, e.g.
-    //   if tracefile::sniff(&head) { return tracefile::open(input, name); }
+    if tracefile::is_trace_file(&head) {
+        if path.as_os_str() == "-" {
+            return Err(SourceError::Format {
+                input: name,
+                what: "a trace file on standard input: give its path instead (the reader seeks past damage)".into(),
+            });
+        }
+        return tracefile::open_events(path, name);
+    }
     if head.is_empty() || jsonl_sniff(&head) {
         return Ok(Box::new(jsonl::JsonlReader::new(input, name)));
     }
@@ -87,4 +94,28 @@ pub fn open_many(paths: Vec<std::path::PathBuf>) -> EventIter {
             Err(e) => return Some(Err(e)),
         }
     }))
+}
+
+/// What a postmortem input holds, told by its first bytes, never its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A daxtrace trace file (`tracefile::MAGIC`).
+    TraceFile,
+    /// Anything else is read as JSON Lines (DESIGN.md §3).
+    JsonLines,
+}
+
+/// Look at the first bytes of `path` to tell a trace file from JSON Lines.
+pub fn sniff(path: &std::path::Path) -> std::io::Result<Format> {
+    use std::io::Read;
+    let mut prefix = [0u8; 8];
+    let mut f = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < prefix.len() {
+        match f.read(&mut prefix[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(if tracefile::is_trace_file(&prefix[..n]) { Format::TraceFile } else { Format::JsonLines })
 }
