@@ -355,7 +355,9 @@ fn analyze_finds_the_same_in_a_trace_file_as_in_its_jsonl() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
     for dir in [data.join("data"), data.join("scenarios")] {
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if e.path().extension().is_some_and(|x| x == "jsonl") {
+            // `*.expected.jsonl` hold findings, not events.
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".jsonl") && !name.ends_with(".expected.jsonl") {
                 inputs.push(e.path());
             }
         }
