@@ -24,6 +24,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use tracer::event::{Body, Dev, Event};
+use tracer::source::ringbuf::LiveSource;
 use tracer::sink::tracefile::{TraceWriter, WriterOptions};
 use tracer::source::tracefile::{Footer, Header};
 
@@ -34,15 +35,9 @@ pub struct Args {
     /// Trace file to write (created mode 0600; an existing file is replaced).
     #[arg(long, short = 'o')]
     pub output: PathBuf,
-    /// Only events of this block device (MAJOR:MINOR, as in /proc/self/mountinfo).
-    #[arg(long)]
-    pub dev: Option<Dev>,
-    /// Only events of this inode.
-    #[arg(long)]
-    pub inode: Option<u64>,
-    /// Stop after this long (e.g. 30s, 5m, 1h).
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub duration: Option<Duration>,
+    /// --dev, --inode (filters), --duration.
+    #[command(flatten)]
+    pub live: super::live::LiveArgs,
     /// Stop when the file reaches this size (e.g. 100M, 2G).
     #[arg(long)]
     pub max_size: Option<bytesize::ByteSize>,
@@ -102,28 +97,63 @@ struct Shared {
     stop: AtomicU8,
 }
 
+/// Where events come from.
+enum Source {
+    Live(Box<LiveSource>),
+    Replay(Box<dyn Iterator<Item = anyhow::Result<Event>>>),
+}
+
 pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
-    let Some(replay) = a.replay.clone() else {
-        anyhow::bail!(
-            "live recording needs the kernel ring-buffer source, which this build does not have yet; \
-             use --replay FILE to record from a trace file or JSON Lines"
-        );
+    // Signals first: a SIGINT during the (slow) attach still stops cleanly.
+    let stop_flag = super::live::stop_flag()?;
+    let (header, source) = match &a.replay {
+        None => {
+            let src = super::live::open(&a.live)?;
+            let plan = serde_json::to_value(src.plan()).unwrap_or(serde_json::Value::Null);
+            (Header::for_this_host("live", plan), Source::Live(Box::new(src)))
+        }
+        Some(replay) => {
+            let mut input = Input::open(replay)?;
+            let header = Header::for_this_host(
+                &format!("replay:{}", replay.display()),
+                serde_json::json!({ "replay": replay.display().to_string() }),
+            );
+            (header, Source::Replay(Box::new(std::iter::from_fn(move || input.next_event().transpose()))))
+        }
     };
-    let mut input = Input::open(&replay)?;
-    let header = Header::for_this_host(
-        &format!("replay:{}", replay.display()),
-        serde_json::json!({ "replay": replay.display().to_string() }),
-    );
-    let source = std::iter::from_fn(move || input.next_event().transpose());
-    record(&a, &header, source)
+    record(&a, &header, source, &stop_flag)
+}
+
+/// The source side of the queue: filter, offer to the writer, never wait.
+struct Feeder<'a> {
+    tx: mpsc::SyncSender<Event>,
+    shared: &'a Shared,
+    filter: &'a super::live::LiveArgs,
+    /// Events offered (for replay pacing).
+    sent: u64,
+    writer_gone: bool,
+}
+
+impl Feeder<'_> {
+    #[inline]
+    fn push(&mut self, ev: Event) {
+        if self.filter.dev.is_some_and(|d| d != ev.dev) || self.filter.inode.is_some_and(|i| i != ev.ino) {
+            return;
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The writer failed; its error is reported when it is joined.
+            Err(TrySendError::Disconnected(_)) => self.writer_gone = true,
+        }
+        self.sent += 1;
+    }
 }
 
 /// Record `source` into `a.output` until it ends or a stop condition holds.
-fn record(a: &Args, header: &Header, mut source: impl Iterator<Item = anyhow::Result<Event>>) -> anyhow::Result<super::Outcome> {
-    let stop_flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop_flag)).context("cannot install signal handler")?;
-    }
+fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool) -> anyhow::Result<super::Outcome> {
     let writer = TraceWriter::create(&a.output, header, WriterOptions { zstd_level: a.zstd_level, ..WriterOptions::default() })
         .with_context(|| format!("cannot create {}", a.output.display()))?;
     let shared = Arc::new(Shared::default());
@@ -141,15 +171,15 @@ fn record(a: &Args, header: &Header, mut source: impl Iterator<Item = anyhow::Re
     };
 
     let start = Instant::now();
-    let mut sent = 0u64;
     let mut stop = Stop::EndOfInput;
     let mut source_error = None;
+    let mut feed = Feeder { tx, shared: &shared, filter: &a.live, sent: 0, writer_gone: false };
     loop {
         if stop_flag.load(Ordering::Relaxed) {
             stop = Stop::Signal;
             break;
         }
-        if a.duration.is_some_and(|d| start.elapsed() >= d) {
+        if a.live.duration.is_some_and(|d| start.elapsed() >= d) {
             stop = Stop::Duration;
             break;
         }
@@ -157,34 +187,44 @@ fn record(a: &Args, header: &Header, mut source: impl Iterator<Item = anyhow::Re
             stop = Stop::MaxSize;
             break;
         }
-        let ev = match source.next() {
-            None => break,
-            Some(Ok(ev)) => ev,
-            Some(Err(e)) => {
-                // Keep what was captured: stop cleanly, then report.
-                source_error = Some(e);
-                break;
-            }
-        };
-        if a.dev.is_some_and(|d| d != ev.dev) || a.inode.is_some_and(|i| i != ev.ino) {
-            continue;
+        if feed.writer_gone {
+            break;
         }
-        match tx.try_send(ev) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                shared.dropped.fetch_add(1, Ordering::Relaxed);
+        match &mut source {
+            Source::Live(src) => {
+                if let Err(e) = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev)) {
+                    source_error = Some(anyhow::Error::new(e).context("reading the ring buffer"));
+                    break;
+                }
             }
-            Err(TrySendError::Disconnected(_)) => break, // the writer failed; its error follows
-        }
-        sent += 1;
-        if a.replay_rate > 0 && sent % 256 == 0 {
-            // Pace a replay: sleep until `sent` events are due.
-            let due = Duration::from_secs_f64(sent as f64 / a.replay_rate as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
-            }
+            Source::Replay(it) => match it.next() {
+                None => break,
+                Some(Ok(ev)) => {
+                    feed.push(ev);
+                    if a.replay_rate > 0 && feed.sent % 256 == 0 {
+                        // Pace a replay: sleep until `sent` events are due.
+                        let due = Duration::from_secs_f64(feed.sent as f64 / a.replay_rate as f64);
+                        if let Some(wait) = due.checked_sub(start.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    // Keep what was captured: stop cleanly, then report.
+                    source_error = Some(e);
+                    break;
+                }
+            },
         }
     }
+    if let Source::Live(src) = source {
+        // Detach, then drain what the kernel still holds and its last drop count.
+        let st = src.finish(&mut |ev| feed.push(ev));
+        if st.undecodable > 0 {
+            eprintln!("daxtrace: warning: {} ring-buffer records did not decode", st.undecodable);
+        }
+    }
+    let Feeder { tx, .. } = feed;
     if source_error.is_some() {
         stop = Stop::InputError;
     }
