@@ -16,3 +16,4 @@ pub mod sink;
 pub mod source;
 pub mod timeline;
 pub mod tui;
+pub mod workload;

@@ -8,11 +8,13 @@
 //!   into a fixed-size [`Slot`] per page (the two latest allocations, the two
 //!   latest inserts, a hole-load count), found through a hash index and kept
 //!   on an exact LRU list (intrusive `u32` links, no allocation per event).
-//!   Beyond `max_pages` the least recently used page is evicted and counted.
-//!   A PMD (512 pages) costs 512 slot updates: only where pages are touched.
+//!   Beyond `max_pages` slots the least recently used is evicted and counted.
+//! * A **PMD** (512 pages: a PMD hole load, insert, or an aligned 512-page
+//!   allocation) is one slot keyed by its first page with [`PMD_TAG`] set, so
+//!   it costs O(1), not 512; a page's state is its own slot plus its PMD's.
 //! * **Invalidations** (truncate to EOF, punch, ...) and allocations wider
-//!   than a PMD (a large `write(2)` or fallocate) are *range records* on the
-//!   inode: O(1) each whatever the range, never one entry per page.
+//!   than four PMDs (a large `write(2)` or fallocate) are *range records* on
+//!   the inode: O(1) each whatever the range, never one entry per page.
 //! * **Lookups** belong to the fault that made them: per-fault records (a
 //!   fault makes one or two), dropped at `fault_end`.
 //!
@@ -31,7 +33,21 @@ pub type InodeRef = u32;
 const NIL: u32 = u32::MAX;
 
 /// Allocations wider than this are kept as inode range records.
-pub const MAX_PER_PAGE_RANGE: u64 = PMD_PAGES;
+pub const MAX_SLOT_RANGE: u64 = 4 * PMD_PAGES;
+
+/// Set in a slot's `pgoff` for a PMD-wide slot (page indexes stay below 2^52).
+pub const PMD_TAG: u64 = 1 << 63;
+
+/// The key of the PMD slot holding page `p`.
+#[inline]
+pub fn pmd_key(p: u64) -> u64 {
+    PMD_TAG | (p & !(PMD_PAGES - 1))
+}
+
+/// Pages a slot stands for (in `pages` and `evicted` counts).
+fn weight(pgoff: u64) -> u64 {
+    if pgoff & PMD_TAG != 0 { PMD_PAGES } else { 1 }
+}
 
 /// Most range records kept per inode; the oldest half is dropped beyond it.
 /// Records only matter inside the lifetime of a live fault (microseconds to
@@ -121,8 +137,10 @@ pub struct PageStore {
     /// Least recently used: evicted first.
     tail: u32,
     cap: usize,
+    /// Pages evicted (a PMD slot counts 512).
     pub evicted: u64,
-    /// Pages ever given a slot (a page evicted and seen again counts twice).
+    /// Pages ever given a slot (a PMD slot counts 512; a page evicted and seen
+    /// again counts twice).
     pub pages_seen: u64,
 }
 
@@ -208,13 +226,13 @@ impl PageStore {
                     }
                     self.unlink(v);
                     self.slots[v as usize] = fresh;
-                    self.evicted += 1;
+                    self.evicted += weight(vpg);
                     v
                 };
                 let slots = &self.slots;
                 self.index.insert_unique(h, i, |&j| page_hash(slots[j as usize].ino, slots[j as usize].pgoff));
                 self.link_front(i);
-                self.pages_seen += 1;
+                self.pages_seen += weight(pgoff);
                 i
             }
         };
@@ -262,6 +280,12 @@ pub struct Inode {
     pub ino: u64,
     /// In release (timestamp) order.
     pub ranges: Vec<RangeRec>,
+    /// Time of the latest allocation on the inode (any range, any actor):
+    /// a hole load after a lookup newer than this cannot be a finding, so
+    /// the rule skips its pages without looking at them.
+    pub last_alloc: Option<u64>,
+    /// Time of the latest block-freeing invalidation (same use, other rule).
+    pub last_free: Option<u64>,
 }
 
 /// A block lookup by a fault (a `map_blocks` with a fault id).
@@ -371,7 +395,7 @@ impl Timelines {
         let next = self.inodes.len() as InodeRef;
         let r = *self.inode_index.entry((dev, ino)).or_insert(next);
         if r == next {
-            self.inodes.push(Inode { dev, ino, ranges: Vec::new() });
+            self.inodes.push(Inode { dev, ino, ranges: Vec::new(), last_alloc: None, last_free: None });
         }
         self.last_inode = Some(((dev, ino), r));
         r
@@ -476,11 +500,20 @@ impl Timelines {
                         self.note_task(ev);
                     }
                     let rec = Rec::new(ev, fault, 0);
-                    if end - pgoff > MAX_PER_PAGE_RANGE {
+                    self.inodes[ino as usize].last_alloc = Some(ev.ts);
+                    if end - pgoff > MAX_SLOT_RANGE {
                         self.add_range(ino, RangeRec { kind: RangeKind::Alloc, start: pgoff, end, rec });
                     } else {
-                        for p in pgoff..end {
-                            push2(&mut self.pages.touch(ino, p).allocs, rec);
+                        // Whole aligned PMDs in one slot each, other pages one by one.
+                        let mut p = pgoff;
+                        while p < end {
+                            if p % PMD_PAGES == 0 && end - p >= PMD_PAGES {
+                                push2(&mut self.pages.touch(ino, pmd_key(p)).allocs, rec);
+                                p += PMD_PAGES;
+                            } else {
+                                push2(&mut self.pages.touch(ino, p).allocs, rec);
+                                p += 1;
+                            }
                         }
                     }
                 }
@@ -488,20 +521,16 @@ impl Timelines {
             Body::LoadHole { fault, pgoff, size } => {
                 let ino = self.inode_ref(ev.dev, ev.ino);
                 self.fault_mut(ev, fault);
-                let (s, n) = size.span(pgoff);
-                for p in s..s + n {
-                    let slot = self.pages.touch(ino, p);
-                    slot.hole_loads = slot.hole_loads.saturating_add(1);
-                }
+                let key = if size == Size::Pmd { pmd_key(pgoff) } else { pgoff };
+                let slot = self.pages.touch(ino, key);
+                slot.hole_loads = slot.hole_loads.saturating_add(1);
             }
             Body::InsertMapping { fault, pgoff, size, inferred } => {
                 let ino = self.inode_ref(ev.dev, ev.ino);
                 self.fault_mut(ev, fault);
                 let rec = Rec::new(ev, Some(fault), if inferred { Rec::INFERRED } else { 0 });
-                let (s, n) = size.span(pgoff);
-                for p in s..s + n {
-                    push2(&mut self.pages.touch(ino, p).inserts, rec);
-                }
+                let key = if size == Size::Pmd { pmd_key(pgoff) } else { pgoff };
+                push2(&mut self.pages.touch(ino, key).inserts, rec);
             }
             Body::FaultEnd { fault, .. } => {
                 if self.faults.remove(&fault).is_none() {
@@ -513,6 +542,9 @@ impl Timelines {
                 let ino = self.inode_ref(ev.dev, ev.ino);
                 let end = if npages == u64::MAX { u64::MAX } else { pgoff.saturating_add(npages) };
                 self.note_task(ev);
+                if crate::detect::insert_after_invalidate::frees_blocks(reason) {
+                    self.inodes[ino as usize].last_free = Some(ev.ts);
+                }
                 let rec = Rec::new(ev, None, 0);
                 self.add_range(ino, RangeRec { kind: RangeKind::Invalidate(reason), start: pgoff, end, rec });
             }
@@ -549,7 +581,13 @@ impl Timelines {
     /// A summary of one page for display (not the hot path).
     pub fn page_view(&self, key: &PageKey) -> Option<PageView> {
         let ino = self.find_inode(key.dev, key.ino)?;
-        let slot = self.pages.get(ino, key.pgoff).copied();
+        let page = self.pages.get(ino, key.pgoff);
+        let pmd = self.pages.get(ino, pmd_key(key.pgoff));
+        let recs = |f: fn(&Slot) -> [Rec; 2]| -> Vec<Rec> {
+            let mut v: Vec<Rec> = page.into_iter().chain(pmd).flat_map(f).filter(Rec::is_valid).collect();
+            v.sort_by_key(|r| r.ts);
+            v
+        };
         let ranges: Vec<RangeRec> =
             self.inodes[ino as usize].ranges.iter().filter(|r| r.covers(key.pgoff)).copied().collect();
         let lookups: Vec<(u64, Lookup)> = self
@@ -557,14 +595,14 @@ impl Timelines {
             .iter()
             .flat_map(|(&id, f)| f.lookups.iter().filter(|l| l.covers(ino, key.pgoff)).map(move |l| (id, *l)))
             .collect();
-        if slot.is_none() && ranges.is_empty() && lookups.is_empty() {
+        if page.is_none() && pmd.is_none() && ranges.is_empty() && lookups.is_empty() {
             return None;
         }
         Some(PageView {
             key: *key,
-            allocs: slot.map(|s| s.allocs.into_iter().filter(Rec::is_valid).collect()).unwrap_or_default(),
-            inserts: slot.map(|s| s.inserts.into_iter().filter(Rec::is_valid).collect()).unwrap_or_default(),
-            hole_loads: slot.map_or(0, |s| s.hole_loads),
+            allocs: recs(|s| s.allocs),
+            inserts: recs(|s| s.inserts),
+            hole_loads: page.map_or(0, |s| s.hole_loads) + pmd.map_or(0, |s| s.hole_loads),
             ranges,
             live_lookups: lookups,
         })

@@ -20,7 +20,7 @@
 //! * With several qualifying allocations, the **earliest** is reported: its
 //!   interval contains every later one's, so the severity is the strongest any
 //!   of them supports. Per page the two latest allocations are kept
-//!   ([`crate::timeline::Slot`]); a third allocation of the same page inside
+//!   (and two per PMD slot, [`crate::timeline::Slot`]); a third allocation of the same page inside
 //!   one fault's lookup-to-hole window (impossible without an invalidation in
 //!   between on a real kernel) would report the second.
 //! * The inserting actor need not be the allocating one: any actor other
@@ -29,7 +29,7 @@
 
 use super::{Finding, Role, Rule, Severity, Step};
 use crate::event::{Event, PageKey};
-use crate::timeline::{FaultState, InodeRef, RangeKind, Rec, Timelines};
+use crate::timeline::{pmd_key, FaultState, InodeRef, RangeKind, Rec, Timelines};
 
 pub fn check(tl: &Timelines, f: &FaultState, fault: u64, ev: &Event, ino: InodeRef, p: u64) -> Option<Finding> {
     let lookup = f.lookup_for(ino, p)?;
@@ -61,21 +61,20 @@ pub fn check(tl: &Timelines, f: &FaultState, fault: u64, ev: &Event, ino: InodeR
         }
     }
     let lower = inv_last.map_or(t_lookup, |t| t.max(t_lookup));
-    let slot = tl.pages.get(ino, p);
-    if let Some(slot) = slot {
-        for a in slot.allocs {
-            if a.is_valid() && a.is_other_than(fault) && a.ts > lower && a.ts < t_hole && alloc.is_none_or(|b| a.ts < b.ts) {
-                alloc = Some(a);
-            }
+    // The page's own slot and its PMD's slot.
+    let slots = [tl.pages.get(ino, p), tl.pages.get(ino, pmd_key(p))];
+    for a in slots.iter().flatten().flat_map(|s| s.allocs) {
+        if a.is_valid() && a.is_other_than(fault) && a.ts > lower && a.ts < t_hole && alloc.is_none_or(|b| a.ts < b.ts) {
+            alloc = Some(a);
         }
     }
     let alloc = alloc?;
-    let insert = slot.and_then(|s| {
-        s.inserts
-            .into_iter()
-            .filter(|i| i.is_valid() && i.is_other_than(fault) && alloc.ts < i.ts && i.ts < t_hole)
-            .min_by_key(|i| i.ts)
-    });
+    let insert = slots
+        .iter()
+        .flatten()
+        .flat_map(|s| s.inserts)
+        .filter(|i| i.is_valid() && i.is_other_than(fault) && alloc.ts < i.ts && i.ts < t_hole)
+        .min_by_key(|i| i.ts);
 
     let mut steps = Vec::with_capacity(4);
     steps.push(Step {

@@ -128,7 +128,13 @@ pub fn judge(tl: &Timelines, ino: InodeRef, ev: &Event, out: &mut impl FnMut(Fin
     // No lookup by this fault: nothing to judge (judged by the id on the
     // events, whether or not a fault_begin was seen).
     let Some(f) = tl.faults.get(&fault) else { return };
-    if f.lookups.is_empty() {
+    // Fast path: an ordering needs an allocation (or a freeing invalidation)
+    // on this inode after one of F's lookups; most hole loads and inserts
+    // have none, and then no page of the span needs looking at.
+    let Some(first_lookup) = f.lookups.iter().filter(|l| l.ino == ino).map(|l| l.ts).min() else { return };
+    let inode = tl.inode(ino);
+    let last = if hole { inode.last_alloc } else { inode.last_free };
+    if last.is_none_or(|t| t <= first_lookup) {
         return;
     }
     let (first, n) = size.span(pgoff);
