@@ -56,19 +56,23 @@ T=/sys/kernel/tracing
 echo mono > $T/trace_clock
 I=$T/instances/lab
 
-# daxtrace is ready once its programs are attached: wait until its count of
-# perf-event/bpf-link descriptors is non-zero and has not moved for a second.
+# daxtrace is ready once it says so on stderr ("... tracepoints attached
+# in ..."); should that line ever change, fall back to its count of
+# perf-event/bpf-link descriptors, non-zero and still for a second.
 wait_attached() {
-    pid=$1 prev=-1 n=0 i=0
-    while [ $i -lt 240 ]; do
+    pid=$1 err=$2 prev=-1 n=0 i=0
+    while [ $i -lt 480 ]; do
         kill -0 "$pid" 2>/dev/null || return 1
-        n=$(ls -l /proc/"$pid"/fd 2>/dev/null | grep -c -e perf_event -e bpf_link)
-        if [ "$n" -gt 0 ] && [ "$n" = "$prev" ]; then
-            return 0
+        grep -q " attached" "$err" 2>/dev/null && return 0
+        if [ $((i % 4)) = 3 ]; then
+            n=$(ls -l /proc/"$pid"/fd 2>/dev/null | grep -c -e perf_event -e bpf_link)
+            if [ "$n" -gt 0 ] && [ "$n" = "$prev" ]; then
+                return 0
+            fi
+            prev=$n
         fi
-        prev=$n
         i=$((i + 1))
-        sleep 1
+        sleep 0.25
     done
     return 1
 }
@@ -120,7 +124,7 @@ run_fs() {
         daxtrace stream --json --dev "$majmin" > /tmp/events.jsonl 2> "$out/daxtrace.err" &
         dt=$!
         t=$(up)
-        wait_attached $dt || say "daxtrace did not attach (see $fs/daxtrace.err)"
+        wait_attached $dt "$out/daxtrace.err" || say "daxtrace did not attach (see $fs/daxtrace.err)"
         say "fs $fs daxtrace attached in $(awk "BEGIN{print $(up)-$t}")s"
     fi
 
