@@ -99,6 +99,7 @@ pub struct FsResult {
     pub data_mismatches: u64,
     pub boot_secs: f64,
     pub run_secs: f64,
+    pub median_skew_ns: u64,
     pub max_skew_ns: u64,
     pub absent_tracepoints: Vec<String>,
     pub counts: BTreeMap<String, compare::Row>,
@@ -366,6 +367,7 @@ fn fill_counts(r: &mut FsResult, c: &compare::Comparison, kernel_only: bool) {
     r.inserts = c.kinds.get("insert_mapping").copied().unwrap_or(0);
     r.inferred_inserts = c.inferred_inserts;
     r.lost = c.lost;
+    r.median_skew_ns = c.median_skew_ns;
     r.max_skew_ns = c.max_skew_ns;
     r.counts = c.rows.clone();
 }
@@ -411,6 +413,16 @@ fn print_table(rs: &[FsResult]) {
                 .collect();
             let what = if r.daxtrace { "kernel trace vs daxtrace" } else { "kernel trace only (--no-daxtrace)" };
             println!("  {} {} {what}: {}", r.kernel, r.fs, per.join(", "));
+            if r.daxtrace {
+                println!(
+                    "  {} {} timestamps daxtrace - kernel: median {:.1} us, max {:.1} ms; {} inferred inserts (no kernel counterpart)",
+                    r.kernel,
+                    r.fs,
+                    r.median_skew_ns as f64 / 1e3,
+                    r.max_skew_ns as f64 / 1e6,
+                    r.inferred_inserts
+                );
+            }
         }
         for p in &r.problems {
             println!("  {} {}: {p}", r.kernel, r.fs);
