@@ -247,10 +247,11 @@ impl Fetcher {
     /// `apt-get download` into the cache; returns the .deb file names.
     fn download(&mut self, pkgs: &[String]) -> Result<Vec<String>> {
         self.apt_update()?;
-        let size: u64 = pkgs
-            .iter()
-            .filter_map(|p| output(Command::new("apt-cache").args(["show", "--no-all-versions", p])))
-            .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("Size: ").and_then(|v| v.trim().parse::<u64>().ok())))
+        // One apt-cache call: each one parses the whole package list.
+        let size: u64 = output(Command::new("apt-cache").args(["show", "--no-all-versions"]).args(pkgs))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Size: ").and_then(|v| v.trim().parse::<u64>().ok()))
             .sum();
         eprintln!("lab: downloading {} package(s), {:.1} MB: {}", pkgs.len(), size as f64 / 1e6, pkgs.join(" "));
         let before = deb_names(&self.debs)?;
