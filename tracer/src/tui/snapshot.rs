@@ -8,11 +8,14 @@
 //! (amortised) when a new page, file or fault id is first seen and are
 //! capped so a long run cannot exhaust memory.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::cmp::Reverse;
 use std::sync::Arc;
 use std::time::Duration;
 
+// hashbrown's default hasher (foldhash) is several times cheaper than std's SipHash
+// on these small keys, and this sink runs per event.
+use hashbrown::HashMap;
 use hdrhistogram::Histogram;
 
 use crate::detect::Finding;
@@ -506,10 +509,15 @@ pub struct SnapshotBase {
 fn top_n<K: Ord + Copy>(it: impl Iterator<Item = (u64, K)>) -> Vec<(u64, K)> {
     let mut heap: BinaryHeap<Reverse<(u64, Reverse<K>)>> = BinaryHeap::with_capacity(HOT_ROWS + 1);
     for (n, k) in it.filter(|(n, _)| *n > 0) {
-        heap.push(Reverse((n, Reverse(k))));
-        if heap.len() > HOT_ROWS {
+        let item = (n, Reverse(k));
+        if heap.len() == HOT_ROWS {
+            // Most entries are colder than the coldest kept: one comparison, no heap work.
+            if heap.peek().is_some_and(|Reverse(min)| item <= *min) {
+                continue;
+            }
             heap.pop();
         }
+        heap.push(Reverse(item));
     }
     let mut out: Vec<(u64, K)> = heap.into_iter().map(|Reverse((n, Reverse(k)))| (n, k)).collect();
     out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
