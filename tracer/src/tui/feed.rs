@@ -22,7 +22,9 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::source::EventIter;
 
 /// Snapshot period while events flow: redraws are bounded by this, not by the event rate.
-pub const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+/// The hot tables walk every page seen: refreshed at most this often.
+const HOT_EVERY: Duration = Duration::from_secs(1);
 /// Loss and lateness are reported at most this often (summed in between).
 const NOTE_EVERY: Duration = Duration::from_secs(2);
 /// Events between clock checks on the fast path.
@@ -58,6 +60,7 @@ struct Feed {
     last_pub_events: u64,
     last_eps: f64,
     last_note: Instant,
+    last_hot: Option<Instant>,
     noted_lost: u64,
     noted_late: u64,
     noted_findings: u64,
@@ -87,6 +90,7 @@ impl Feed {
             last_pub_events: 0,
             last_eps: 0.0,
             last_note: now,
+            last_hot: None,
             noted_lost: 0,
             noted_late: 0,
             noted_findings: 0,
@@ -207,13 +211,19 @@ impl Feed {
         self.last_pub = now;
         self.last_pub_events = stats.events;
         self.seq += 1;
+        let refresh_hot = self.holding || self.last_hot.is_none_or(|t| now.duration_since(t) >= HOT_EVERY);
+        if refresh_hot {
+            self.last_hot = Some(now);
+        }
+        let page = self.page();
         let snap = self.dash.snapshot(SnapshotBase {
+            refresh_hot,
             seq: self.seq,
             source: self.source.clone(),
             state: self.state.clone(),
             stats,
             events_per_sec: eps,
-            page: self.page(),
+            page,
         });
         self.send(AppEvent::Snapshot(Arc::new(snap)));
         self.notes(now);

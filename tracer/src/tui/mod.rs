@@ -10,7 +10,7 @@
 //!                                                            +-- tick (1 s)
 //! ```
 //!
-//! * `feed`: the pipeline thread; publishes a `snapshot::Snapshot` every 200 ms and never
+//! * `feed`: the pipeline thread; publishes a `snapshot::Snapshot` every 250 ms and never
 //!   blocks on the UI.
 //! * `app`: state + pure `update(Action) -> Option<Command>`.
 //! * `keys`: key -> Action. `event`: the one channel. `ui/`: pure render functions of `&App`.

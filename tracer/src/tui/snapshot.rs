@@ -298,6 +298,8 @@ pub struct Dashboard {
     files: HashMap<(Dev, u64), FileStat>,
     findings: VecDeque<Arc<Finding>>,
     recent: Recent,
+    hot_pages: Vec<HotPage>,
+    hot_files: Vec<HotFile>,
     /// Pages of findings raised since the feeding thread last looked: their
     /// context is copied out of `recent` after the current push.
     pub pending: Vec<PageKey>,
@@ -387,6 +389,8 @@ impl Dashboard {
             files: HashMap::new(),
             findings: VecDeque::new(),
             recent: Recent { buf: Vec::with_capacity(RECENT), next: 0 },
+            hot_pages: Vec::new(),
+            hot_files: Vec::new(),
             pending: Vec::new(),
         }
     }
@@ -437,7 +441,7 @@ impl Dashboard {
     }
 
     /// Copy the aggregates into a snapshot. `stats` and the rest come from the feeding thread.
-    pub fn snapshot(&self, base: SnapshotBase) -> Snapshot {
+    pub fn snapshot(&mut self, base: SnapshotBase) -> Snapshot {
         let rates = Series::ALL
             .iter()
             .map(|&s| {
@@ -464,20 +468,25 @@ impl Dashboard {
             hist: self.lat_hist.to_vec(),
             unmatched: self.unmatched,
         };
-        let hot_pages = top_n(self.pages.iter().map(|(k, p)| (p.faults, *k)))
-            .into_iter()
-            .map(|(faults, key)| {
-                let p = &self.pages[&key];
-                HotPage { key, faults, holes: p.holes, allocs: p.allocs, comm: p.comm }
-            })
-            .collect();
-        let hot_files = top_n(self.files.iter().map(|(k, f)| (f.faults, *k)))
-            .into_iter()
-            .map(|(faults, (dev, ino))| {
-                let f = &self.files[&(dev, ino)];
-                HotFile { dev, ino, faults, pages: f.pages, comm: f.comm }
-            })
-            .collect();
+        if base.refresh_hot {
+            // A walk over every page seen (hundreds of thousands): done at most
+            // about once a second by the caller, not every snapshot.
+            self.hot_pages = top_n(self.pages.iter().map(|(k, p)| (p.faults, *k)))
+                .into_iter()
+                .map(|(faults, key)| {
+                    let p = &self.pages[&key];
+                    HotPage { key, faults, holes: p.holes, allocs: p.allocs, comm: p.comm }
+                })
+                .collect();
+            self.hot_files = top_n(self.files.iter().map(|(k, f)| (f.faults, *k)))
+                .into_iter()
+                .map(|(faults, (dev, ino))| {
+                    let f = &self.files[&(dev, ino)];
+                    HotFile { dev, ino, faults, pages: f.pages, comm: f.comm }
+                })
+                .collect();
+        }
+        let (hot_pages, hot_files) = (self.hot_pages.clone(), self.hot_files.clone());
         Snapshot {
             seq: base.seq,
             source: base.source,
@@ -502,6 +511,8 @@ pub struct SnapshotBase {
     pub stats: Stats,
     pub events_per_sec: f64,
     pub page: Option<PageTimeline>,
+    /// Recompute the hot pages and files tables (else the last ones are reused).
+    pub refresh_hot: bool,
 }
 
 /// The HOT_ROWS keys with the most faults (ties: smaller key first), most
@@ -622,6 +633,7 @@ mod tests {
             stats: Stats::default(),
             events_per_sec: 0.0,
             page: None,
+            refresh_hot: true,
         }
     }
 
