@@ -5,9 +5,11 @@ use std::sync::mpsc;
 
 use anyhow::{bail, Context};
 
-use tracer::event::{Body, Dev};
-use tracer::source::EventIter;
+use super::live;
+
+use tracer::event::Body;
 use tracer::pipeline::PipelineConfig;
+use tracer::source::EventIter;
 use tracer::tui::app::App;
 use tracer::tui::feed::{self, Pace};
 use tracer::tui::snapshot::{Snapshot, SourceInfo};
@@ -15,12 +17,10 @@ use tracer::tui::{self as dash, event, Exit};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Only events of this device (MAJOR:MINOR, e.g. 259:0).
-    #[arg(long, value_name = "MAJOR:MINOR")]
-    dev: Option<Dev>,
-    /// Only events of this inode.
-    #[arg(long, value_name = "INO")]
-    inode: Option<u64>,
+    // --dev and --inode narrow live tracing and replay alike; --duration stops
+    // live tracing and holds the final state.
+    #[command(flatten)]
+    live: live::LiveArgs,
     /// Replay a capture (JSON Lines; `-` reads stdin) instead of tracing the running kernel.
     #[arg(long, value_name = "FILE")]
     replay: Option<PathBuf>,
@@ -37,38 +37,57 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
     if !(a.speed >= 0.0 && a.speed.is_finite()) {
         bail!("--speed {} is not a number >= 0 (0 means as fast as possible)", a.speed);
     }
-    let Some(path) = a.replay.clone() else {
-        bail!(
-            "live tracing in `top` needs the kernel ring-buffer source, which this build does not have yet; \
-             replay a capture instead: daxtrace top --replay FILE"
-        );
-    };
-    let events = tracer::source::open_any(&path)?;
-    let (dev, inode) = (a.dev, a.inode);
-    // The same narrowing the kernel side applies live; `lost` records always pass.
-    let events: EventIter = Box::new(events.filter(move |r| match r {
-        Ok(ev) => {
-            matches!(ev.body, Body::Lost { .. })
-                || (dev.is_none_or(|d| d == ev.dev) && inode.is_none_or(|i| i == ev.ino))
-        }
-        Err(_) => true,
-    }));
-    let pace = if a.speed == 0.0 { Pace::Unpaced } else { Pace::Speed(a.speed) };
-    let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let source = SourceInfo {
-        label: if a.speed == 0.0 {
-            format!("replay {name} at full speed")
-        } else {
-            format!("replay {name} at {}x", a.speed)
-        },
-        kernel: "n/a (replay)".into(),
-        backend: "none (replay)".into(),
-        plan: "n/a (replay)".into(),
-    };
-
     let (tx, rx) = event::channel();
     let (req_tx, req_rx) = mpsc::channel();
-    let feed = feed::spawn_replay(events, pace, a.skip_bad, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
+    let source = match &a.replay {
+        Some(path) => {
+            let events = tracer::source::open_any(path)?;
+            let (dev, inode) = (a.live.dev, a.live.inode);
+            // The same narrowing the kernel side applies live; `lost` records always pass.
+            let events: EventIter = Box::new(events.filter(move |r| match r {
+                Ok(ev) => {
+                    matches!(ev.body, Body::Lost { .. })
+                        || (dev.is_none_or(|d| d == ev.dev) && inode.is_none_or(|i| i == ev.ino))
+                }
+                Err(_) => true,
+            }));
+            let pace = if a.speed == 0.0 { Pace::Unpaced } else { Pace::Speed(a.speed) };
+            let name =
+                path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let source = SourceInfo {
+                label: if a.speed == 0.0 {
+                    format!("replay {name} at full speed")
+                } else {
+                    format!("replay {name} at {}x", a.speed)
+                },
+                kernel: "n/a (replay)".into(),
+                backend: "none (replay)".into(),
+                plan: "n/a (replay)".into(),
+            };
+            let feed =
+                feed::spawn_replay(events, pace, a.skip_bad, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
+            (source, feed)
+        }
+        None => {
+            // Attaching happens on the pipeline thread: the dashboard shows its progress and failures.
+            let source = SourceInfo {
+                label: "live".into(),
+                kernel: "attaching...".into(),
+                backend: "-".into(),
+                plan: "-".into(),
+            };
+            let feed = feed::spawn_live(
+                a.live.filter(),
+                a.live.deadline(),
+                PipelineConfig::default(),
+                source.clone(),
+                tx.clone(),
+                req_rx,
+            );
+            (source, feed)
+        }
+    };
+    let (source, feed) = source;
     let mut app = App::new(std::sync::Arc::new(Snapshot::empty(source)));
 
     let exit = {

@@ -18,7 +18,9 @@ use super::app::{Level, Notification};
 use super::event::{offer, AppEvent};
 use super::snapshot::{Dashboard, FeedState, PageTimeline, SnapshotBase, SourceInfo, TimelineRow};
 use crate::event::{Event, PageKey};
+use crate::attach::{Filter, Status};
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::source::ringbuf::{monotonic_ns, LiveSource};
 use crate::source::EventIter;
 
 /// Snapshot period while events flow: redraws are bounded by this, not by the event rate.
@@ -73,6 +75,8 @@ struct Feed {
     /// Input is over: nothing to keep up with any more, so sends may wait for
     /// room (the final state must not be the snapshot a full channel drops).
     holding: bool,
+    /// Tracing the running kernel (not replaying).
+    live: bool,
 }
 
 impl Feed {
@@ -100,6 +104,7 @@ impl Feed {
             capture_order: Vec::new(),
             ui_gone: false,
             holding: false,
+            live: false,
         }
     }
 
@@ -301,9 +306,13 @@ impl Feed {
         let note = match &state {
             FeedState::Done { .. } => Notification::new(
                 Level::Info,
-                format!("replay finished: {} events; holding the final state (q quits)", self.pipe.stats().events),
+                format!(
+                    "{}: {} events; holding the final state (q quits)",
+                    if self.live { "tracing stopped at --duration" } else { "replay finished" },
+                    self.pipe.stats().events
+                ),
             ),
-            FeedState::Failed(e) => Notification::new(Level::Error, format!("input stopped: {e}")),
+            FeedState::Failed(e) => Notification::new(Level::Error, format!("stopped: {e}")),
             FeedState::Running => unreachable!("hold is called with a final state"),
         };
         self.state = state;
@@ -376,4 +385,93 @@ fn replay(events: EventIter, pace: Pace, skip_bad: bool, mut feed: Feed) -> Opti
     }
     feed.hold(FeedState::Done { elapsed: start.elapsed() });
     None
+}
+
+/// Trace the running kernel on a new thread. Attaching happens there, so a
+/// failure becomes an error notification and a `Failed` state on screen (the
+/// error also goes back to `top` for its exit status), never a crash. Probes
+/// the plan could not use, and steps only inferred, are notified too.
+pub fn spawn_live(
+    filter: Filter,
+    deadline: Option<Instant>,
+    cfg: PipelineConfig,
+    source: SourceInfo,
+    tx: SyncSender<AppEvent>,
+    requests: Receiver<Request>,
+) -> thread::JoinHandle<Option<String>> {
+    thread::Builder::new()
+        .name("daxtrace-pipeline".into())
+        .spawn(move || live(&filter, deadline, Feed::new(cfg, source, tx, requests)))
+        .expect("spawning a thread")
+}
+
+fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<String> {
+    let start = Instant::now();
+    feed.live = true;
+    feed.publish();
+    let mut src = match LiveSource::open(filter) {
+        Ok(src) => src,
+        Err(e) => {
+            let msg = format!("cannot trace: {e}");
+            feed.hold(FeedState::Failed(msg.clone()));
+            return Some(msg);
+        }
+    };
+    let plan = src.plan();
+    feed.source.kernel = plan.kernel.release.clone();
+    feed.source.backend = plan.backend.name().to_string();
+    feed.source.plan = plan.summary_line();
+    let mut notes = vec![Notification::new(
+        Level::Info,
+        format!(
+            "{} tracepoints attached in {:.2}s",
+            plan.used_probes().count(),
+            src.ready_after().as_secs_f64()
+        ),
+    )];
+    for e in &plan.entries {
+        if let Status::Failed(why) = &e.status {
+            notes.push(Notification::new(Level::Error, format!("attach {} failed: {why}", e.symbol)));
+        }
+    }
+    for c in plan.coverage.iter().filter(|c| c.how != "traced") {
+        let level = if c.how == "missing" { Level::Warn } else { Level::Info };
+        notes.push(Notification::new(level, format!("{}: {} on this kernel", c.step.name(), c.how)));
+    }
+    for n in notes {
+        feed.send(AppEvent::Notify(n));
+    }
+    feed.publish();
+    let failed = loop {
+        if feed.ui_gone || deadline.is_some_and(|d| Instant::now() >= d) {
+            break None;
+        }
+        if let Err(e) = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev)) {
+            break Some(format!("reading the ring buffer failed: {e}"));
+        }
+        // Nothing newer may come for a while: release what the window no longer needs.
+        feed.pipe.advance(monotonic_ns(), &mut feed.dash);
+        if !feed.dash.pending.is_empty() {
+            feed.capture();
+        }
+        feed.handle_requests();
+        if feed.due() {
+            feed.publish_if_changed();
+        }
+    };
+    // Detach, then take what the ring buffer still holds: nothing captured is lost.
+    src.finish(&mut |ev| feed.push(ev));
+    if feed.ui_gone {
+        return None;
+    }
+    match failed {
+        Some(msg) => {
+            feed.hold(FeedState::Failed(msg.clone()));
+            Some(msg)
+        }
+        None => {
+            feed.hold(FeedState::Done { elapsed: start.elapsed() });
+            None
+        }
+    }
 }
