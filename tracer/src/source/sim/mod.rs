@@ -44,7 +44,7 @@ use rand::rngs::SmallRng;
 use rand::Rng;
 use serde::Serialize;
 
-pub use self::model::{Clock, ModelConfig, Run, ScheduleError, Sim, SIM_DEV};
+pub use self::model::{Clock, ModelConfig, Pick, Run, ScheduleError, Sim, SIM_DEV};
 pub use self::schedule::{schedule_rng, Actor, Mix, Op, Scenario, ScenarioShape};
 use crate::detect::{Finding, Rule, Severity};
 use crate::event::{Event, PageKey};

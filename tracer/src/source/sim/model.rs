@@ -70,6 +70,15 @@ impl Default for ModelConfig {
     }
 }
 
+/// Who takes each step; once the list is used up, the RNG draws.
+#[derive(Clone, Copy, Debug)]
+pub enum Pick<'a> {
+    /// Step `i` is taken by actor `list[i]` (an error if it cannot step).
+    Actors(&'a [usize]),
+    /// Step `i` is taken by the `list[i] % n`-th of the `n` actors that can step.
+    Among(&'a [u32]),
+}
+
 /// Why a scripted schedule could not run.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScheduleError {
@@ -140,7 +149,6 @@ pub struct Sim {
     /// `[file * FILE_PAGES + page]`: holder actor + 1, or 0.
     entry_lock: Vec<u16>,
     inode_lock: Vec<u16>,
-    touched: Vec<bool>,
     ts: u64,
     next_fault: u64,
     run: Run,
@@ -160,6 +168,11 @@ impl Sim {
         script: &[usize],
         rng: &mut SmallRng,
     ) -> Result<&Run, ScheduleError> {
+        self.run_with(sc, cfg, Pick::Actors(script), rng)
+    }
+
+    /// Like [`Sim::run`], with the steps chosen by `pick`.
+    pub fn run_with(&mut self, sc: &Scenario, cfg: ModelConfig, pick: Pick<'_>, rng: &mut SmallRng) -> Result<&Run, ScheduleError> {
         self.reset(sc, cfg);
         let mut runnable = Vec::with_capacity(self.actors.len());
         let mut step = 0usize;
@@ -177,19 +190,22 @@ impl Sim {
             if live == 0 {
                 break;
             }
-            let a = if let Some(&a) = script.get(step) {
-                if a >= self.actors.len() || self.actors[a].phase == Phase::Done {
-                    return Err(ScheduleError::NotRunnable { step, actor: a });
+            if runnable.is_empty() {
+                return Err(ScheduleError::Deadlock);
+            }
+            let a = match pick {
+                Pick::Actors(script) if step < script.len() => {
+                    let a = script[step];
+                    if a >= self.actors.len() || self.actors[a].phase == Phase::Done {
+                        return Err(ScheduleError::NotRunnable { step, actor: a });
+                    }
+                    if !runnable.contains(&a) {
+                        return Err(ScheduleError::Blocked { step, actor: a });
+                    }
+                    a
                 }
-                if !runnable.contains(&a) {
-                    return Err(ScheduleError::Blocked { step, actor: a });
-                }
-                a
-            } else {
-                if runnable.is_empty() {
-                    return Err(ScheduleError::Deadlock);
-                }
-                runnable[rng.gen_range(0..runnable.len())]
+                Pick::Among(choices) if step < choices.len() => runnable[choices[step] as usize % runnable.len()],
+                _ => runnable[rng.gen_range(0..runnable.len())],
             };
             self.step(a, rng);
             step += 1;
@@ -216,8 +232,6 @@ impl Sim {
         self.entry_lock.resize(pages, 0);
         self.inode_lock.clear();
         self.inode_lock.resize(self.files, 0);
-        self.touched.clear();
-        self.touched.resize(pages, false);
         self.ts = cfg.ts_start;
         self.next_fault = cfg.fault_base;
         self.run.events.clear();
@@ -229,19 +243,18 @@ impl Sim {
 
     fn finish(&mut self, steps: u64) {
         self.run.steps = steps;
-        for file in 0..self.files {
-            for page in 0..FILE_PAGES {
-                if self.mem.is_corrupted(file, page) {
-                    self.run.corrupted.push(self.key(file, page));
-                }
+        self.run.incoherent_at_end = self.mem.incoherent_mappings();
+        let (base, mut corrupted, mut touched) = (self.cfg.ino_base, std::mem::take(&mut self.run.corrupted), 0);
+        // Only touched pages can have changed, let alone be corrupted.
+        let pages: Vec<(usize, u64)> = self.mem.touched_pages().collect();
+        for (file, page) in pages {
+            touched += 1;
+            if self.mem.is_corrupted(file, page) {
+                corrupted.push(PageKey { dev: SIM_DEV, ino: base + file as u64, pgoff: page });
             }
         }
-        self.run.pages_touched = self.touched.iter().filter(|&&t| t).count() as u64;
-        self.run.incoherent_at_end = self.mem.incoherent_mappings();
-    }
-
-    fn key(&self, file: usize, pgoff: u64) -> PageKey {
-        PageKey { dev: SIM_DEV, ino: self.cfg.ino_base + file as u64, pgoff }
+        self.run.corrupted = corrupted;
+        self.run.pages_touched = touched;
     }
 
     // ---- locks -------------------------------------------------------------
@@ -369,11 +382,6 @@ impl Sim {
             probe: 0,
             body,
         });
-    }
-
-    fn touch(&mut self, file: usize, start: u64, len: u64) {
-        let i = file * FILE_PAGES as usize + start as usize;
-        self.touched[i..i + len as usize].fill(true);
     }
 
     fn new_fault(&mut self, a: usize) -> u64 {
@@ -541,7 +549,7 @@ impl Sim {
             }
             (op, phase) => unreachable!("actor {a}: {op:?} has no step in {phase:?}"),
         };
-        self.touch(file, cs, cl);
+        self.mem.touch(file, cs, cl);
         self.mem.check(file, cs, cl);
     }
 

@@ -59,6 +59,9 @@ pub struct Memory {
     pt: Vec<Pte>,
     /// `[file * FILE_PAGES + page]`.
     corrupted: Vec<bool>,
+    /// `[file * FILE_PAGES + page]`: covered by some step; and the list of them.
+    touched: Vec<bool>,
+    touched_list: Vec<u32>,
     next_token: u64,
 }
 
@@ -68,19 +71,54 @@ fn fp(file: usize, page: u64) -> usize {
 }
 
 impl Memory {
-    /// Empty files, empty page tables. Reuses the buffers of a previous run.
+    /// Empty files, empty page tables. Reuses the buffers of a previous run and
+    /// clears only the pages it touched (every change is to a touched page).
     pub fn reset(&mut self, files: usize, procs: usize) {
-        self.files = files;
-        self.procs = procs;
         let pages = files * FILE_PAGES as usize;
+        if self.files != files || self.procs != procs || self.filemap.len() != pages {
+            self.files = files;
+            self.procs = procs;
+            self.filemap.clear();
+            self.filemap.resize(pages, None);
+            self.pt.clear();
+            self.pt.resize(pages * procs, Pte::None);
+            self.corrupted.clear();
+            self.corrupted.resize(pages, false);
+            self.touched.clear();
+            self.touched.resize(pages, false);
+            self.touched_list.clear();
+        } else {
+            for &i in &self.touched_list {
+                let i = i as usize;
+                self.filemap[i] = None;
+                self.corrupted[i] = false;
+                self.touched[i] = false;
+                let (file, page) = (i / FILE_PAGES as usize, i % FILE_PAGES as usize);
+                for proc in 0..procs {
+                    self.pt[(proc * files + file) * FILE_PAGES as usize + page] = Pte::None;
+                }
+            }
+            self.touched_list.clear();
+        }
         self.blocks.clear();
-        self.filemap.clear();
-        self.filemap.resize(pages, None);
-        self.pt.clear();
-        self.pt.resize(pages * procs, Pte::None);
-        self.corrupted.clear();
-        self.corrupted.resize(pages, false);
         self.next_token = 1;
+    }
+
+    /// Note that a step covered `[start, start + len)`.
+    pub fn touch(&mut self, file: usize, start: u64, len: u64) {
+        let i = fp(file, start);
+        for j in i..i + len as usize {
+            if !self.touched[j] {
+                self.touched[j] = true;
+                self.touched_list.push(j as u32);
+            }
+        }
+    }
+
+    /// Pages any step covered, as (file, page), in order.
+    pub fn touched_pages(&mut self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.touched_list.sort_unstable();
+        self.touched_list.iter().map(|&i| (i as usize / FILE_PAGES as usize, u64::from(i) % FILE_PAGES))
     }
 
     #[inline]
@@ -188,11 +226,10 @@ impl Memory {
     /// of every mapped page by every process would get wrong).
     pub fn incoherent_mappings(&self) -> u64 {
         let mut n = 0;
-        for file in 0..self.files {
-            for page in 0..FILE_PAGES {
-                let truth = self.truth(file, page);
-                n += (0..self.procs).filter(|&p| self.view(p, file, page).is_some_and(|v| v != truth)).count() as u64;
-            }
+        for &i in &self.touched_list {
+            let (file, page) = (i as usize / FILE_PAGES as usize, u64::from(i) % FILE_PAGES);
+            let truth = self.truth(file, page);
+            n += (0..self.procs).filter(|&p| self.view(p, file, page).is_some_and(|v| v != truth)).count() as u64;
         }
         n
     }
@@ -207,6 +244,7 @@ mod tests {
         let mut m = Memory::default();
         m.reset(1, 2);
         // Process 0 maps the zero page over a hole: coherent.
+        m.touch(0, 3, 1);
         m.set_pte(0, 0, 3, Pte::Zero);
         m.check(0, 3, 1);
         assert!(!m.is_corrupted(0, 3));
@@ -227,6 +265,7 @@ mod tests {
     fn mapping_freed_blocks_is_corrupted() {
         let mut m = Memory::default();
         m.reset(1, 1);
+        m.touch(0, 0, 1);
         let b = m.allocate(0, 0, 1);
         m.invalidate(0, 0, 1);
         m.check(0, 0, 1);
