@@ -8,9 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use perfetto_protos::trace::Trace;
-use perfetto_protos::track_event::track_event::Type;
-use protobuf::Message;
 use tracer::event::{Body, Comm, Dev, Event, FaultResult, MapResult, Size};
 use tracer::source::tracefile::{synth::Workload, TraceReader};
 
@@ -179,17 +176,21 @@ fn damaged_trace_file_is_read_with_warnings() {
     assert!(text.contains("closed:    no"), "{text}");
 }
 
-fn perfetto_of(evs: &[Event]) -> Trace {
+#[cfg(feature = "perfetto")]
+fn perfetto_of(evs: &[Event]) -> perfetto_protos::trace::Trace {
+    use protobuf::Message;
     let d = tmp();
     let (j, p) = (d.path().join("r.jsonl"), d.path().join("r.perfetto-trace"));
     write_jsonl(&j, evs);
     ok(&["export", "--format", "perfetto", "-o", s(&p), s(&j)]);
     assert_eq!(mode(&p), 0o600);
-    Trace::parse_from_bytes(&std::fs::read(&p).unwrap()).expect("a valid perfetto Trace")
+    perfetto_protos::trace::Trace::parse_from_bytes(&std::fs::read(&p).unwrap()).expect("a valid perfetto Trace")
 }
 
+#[cfg(feature = "perfetto")]
 #[test]
 fn perfetto_parses_back_with_tracks_slices_and_instants() {
+    use perfetto_protos::track_event::track_event::Type;
     let trace = perfetto_of(&race());
     let mut names: HashMap<u64, String> = HashMap::new();
     let mut threads: HashMap<u64, (i32, String)> = HashMap::new();

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use tracer::event::{Body, Event};
-use tracer::sink::perfetto::{Interest, PerfettoWriter};
 use tracer::sink::tracefile::{create_private, TraceWriter, WriterOptions};
 use tracer::source::tracefile::Header;
 
@@ -200,9 +199,16 @@ fn csv_row(ev: &Event, row: &mut [String]) {
     }
 }
 
+#[cfg(not(feature = "perfetto"))]
+pub fn to_perfetto(_input: &Path, _output: &Path) -> anyhow::Result<u64> {
+    anyhow::bail!("this daxtrace was built without the `perfetto` feature: rebuild with default features")
+}
+
 /// Two passes over IN: the first runs the detector to find the pages of
 /// interest, the second writes the tracks (so nothing is held in memory).
+#[cfg(feature = "perfetto")]
 pub fn to_perfetto(input: &Path, output: &Path) -> anyhow::Result<u64> {
+    use tracer::sink::perfetto::{Interest, PerfettoWriter};
     let mut interest = Interest::default();
     let mut inp = Input::open(input)?;
     super::input::detect_all(&mut inp, &mut interest)?;

@@ -3,4 +3,5 @@
 pub mod jsonl;
 pub mod metrics;
 pub mod tracefile;
+#[cfg(feature = "perfetto")]
 pub mod perfetto;
