@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -20,10 +21,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use prometheus_client::registry::Registry;
+use tracer::attach::{AttachPlan, Status};
 use tracer::detect::{Finding, Role};
 use tracer::event::{Dev, Event};
 use tracer::pipeline::{Pipeline, PipelineConfig, Sink};
-use tracer::sink::metrics::{self, Format, Metrics};
+use tracer::sink::metrics::{self, AttachStatus, Format, Metrics};
+use tracer::source::ringbuf::{monotonic_ns, LiveSource};
 use tracing::Dispatch;
 
 /// Where `/metrics` listens unless `--metrics` says otherwise: loopback only,
@@ -69,10 +72,7 @@ pub fn run(args: Args) -> Result<super::Outcome> {
     let log = json_log();
     let _log_guard = tracing::dispatcher::set_default(&log);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
-    }
+    let stop = super::live::stop_flag()?;
 
     let (metrics, registry) = Metrics::new();
     let server = Arc::new(listen(args.metrics)?);
@@ -90,9 +90,7 @@ pub fn run(args: Args) -> Result<super::Outcome> {
     let mut out = Outputs { metrics, findings: 0 };
     let result = match &args.replay {
         Some(path) => replay(path, &args, &mut out, &stop),
-        None => Err(anyhow::anyhow!(
-            "live tracing in `serve` needs the ring-buffer source, not built yet; use --replay FILE"
-        )),
+        None => live(&args, &mut out, &stop),
     };
     server.unblock();
     let _ = http.join();
@@ -282,6 +280,66 @@ fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicB
         thread::sleep(IDLE_TICK);
     }
     Ok(())
+}
+
+fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
+    let filter = tracer::attach::Filter { dev: args.dev, ino: args.inode };
+    let mut src = LiveSource::open(&filter)?;
+    export_plan(&out.metrics, src.plan());
+    tracing::info!(
+        kind = "attached",
+        probes = src.plan().used_probes().count(),
+        ready_s = src.ready_after().as_secs_f64(),
+        plan = %src.plan().summary_line(),
+        "attached"
+    );
+    let fill = src
+        .ring_fill()
+        .map_err(|e| tracing::warn!("ring buffer fill not readable ({e}); its gauge stays 0"))
+        .ok();
+    let mut pipe = Pipeline::new(PipelineConfig::default());
+    while !stop.load(Ordering::Relaxed) {
+        // Read the fill before draining: that is when it is highest.
+        if let Some(f) = &fill {
+            out.metrics.set_ringbuf_fill(f.ratio());
+        }
+        src.poll(IDLE_TICK, &mut |ev| pipe.push(ev, out))?;
+        // Release what the window no longer needs even when nothing new came.
+        pipe.advance(monotonic_ns(), out);
+        out.metrics.sync_stats(pipe.stats());
+    }
+    // Detach, then drain what the kernel still holds: nothing captured is lost.
+    let st = src.finish(&mut |ev| pipe.push(ev, out));
+    pipe.finish(out);
+    out.metrics.sync_stats(pipe.stats());
+    tracing::info!(kind = "live_complete", records = st.records, lost = st.lost, undecodable = st.undecodable, "detached");
+    Ok(())
+}
+
+/// The attach plan as the `daxtrace_attach_status` state set: per (step,
+/// backend), the best status among its candidate symbols.
+fn export_plan(m: &Metrics, plan: &AttachPlan) {
+    let name = |v: serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_default();
+    let mut best: BTreeMap<(String, String), AttachStatus> = BTreeMap::new();
+    for e in &plan.entries {
+        let status = match e.status {
+            Status::Used => AttachStatus::Used,
+            Status::Failed(_) => AttachStatus::Failed,
+            Status::Available => AttachStatus::Available,
+            Status::Unsupported(_) => AttachStatus::Unsupported,
+            Status::Missing => AttachStatus::Missing,
+            Status::Unknown(_) => AttachStatus::Unknown,
+        };
+        let key = (
+            name(serde_json::to_value(e.step).unwrap_or_default()),
+            name(serde_json::to_value(e.backend).unwrap_or_default()),
+        );
+        let slot = best.entry(key).or_insert(status);
+        *slot = (*slot).max(status);
+    }
+    for ((step, backend), status) in best {
+        m.set_attach(&step, &backend, status);
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,11 @@ impl LiveSource {
         self.stats
     }
 
+    /// A reader of how full the kernel ring buffer is (for `serve`'s gauge).
+    pub fn ring_fill(&self) -> std::io::Result<RingFill> {
+        RingFill::new(self.ring.as_raw_fd(), u64::from(tracer_common::EVENTS_RING_BYTES))
+    }
+
     /// Wait up to `timeout` for records, then hand every available event to
     /// `f`. Returns how many events were handed over. EINTR (a signal) just
     /// returns early so the caller can look at its stop flag.
@@ -150,5 +155,53 @@ impl LiveSource {
         self.drain(f);
         self.check_drops(f);
         self.stats
+    }
+}
+
+/// How full a BPF ring buffer is: its producer minus consumer position over
+/// its size. The first two pages of the map (consumer position, then producer
+/// position) are mapped read-only once, so a reading costs two loads.
+pub struct RingFill {
+    base: *mut libc::c_void,
+    page: usize,
+    size: u64,
+}
+
+// SAFETY: the mapping is read-only shared memory, read with atomic loads.
+unsafe impl Send for RingFill {}
+
+impl RingFill {
+    fn new(fd: std::os::fd::RawFd, size: u64) -> std::io::Result<Self> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        // SAFETY: a fresh read-only shared mapping of the map's first two
+        // pages; the kernel allows read-only mappings of them (libbpf maps
+        // the producer page the same way).
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), 2 * page, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self { base, page, size })
+    }
+
+    /// Fill, 0 to 1.
+    #[allow(clippy::cast_precision_loss, reason = "a ratio for a gauge")]
+    pub fn ratio(&self) -> f64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // SAFETY: both positions are aligned u64s inside the live mapping;
+        // the kernel updates them concurrently, hence atomic loads.
+        let (cons, prod) = unsafe {
+            let c = &*self.base.cast::<AtomicU64>();
+            let p = &*self.base.cast::<u8>().add(self.page).cast::<AtomicU64>();
+            (c.load(Ordering::Acquire), p.load(Ordering::Acquire))
+        };
+        (prod.saturating_sub(cons) as f64 / self.size as f64).clamp(0.0, 1.0)
+    }
+}
+
+impl Drop for RingFill {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe { libc::munmap(self.base, 2 * self.page) };
     }
 }
