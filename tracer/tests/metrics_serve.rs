@@ -179,3 +179,24 @@ fn address_in_use_is_a_one_line_error() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--metrics"), "{err}");
 }
+
+/// `--record` writes a trace file holding every replayed event, finished
+/// (footer written) on SIGTERM; `analyze` finds the same findings in it.
+#[test]
+fn record_writes_a_trace_file_closed_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("serve.dtr");
+    let src = metrics_util::data("metrics-race.jsonl");
+    let mut s = Serve::start(&["--metrics", "127.0.0.1:0", "--replay", src.to_str().unwrap(), "--record", out.to_str().unwrap()]);
+    let _ = s.addr();
+    assert!(s.wait_log("replay_complete", Duration::from_secs(30)).is_some(), "{}", s.stderr.lock().unwrap());
+    assert!(s.terminate().success());
+    let rec = s.logged("recorded");
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    assert_eq!(rec[0]["events"], 72);
+
+    let a = Command::new(daxtrace()).args(["analyze", "--json"]).arg(&out).output().unwrap();
+    assert_eq!(a.status.code(), Some(1), "{}", String::from_utf8_lossy(&a.stderr));
+    let text = String::from_utf8(a.stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains(r#""kind":"finding""#)).count(), 3, "{text}");
+}

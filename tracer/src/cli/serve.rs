@@ -14,19 +14,22 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use prometheus_client::registry::Registry;
 use tracer::attach::{AttachPlan, Status};
 use tracer::detect::{Finding, Role};
 use tracer::event::{Dev, Event};
 use tracer::pipeline::{Pipeline, PipelineConfig, Sink};
 use tracer::sink::metrics::{self, AttachStatus, Format, Metrics};
+use tracer::sink::tracefile::{TraceWriter, WriterOptions};
 use tracer::source::ringbuf::{monotonic_ns, LiveSource};
+use tracer::source::tracefile::Header;
 use tracing::Dispatch;
 
 /// Where `/metrics` listens unless `--metrics` says otherwise: loopback only,
@@ -37,6 +40,8 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
 const SYNC_EVERY: u64 = 4096;
 /// How long the main loop sleeps between looks at the stop flag when idle.
 const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often a live `--record` writes its buffered events out.
+const RECORD_FLUSH: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -63,12 +68,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<super::Outcome> {
-    if let Some(path) = &args.record {
-        bail!(
-            "--record {}: the trace file writer is not built yet; record with `daxtrace stream --json > FILE` meanwhile",
-            path.display()
-        );
-    }
     let log = json_log();
     let _log_guard = tracing::dispatcher::set_default(&log);
 
@@ -87,7 +86,7 @@ pub fn run(args: Args) -> Result<super::Outcome> {
             .context("starting the HTTP thread")?
     };
 
-    let mut out = Outputs { metrics, findings: 0 };
+    let mut out = Outputs { metrics, findings: 0, record: None };
     let result = match &args.replay {
         Some(path) => replay(path, &args, &mut out, &stop),
         None => live(&args, &mut out, &stop),
@@ -169,19 +168,49 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
 }
 
-/// The pipeline's sinks in `serve`: metrics and the findings log.
+/// The pipeline's sinks in `serve`: metrics, the findings log, and the
+/// trace file with `--record`.
 struct Outputs {
     metrics: Metrics,
     findings: u64,
+    record: Option<TraceWriter<File>>,
+}
+
+impl Outputs {
+    /// Start `--record FILE`, its header naming the source and attach plan.
+    fn start_record(&mut self, args: &Args, source: &str, plan: serde_json::Value) -> Result<()> {
+        if let Some(path) = &args.record {
+            let header = Header::for_this_host(source, plan);
+            let w = TraceWriter::create(path, &header, WriterOptions::default())
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            self.record = Some(w);
+        }
+        Ok(())
+    }
+
+    /// Write what the trace file still buffers and its footer.
+    fn finish_record(&mut self, stats: &tracer::pipeline::Stats, reason: &str) -> Result<()> {
+        if let Some(w) = self.record.take() {
+            let (footer, _) = w.finish(stats.late, 0, reason).context("writing the trace file")?;
+            tracing::info!(kind = "recorded", events = footer.events, chunks = footer.chunks, "trace file complete");
+        }
+        Ok(())
+    }
 }
 
 impl Sink for Outputs {
     fn on_event(&mut self, ev: &Event) {
         self.metrics.on_event(ev);
+        if let Some(w) = &mut self.record {
+            w.write_event(ev);
+        }
     }
 
     fn on_late(&mut self, ev: &Event) {
         self.metrics.on_late(ev);
+        if let Some(w) = &mut self.record {
+            w.write_event(ev);
+        }
     }
 
     fn on_finding(&mut self, f: &Finding) {
@@ -236,6 +265,7 @@ fn wanted(args: &Args, ev: &Event) -> bool {
 
 fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
     let input = tracer::source::open_any(path)?;
+    out.start_record(args, &format!("replay:{}", path.display()), serde_json::json!({ "replay": path.display().to_string() }))?;
     let mut pipe = Pipeline::new(PipelineConfig::default());
     let mut n = 0u64;
     for item in input {
@@ -250,6 +280,7 @@ fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicB
                 // Keep what was read: judge it and export it before failing.
                 pipe.finish(out);
                 out.metrics.sync_stats(pipe.stats());
+                out.finish_record(pipe.stats(), "input error")?;
                 return Err(e).context("replay stopped (use --skip-bad to skip bad lines)");
             }
         }
@@ -263,6 +294,7 @@ fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicB
     }
     pipe.finish(out);
     out.metrics.sync_stats(pipe.stats());
+    out.finish_record(pipe.stats(), if stop.load(Ordering::Relaxed) { "signal" } else { "end of input" })?;
     out.metrics.set_input_complete();
     let st = pipe.stats();
     tracing::info!(
@@ -286,6 +318,7 @@ fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
     let filter = tracer::attach::Filter { dev: args.dev, ino: args.inode };
     let mut src = LiveSource::open(&filter)?;
     export_plan(&out.metrics, src.plan());
+    out.start_record(args, "live", serde_json::to_value(src.plan()).unwrap_or_default())?;
     tracing::info!(
         kind = "attached",
         probes = src.plan().used_probes().count(),
@@ -298,6 +331,7 @@ fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
         .map_err(|e| tracing::warn!("ring buffer fill not readable ({e}); its gauge stays 0"))
         .ok();
     let mut pipe = Pipeline::new(PipelineConfig::default());
+    let mut last_flush = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // Read the fill before draining: that is when it is highest.
         if let Some(f) = &fill {
@@ -307,11 +341,19 @@ fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
         // Release what the window no longer needs even when nothing new came.
         pipe.advance(monotonic_ns(), out);
         out.metrics.sync_stats(pipe.stats());
+        // A quiet host still gets its events on disk within seconds.
+        if let Some(w) = &mut out.record {
+            if last_flush.elapsed() >= RECORD_FLUSH {
+                w.write_stats(pipe.stats().late, 0);
+                last_flush = std::time::Instant::now();
+            }
+        }
     }
     // Detach, then drain what the kernel still holds: nothing captured is lost.
     let st = src.finish(&mut |ev| pipe.push(ev, out));
     pipe.finish(out);
     out.metrics.sync_stats(pipe.stats());
+    out.finish_record(pipe.stats(), "signal")?;
     tracing::info!(kind = "live_complete", records = st.records, lost = st.lost, undecodable = st.undecodable, "detached");
     Ok(())
 }
