@@ -1,9 +1,11 @@
 //! Throughput of the userspace path, measured with criterion.
 //!
-//! * `pipeline/events`: reorder window + per-page timelines + both rules on
-//!   in-memory `Event`s (a synthetic stream from `tracer::workload`). The
-//!   binary record decoder (`tracer::decode`) is not on main yet; when it is,
-//!   a `decode+pipeline` case belongs next to this one.
+//! * `pipeline/events_*`: reorder window + per-page timelines + both rules on
+//!   in-memory `Event`s (a synthetic stream from `tracer::workload`).
+//! * `pipeline/decode+events_*`: the same stream as kernel ring-buffer
+//!   records (`tracer::decode::encode`), decoded then pushed: the whole
+//!   userspace path behind the ring buffer.
+//! * `decode/records`: decoding alone.
 //! * `jsonl/parse`: JSON Lines text -> `Event`, measured on its own.
 //!
 //! Run: `cargo bench -p tracer --bench pipeline`.
@@ -21,7 +23,27 @@ fn pipeline(c: &mut Criterion) {
         ("events_1m_pages", Workload { inodes: 16, pages_per_inode: 1 << 16, ..Workload::default() }),
     ] {
         let events = w.generate(n);
+        let mut buf = Vec::new();
+        let mut spans = Vec::with_capacity(events.len());
+        for e in &events {
+            let start = buf.len();
+            tracer::decode::encode(e, &mut buf);
+            spans.push((start, buf.len()));
+        }
         g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(format!("decode+{name}"), |b| {
+            b.iter_batched_ref(
+                || Pipeline::new(PipelineConfig::default()),
+                |p| {
+                    for &(s, e) in &spans {
+                        p.push(tracer::decode::decode(&buf[s..e]).unwrap(), &mut ());
+                    }
+                    p.finish(&mut ());
+                    p.stats().findings
+                },
+                BatchSize::PerIteration,
+            )
+        });
         g.bench_function(name, |b| {
             b.iter_batched_ref(
                 || Pipeline::new(PipelineConfig::default()),
@@ -36,6 +58,24 @@ fn pipeline(c: &mut Criterion) {
             )
         });
     }
+    g.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let events = Workload::default().generate(1_000_000);
+    let mut buf = Vec::new();
+    let mut spans = Vec::with_capacity(events.len());
+    for e in &events {
+        let start = buf.len();
+        tracer::decode::encode(e, &mut buf);
+        spans.push((start, buf.len()));
+    }
+    let mut g = c.benchmark_group("decode");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(spans.len() as u64));
+    g.bench_function("records", |b| {
+        b.iter(|| spans.iter().map(|&(s, e)| tracer::decode::decode(&buf[s..e]).unwrap().ts).fold(0u64, u64::wrapping_add))
+    });
     g.finish();
 }
 
@@ -56,5 +96,5 @@ fn jsonl(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, jsonl);
+criterion_group!(benches, pipeline, decode, jsonl);
 criterion_main!(benches);
