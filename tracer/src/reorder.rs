@@ -86,7 +86,7 @@ impl Reorder {
         Self {
             window_ns,
             window_events: window_events.max(1),
-            q: VecDeque::with_capacity(window_events.clamp(1, 1 << 16)),
+            q: VecDeque::with_capacity(window_events.saturating_add(1).clamp(1, 1 << 16)),
             newest: 0,
             released: None,
         }
@@ -122,6 +122,13 @@ impl Reorder {
                 break;
             }
             i -= 1;
+        }
+        let (cap, bound) = (self.q.capacity(), self.window_events.saturating_add(1));
+        if self.q.len() == cap && cap < bound {
+            // Grow by doubling, but never past the most the window holds
+            // (`window_events` + the one pushed before `pop_ready`): VecDeque's
+            // own doubling would reserve, and as a ring touch, twice that.
+            self.q.reserve_exact((cap * 2).max(16).min(bound) - cap);
         }
         if i == self.q.len() {
             self.q.push_back((ts, tie, ev));

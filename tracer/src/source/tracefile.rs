@@ -262,6 +262,7 @@ pub struct TraceReader<R> {
     done: bool,
     raw: Vec<u8>,
     stored: Vec<u8>,
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl TraceReader<BufReader<File>> {
@@ -312,6 +313,7 @@ impl<R: Read + Seek> TraceReader<R> {
             done: false,
             raw: Vec::new(),
             stored: Vec::new(),
+            zstd: None,
         };
         let end = FILE_HEADER_LEN as u64 + u64::from(hlen);
         if hlen <= MAX_PAYLOAD && end <= len {
@@ -365,15 +367,44 @@ impl<R: Read + Seek> TraceReader<R> {
             if self.done {
                 return None;
             }
-            if let Err(e) = self.read_chunk() {
-                // The file shrank under us or the disk failed: report and stop.
-                self.report.damage.push(Damage {
-                    offset: self.pos,
-                    len: self.len.saturating_sub(self.pos),
-                    kind: DamageKind::BadPayload { seq: self.expect_seq, what: format!("read error: {e}") },
-                });
-                self.done = true;
+            self.advance();
+        }
+    }
+
+    /// The next events in file order, a chunk at a time, into `buf` (cleared
+    /// first; its allocation is reused by the next chunk). `false` at the end
+    /// of the readable data. Mixes freely with [`TraceReader::next_event`].
+    pub fn next_batch(&mut self, buf: &mut Vec<Event>) -> bool {
+        buf.clear();
+        loop {
+            if self.next < self.events.len() {
+                if self.next == 0 {
+                    // Hand the decoded chunk over whole; decode the next into `buf`'s old allocation.
+                    std::mem::swap(buf, &mut self.events);
+                } else {
+                    buf.extend_from_slice(&self.events[self.next..]);
+                }
+                self.events.clear();
+                self.next = 0;
+                return true;
             }
+            if self.done {
+                return false;
+            }
+            self.advance();
+        }
+    }
+
+    /// Read the next chunk; an I/O error ends the stream and is reported.
+    fn advance(&mut self) {
+        if let Err(e) = self.read_chunk() {
+            // The file shrank under us or the disk failed: report and stop.
+            self.report.damage.push(Damage {
+                offset: self.pos,
+                len: self.len.saturating_sub(self.pos),
+                kind: DamageKind::BadPayload { seq: self.expect_seq, what: format!("read error: {e}") },
+            });
+            self.done = true;
         }
     }
 
@@ -440,12 +471,13 @@ impl<R: Read + Seek> TraceReader<R> {
             CODEC_ZSTD => {
                 self.raw.clear();
                 self.raw.reserve(frame.raw as usize);
-                // Bounded by `raw` (<= MAX_PAYLOAD): a lying frame cannot make us allocate more.
-                let mut dec = zstd::stream::read::Decoder::with_buffer(&self.stored[..]).map_err(|e| e.to_string())?;
-                let got = (&mut dec)
-                    .take(u64::from(frame.raw) + 1)
-                    .read_to_end(&mut self.raw)
-                    .map_err(|e| format!("zstd: {e}"))?;
+                // One reused context, and output bounded by the capacity `raw`
+                // (<= MAX_PAYLOAD) reserved: a lying frame cannot make us allocate more.
+                if self.zstd.is_none() {
+                    self.zstd = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+                }
+                let dec = self.zstd.as_mut().expect("set above");
+                let got = dec.decompress_to_buffer(&self.stored[..], &mut self.raw).map_err(|e| format!("zstd: {e}"))?;
                 if got != frame.raw as usize {
                     return Err(format!("payload is {got} bytes, frame says {}", frame.raw));
                 }
@@ -585,6 +617,11 @@ impl ChunkFrame {
 /// when they end, prints what was skipped or is missing (one
 /// `daxtrace: warning:` line each, on stderr: damage is never silent) and
 /// shows a progress bar meanwhile when stderr is a terminal.
+///
+/// Reading, CRC checks, zstd and decoding run on a thread of their own, a
+/// chunk or two ahead of the consumer: on two cores decompression overlaps
+/// the detector. Chunks travel as `Vec<Event>` whose allocations go back to
+/// the reader for reuse, so memory stays at a few chunks (~6 MB each).
 pub fn open_events(path: &Path, name: String) -> Result<super::EventIter, super::SourceError> {
     let r = TraceReader::open(path).map_err(|e| match e {
         TraceError::Io(source) => super::SourceError::Io { input: name.clone(), source },
@@ -597,35 +634,82 @@ pub fn open_events(path: &Path, name: String) -> Result<super::EventIter, super:
             .progress_chars("=> "),
     );
     bar.set_message(format!("reading {name}"));
-    let mut it = EventsWithReport { r, name, bar, n: 0, reported: false };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<Event>, u64)>(2);
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Event>>();
+    let reader = std::thread::Builder::new()
+        .name("daxtrace-read".into())
+        .spawn(move || {
+            let mut r = r;
+            loop {
+                let mut buf = back_rx.try_recv().unwrap_or_default();
+                if !r.next_batch(&mut buf) {
+                    break;
+                }
+                // The consumer stopped early (error in the pipeline, user quit): so do we.
+                if tx.send((buf, r.report().bytes_read)).is_err() {
+                    break;
+                }
+            }
+            r.report
+        })
+        .map_err(|source| super::SourceError::Io { input: name.clone(), source })?;
+    let mut it = ReadAhead { rx, back: back_tx, cur: Vec::new(), i: 0, reader: Some(reader), name, bar };
     Ok(Box::new(std::iter::from_fn(move || it.next())))
 }
 
-struct EventsWithReport {
-    r: TraceReader<BufReader<File>>,
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<(Vec<Event>, u64)>,
+    back: std::sync::mpsc::Sender<Vec<Event>>,
+    cur: Vec<Event>,
+    i: usize,
+    /// Returns the read report when the file is done.
+    reader: Option<std::thread::JoinHandle<ReadReport>>,
     name: String,
     bar: indicatif::ProgressBar,
-    n: u64,
-    reported: bool,
 }
 
-impl EventsWithReport {
+impl ReadAhead {
+    #[inline]
     fn next(&mut self) -> Option<Result<Event, super::SourceError>> {
-        if let Some(ev) = self.r.next_event() {
-            self.n += 1;
-            if self.n % 65536 == 0 {
-                self.bar.set_position(self.r.report().bytes_read);
-            }
+        if let Some(&ev) = self.cur.get(self.i) {
+            self.i += 1;
             return Some(Ok(ev));
         }
-        if !self.reported {
-            self.reported = true;
-            self.bar.finish_and_clear();
-            for w in self.r.report().warnings() {
-                eprintln!("daxtrace: warning: {}: {w}", self.name);
+        self.next_chunk()
+    }
+
+    #[cold]
+    fn next_chunk(&mut self) -> Option<Result<Event, super::SourceError>> {
+        loop {
+            let used = std::mem::take(&mut self.cur);
+            if used.capacity() > 0 {
+                // The reader may be gone already; then the buffer is simply freed.
+                let _ = self.back.send(used);
+            }
+            match self.rx.recv() {
+                Ok((batch, pos)) => {
+                    self.bar.set_position(pos);
+                    self.cur = batch;
+                    self.i = 0;
+                    if let Some(&ev) = self.cur.first() {
+                        self.i = 1;
+                        return Some(Ok(ev));
+                    }
+                }
+                Err(_) => {
+                    let reader = self.reader.take()?;
+                    let report = match reader.join() {
+                        Ok(r) => r,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                    self.bar.finish_and_clear();
+                    for w in report.warnings() {
+                        eprintln!("daxtrace: warning: {}: {w}", self.name);
+                    }
+                    return None;
+                }
             }
         }
-        None
     }
 }
 
