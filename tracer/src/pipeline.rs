@@ -108,6 +108,36 @@ impl Pipeline {
         }
     }
 
+    /// Take the arrival side (reorder window and arrival counters) out, to run
+    /// it on another thread ([`Arrivals`]); give it back with
+    /// [`Pipeline::put_arrivals`] before `push`, `advance` or `finish`.
+    pub fn take_arrivals(&mut self) -> Arrivals {
+        let window = std::mem::replace(&mut self.window, Reorder::new(self.cfg.window_ns, 1));
+        Arrivals { window, events: 0, by_kind: [0; 7], lost: 0, late: 0 }
+    }
+
+    /// Put the arrival side back, adding what it counted to [`Pipeline::stats`].
+    pub fn put_arrivals(&mut self, a: Arrivals) {
+        self.window = a.window;
+        self.stats.events += a.events;
+        for (s, n) in self.stats.by_kind.iter_mut().zip(a.by_kind) {
+            *s += n;
+        }
+        self.stats.lost += a.lost;
+        self.stats.late += a.late;
+    }
+
+    /// Judge one item the arrival side released: exactly what
+    /// [`Pipeline::push`] does with it (a late event goes to the sink, a
+    /// released one through the timelines and rules).
+    #[inline]
+    pub fn apply_released<S: Sink + ?Sized>(&mut self, r: &Released, sink: &mut S) {
+        match r {
+            Released::Event(ev) => self.process(ev, sink),
+            Released::Late(ev) => sink.on_late(ev),
+        }
+    }
+
     /// Live sources: release events older than `now_ts - window` even when
     /// nothing newer arrives. `now_ts` is kernel monotonic time.
     pub fn advance<S: Sink + ?Sized>(&mut self, now_ts: u64, sink: &mut S) {
@@ -166,17 +196,61 @@ impl Pipeline {
         }
         self.stats.last_ts = ev.ts;
         sink.on_event(ev);
+        let mut ino = None;
         if matches!(ev.body, Body::LoadHole { .. } | Body::InsertMapping { .. }) {
-            let ino = self.tl.inode_ref(ev.dev, ev.ino);
+            let i = self.tl.inode_ref(ev.dev, ev.ino);
+            ino = Some(i);
             let stats = &mut self.stats;
-            detect::judge(&self.tl, ino, ev, &mut |f| {
+            detect::judge(&self.tl, i, ev, &mut |f| {
                 stats.findings += 1;
                 sink.on_finding(&f);
             });
         }
-        self.tl.apply(ev);
+        self.tl.apply_with(ev, ino);
         self.stats.pages = self.tl.pages.pages_seen;
         self.stats.evicted = self.tl.pages.evicted;
         self.stats.faults = self.tl.faults_seen;
+    }
+}
+
+/// What the arrival side hands to the judging side, in the order
+/// [`Pipeline::push`] would have acted on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// Released by the window, in timestamp order: judge and record it.
+    Event(Event),
+    /// Arrived later than the window: counted, handed to `Sink::on_late`, not judged.
+    Late(Event),
+}
+
+/// The arrival side of a [`Pipeline`]: the reorder window and the counters
+/// kept as events arrive. [`Pipeline::push`] is `Arrivals::push` followed by
+/// [`Pipeline::apply_released`] of each item; split like this, the window can
+/// run on the thread that decodes a trace file, a step ahead of the rules
+/// (`analyze` on two cores). Taken with [`Pipeline::take_arrivals`].
+pub struct Arrivals {
+    window: Reorder,
+    events: u64,
+    by_kind: [u64; 7],
+    lost: u64,
+    late: u64,
+}
+
+impl Arrivals {
+    /// Take one event; append what it makes ready to `out`.
+    #[inline]
+    pub fn push(&mut self, ev: Event, out: &mut Vec<Released>) {
+        self.events += 1;
+        self.by_kind[ev.body.kind_index()] += 1;
+        if let Body::Lost { count } = ev.body {
+            self.lost += count;
+        }
+        if let Push::Late(ev) = self.window.push(ev) {
+            self.late += 1;
+            out.push(Released::Late(ev));
+        }
+        while let Some(ev) = self.window.pop_ready() {
+            out.push(Released::Event(ev));
+        }
     }
 }

@@ -141,7 +141,9 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 /// `Vec` of 10M slots would copy 1 GiB and reserve 16M).
 #[derive(Default)]
 struct Slab {
-    chunks: Vec<Box<[Slot]>>,
+    /// Each allocated with room for `CHUNK` and filled by `push`: memory is
+    /// written once, when a slot is used (no fill of the whole chunk first).
+    chunks: Vec<Vec<Slot>>,
     len: usize,
 }
 
@@ -152,10 +154,9 @@ impl Slab {
 
     fn push(&mut self, s: Slot) {
         if self.len == self.chunks.len() * CHUNK {
-            self.chunks.push(vec![s; CHUNK].into_boxed_slice());
+            self.chunks.push(Vec::with_capacity(CHUNK));
         }
-        let i = self.len;
-        self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = s;
+        self.chunks.last_mut().expect("a chunk with room").push(s);
         self.len += 1;
     }
 }
@@ -532,6 +533,13 @@ impl Timelines {
     /// Record an event (after the rules have judged it).
     #[inline]
     pub fn apply(&mut self, ev: &Event) {
+        self.apply_with(ev, None);
+    }
+
+    /// [`Timelines::apply`] with the event's inode already interned (the
+    /// pipeline has it from judging a hole load or insert: one lookup, not two).
+    #[inline]
+    pub(crate) fn apply_with(&mut self, ev: &Event, ino: Option<InodeRef>) {
         if !self.watched.is_empty() {
             self.record_watched(ev);
         }
@@ -577,14 +585,20 @@ impl Timelines {
                 }
             }
             Body::LoadHole { fault, pgoff, size } => {
-                let ino = self.inode_ref(ev.dev, ev.ino);
+                let ino = match ino {
+                    Some(i) => i,
+                    None => self.inode_ref(ev.dev, ev.ino),
+                };
                 self.fault_mut(ev, fault);
                 let key = if size == Size::Pmd { pmd_key(pgoff) } else { pgoff };
                 let slot = self.pages.touch(ino, key);
                 slot.hole_loads = slot.hole_loads.saturating_add(1);
             }
             Body::InsertMapping { fault, pgoff, size, inferred } => {
-                let ino = self.inode_ref(ev.dev, ev.ino);
+                let ino = match ino {
+                    Some(i) => i,
+                    None => self.inode_ref(ev.dev, ev.ino),
+                };
                 self.fault_mut(ev, fault);
                 let rec = Rec::new(ev, Some(fault), if inferred { Rec::INFERRED } else { 0 });
                 let key = if size == Size::Pmd { pmd_key(pgoff) } else { pgoff };

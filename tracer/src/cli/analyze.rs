@@ -67,21 +67,52 @@ pub struct Args {
 /// runs either way).
 pub fn drive<S: Sink + ?Sized>(input: &InputArgs, pipe: &mut Pipeline, sink: &mut S) -> Option<SourceError> {
     const SHOWN: u64 = 10;
-    for item in source::open_many(input.files.clone()) {
-        match item {
-            Ok(ev) => pipe.push(ev, sink),
-            Err(e) if input.skip_bad && e.is_skippable() => {
-                pipe.note_bad_input();
-                let n = pipe.stats().bad_input;
-                if n <= SHOWN {
-                    eprintln!("daxtrace: skipped {e}");
-                } else if n == SHOWN + 1 {
-                    eprintln!("daxtrace: skipping more bad lines (counted in the summary)");
+    for path in &input.files {
+        // Trace files a decoded chunk at a time (no per-event iterator
+        // object); JSON Lines and stdin event by event.
+        if path.as_os_str() != "-" && source::sniff(path).is_ok_and(|f| f == source::Format::TraceFile) {
+            // Decoding and the reorder window run on the reading thread, the
+            // rules here: the same items in the same order as `push`.
+            match source::tracefile::open_ordered(path, path.display().to_string(), pipe.take_arrivals()) {
+                Ok(mut file) => {
+                    while let Some(batch) = file.next_slice() {
+                        for r in batch {
+                            pipe.apply_released(r, sink);
+                        }
+                    }
+                    pipe.put_arrivals(file.into_state().expect("the reader returns the window at the end"));
+                    continue;
+                }
+                Err((e, arrivals)) => {
+                    pipe.put_arrivals(arrivals);
+                    pipe.finish(sink);
+                    return Some(e);
                 }
             }
+        }
+        let events = match source::open_any(path) {
+            Ok(it) => it,
             Err(e) => {
                 pipe.finish(sink);
                 return Some(e);
+            }
+        };
+        for item in events {
+            match item {
+                Ok(ev) => pipe.push(ev, sink),
+                Err(e) if input.skip_bad && e.is_skippable() => {
+                    pipe.note_bad_input();
+                    let n = pipe.stats().bad_input;
+                    if n <= SHOWN {
+                        eprintln!("daxtrace: skipped {e}");
+                    } else if n == SHOWN + 1 {
+                        eprintln!("daxtrace: skipping more bad lines (counted in the summary)");
+                    }
+                }
+                Err(e) => {
+                    pipe.finish(sink);
+                    return Some(e);
+                }
             }
         }
     }
