@@ -3,7 +3,14 @@
 //!
 //!     cargo run --release -p tracer --example page_rss -- 10000000 [max_pages]
 //!
-//! Prints VmRSS/VmHWM before and after and the bytes per page.
+//! Prints VmRSS/VmHWM before and after, the bytes per page, and the budget
+//! the cap implies (docs/performance.md), which the peak must stay under:
+//!
+//! * per page of the cap: one `timeline::Slot` (128 B) + at most 12 B of hash
+//!   index (hashbrown: 4 B bucket + 1 control byte, at a load of at least 7/16
+//!   after growth: <= 11.5 B per page);
+//! * plus the reorder window's own bound: `window_events + 1` entries of
+//!   (key, `Event`) (112 B each).
 
 use tracer::event::{Body, Comm, Dev, Event, FaultResult, Size};
 use tracer::pipeline::{Pipeline, PipelineConfig};
@@ -51,6 +58,7 @@ fn main() {
     let el = t0.elapsed();
     let (after, hwm) = (status("VmRSS:"), status("VmHWM:"));
     let st = p.stats();
+    let cfg = *p.config();
     let kept = p.timelines().pages.len() as u64;
     println!(
         "pages pushed {pages}, kept {kept}, evicted {}, events {} in {:.2?} ({:.1} M events/s)",
@@ -65,5 +73,17 @@ fn main() {
         after as f64 / 1048576.0,
         hwm as f64 / 1048576.0,
         (after - before) as f64 / kept.max(1) as f64
+    );
+    let per_page = std::mem::size_of::<tracer::timeline::Slot>() + 12;
+    let window = (cfg.window_events + 1) * std::mem::size_of::<(u64, u64, Event)>();
+    let budget = cfg.max_pages * per_page + window;
+    println!(
+        "budget for a cap of {} pages: {} B/page ({:.1} MiB) + window {:.1} MiB = {:.1} MiB; peak is {}",
+        cfg.max_pages,
+        per_page,
+        (cfg.max_pages * per_page) as f64 / 1048576.0,
+        window as f64 / 1048576.0,
+        budget as f64 / 1048576.0,
+        if (hwm as usize) <= budget { "under it" } else { "OVER it" }
     );
 }

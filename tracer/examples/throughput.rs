@@ -2,6 +2,10 @@
 //! criterion bench `pipeline` is the reference figure).
 //!
 //!     cargo run --release -p tracer --example throughput -- [events] [window_ns] [pages_per_inode] [inodes]
+//!
+//! Three runs each of: the pipeline on in-memory `Event`s, then the same
+//! events as kernel ring-buffer records decoded (`tracer::decode`) and pushed
+//! (the criterion case `pipeline/decode+...`).
 
 use tracer::pipeline::{Pipeline, PipelineConfig};
 use tracer::workload::Workload;
@@ -22,28 +26,44 @@ fn main() {
     let pages: u64 = args.next().map_or(1 << 16, |a| a.parse().unwrap());
     let inodes: u64 = args.next().map_or(16, |a| a.parse().unwrap());
     let events = Workload { inodes, pages_per_inode: pages, ..Workload::default() }.generate(n);
-    for _ in 0..3 {
-        let mut p = Pipeline::new(PipelineConfig { window_ns, ..PipelineConfig::default() });
-        let t = std::time::Instant::now();
-        let c = cpu_now();
-        for e in &events {
-            p.push(*e, &mut ());
+    let mut buf = Vec::new();
+    let mut spans = Vec::with_capacity(events.len());
+    for e in &events {
+        let start = buf.len();
+        tracer::decode::encode(e, &mut buf);
+        spans.push((start, buf.len()));
+    }
+    for decode in [false, true] {
+        for _ in 0..3 {
+            let mut p = Pipeline::new(PipelineConfig { window_ns, ..PipelineConfig::default() });
+            let t = std::time::Instant::now();
+            let c = cpu_now();
+            if decode {
+                for &(s, e) in &spans {
+                    p.push(tracer::decode::decode(&buf[s..e]).expect("records decode"), &mut ());
+                }
+            } else {
+                for e in &events {
+                    p.push(*e, &mut ());
+                }
+            }
+            p.finish(&mut ());
+            let el = t.elapsed();
+            let cpu = cpu_now() - c;
+            let s = p.stats();
+            println!(
+                "{}{} events in {:.2?} wall, {:.2?} cpu: {:.1} M events/s wall, {:.1} M events/s cpu (pages {}, faults {}, findings {}, late {})",
+                if decode { "decode+pipeline: " } else { "pipeline: " },
+                s.events,
+                el,
+                cpu,
+                s.events as f64 / el.as_secs_f64() / 1e6,
+                s.events as f64 / cpu.as_secs_f64() / 1e6,
+                s.pages,
+                s.faults,
+                s.findings,
+                s.late
+            );
         }
-        p.finish(&mut ());
-        let el = t.elapsed();
-        let cpu = cpu_now() - c;
-        let s = p.stats();
-        println!(
-            "{} events in {:.2?} wall, {:.2?} cpu: {:.1} M events/s wall, {:.1} M events/s cpu (pages {}, faults {}, findings {}, late {})",
-            s.events,
-            el,
-            cpu,
-            s.events as f64 / el.as_secs_f64() / 1e6,
-            s.events as f64 / cpu.as_secs_f64() / 1e6,
-            s.pages,
-            s.faults,
-            s.findings,
-            s.late
-        );
     }
 }
