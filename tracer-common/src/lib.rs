@@ -75,6 +75,31 @@ pub enum Probe {
     Ext4CollapseRange = 14,
     Ext4ZeroRange = 15,
     XfsFreeFileSpace = 16,
+    // Kernel functions (kprobe/kretprobe, fentry/fexit backends), from 32 so
+    // tracepoints can grow below. `*Ret` ones fire at the function's return.
+    FnUDaxFault = 32,
+    FnUDaxFaultRet = 33,
+    FnDaxFault = 34,
+    FnDaxFaultRet = 35,
+    FnDaxIomapPteFault = 36,
+    FnDaxIomapPteFaultRet = 37,
+    FnDaxIomapPmdFault = 38,
+    FnDaxIomapPmdFaultRet = 39,
+    FnExt4IomapBeginRet = 40,
+    FnExt2IomapBeginRet = 41,
+    FnXfsFileIomapBeginRet = 42,
+    FnXfsReadIomapBeginRet = 43,
+    FnXfsDirectWriteIomapBeginRet = 44,
+    FnXfsDaxWriteIomapBeginRet = 45,
+    FnExt4DaxMmapGetBlockRet = 46,
+    FnExt4DaxGetBlockRet = 47,
+    FnExt2GetBlockRet = 48,
+    FnXfsGetBlocksDaxFaultRet = 49,
+    FnDaxLoadHole = 50,
+    FnDaxPmdLoadHole = 51,
+    FnDaxInsertMapping = 52,
+    FnDaxInsertMappingEntry = 53,
+    FnDaxInsertEntry = 54,
 }
 
 impl Probe {
@@ -97,8 +122,54 @@ impl Probe {
         Self::XfsFreeFileSpace,
     ];
 
+    /// Function probes (not in [`Probe::ALL`], which lists tracepoints).
+    pub const FUNCS: [Probe; 23] = [
+        Self::FnUDaxFault,
+        Self::FnUDaxFaultRet,
+        Self::FnDaxFault,
+        Self::FnDaxFaultRet,
+        Self::FnDaxIomapPteFault,
+        Self::FnDaxIomapPteFaultRet,
+        Self::FnDaxIomapPmdFault,
+        Self::FnDaxIomapPmdFaultRet,
+        Self::FnExt4IomapBeginRet,
+        Self::FnExt2IomapBeginRet,
+        Self::FnXfsFileIomapBeginRet,
+        Self::FnXfsReadIomapBeginRet,
+        Self::FnXfsDirectWriteIomapBeginRet,
+        Self::FnXfsDaxWriteIomapBeginRet,
+        Self::FnExt4DaxMmapGetBlockRet,
+        Self::FnExt4DaxGetBlockRet,
+        Self::FnExt2GetBlockRet,
+        Self::FnXfsGetBlocksDaxFaultRet,
+        Self::FnDaxLoadHole,
+        Self::FnDaxPmdLoadHole,
+        Self::FnDaxInsertMapping,
+        Self::FnDaxInsertMappingEntry,
+        Self::FnDaxInsertEntry,
+    ];
+
     pub fn from_u16(v: u16) -> Option<Self> {
-        Self::ALL.iter().copied().find(|p| *p as u16 == v).or(if v == 0 { Some(Self::None) } else { None })
+        Self::ALL
+            .iter()
+            .chain(Self::FUNCS.iter())
+            .copied()
+            .find(|p| *p as u16 == v)
+            .or(if v == 0 { Some(Self::None) } else { None })
+    }
+
+    /// By its [`Probe::tracepoint`] name (tracepoints and functions).
+    pub fn by_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().chain(Self::FUNCS.iter()).copied().find(|p| p.tracepoint() == name)
+    }
+
+    /// The kernel function of a function probe ("" for tracepoints).
+    pub fn function(self) -> &'static str {
+        let n = self.tracepoint();
+        match n.split_once(':') {
+            Some(("func" | "func_ret", f)) => f,
+            _ => "",
+        }
     }
 
     /// `category:event` as in tracefs.
@@ -121,6 +192,29 @@ impl Probe {
             Self::Ext4CollapseRange => "ext4:ext4_collapse_range",
             Self::Ext4ZeroRange => "ext4:ext4_zero_range",
             Self::XfsFreeFileSpace => "xfs:xfs_free_file_space",
+            Self::FnUDaxFault => "func:__dax_fault",
+            Self::FnUDaxFaultRet => "func_ret:__dax_fault",
+            Self::FnDaxFault => "func:dax_fault",
+            Self::FnDaxFaultRet => "func_ret:dax_fault",
+            Self::FnDaxIomapPteFault => "func:dax_iomap_pte_fault",
+            Self::FnDaxIomapPteFaultRet => "func_ret:dax_iomap_pte_fault",
+            Self::FnDaxIomapPmdFault => "func:dax_iomap_pmd_fault",
+            Self::FnDaxIomapPmdFaultRet => "func_ret:dax_iomap_pmd_fault",
+            Self::FnExt4IomapBeginRet => "func_ret:ext4_iomap_begin",
+            Self::FnExt2IomapBeginRet => "func_ret:ext2_iomap_begin",
+            Self::FnXfsFileIomapBeginRet => "func_ret:xfs_file_iomap_begin",
+            Self::FnXfsReadIomapBeginRet => "func_ret:xfs_read_iomap_begin",
+            Self::FnXfsDirectWriteIomapBeginRet => "func_ret:xfs_direct_write_iomap_begin",
+            Self::FnXfsDaxWriteIomapBeginRet => "func_ret:xfs_dax_write_iomap_begin",
+            Self::FnExt4DaxMmapGetBlockRet => "func_ret:ext4_dax_mmap_get_block",
+            Self::FnExt4DaxGetBlockRet => "func_ret:ext4_dax_get_block",
+            Self::FnExt2GetBlockRet => "func_ret:ext2_get_block",
+            Self::FnXfsGetBlocksDaxFaultRet => "func_ret:xfs_get_blocks_dax_fault",
+            Self::FnDaxLoadHole => "func:dax_load_hole",
+            Self::FnDaxPmdLoadHole => "func:dax_pmd_load_hole",
+            Self::FnDaxInsertMapping => "func:dax_insert_mapping",
+            Self::FnDaxInsertMappingEntry => "func:dax_insert_mapping_entry",
+            Self::FnDaxInsertEntry => "func:dax_insert_entry",
         }
     }
 
@@ -144,6 +238,8 @@ impl Probe {
             Self::Ext4CollapseRange => "tp_ext4_ext4_collapse_range",
             Self::Ext4ZeroRange => "tp_ext4_ext4_zero_range",
             Self::XfsFreeFileSpace => "tp_xfs_xfs_free_file_space",
+            // Function probes have one program per backend (see tracer::attach::funcs).
+            _ => "",
         }
     }
 }
@@ -329,6 +425,83 @@ impl Default for TpFields {
     }
 }
 
+/// Byte offsets of the kernel struct members that the tp_btf, raw_tp,
+/// kprobe and fentry programs read (they get struct pointers, not a
+/// flattened record). Userspace takes them from the running kernel's BTF (or
+/// `--btf FILE`); [`TpFields::ABSENT`] marks a member that kernel lacks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BtfOffsets {
+    /// `struct inode`: `i_sb`, `i_ino`; `struct super_block`: `s_dev`.
+    pub inode_i_sb: u16,
+    pub inode_i_ino: u16,
+    pub sb_s_dev: u16,
+    /// `struct vm_fault`: `vma`, `pgoff`, `address`, `flags`.
+    pub vmf_vma: u16,
+    pub vmf_pgoff: u16,
+    pub vmf_address: u16,
+    pub vmf_flags: u16,
+    /// `struct vm_area_struct`: `vm_file`; `struct file`: `f_inode`.
+    pub vma_vm_file: u16,
+    pub file_f_inode: u16,
+    /// `struct iomap`: `offset`, `length`, `type`, `flags`.
+    pub iomap_offset: u16,
+    pub iomap_length: u16,
+    pub iomap_type: u16,
+    pub iomap_flags: u16,
+    /// `struct ext4_map_blocks`: `m_lblk`, `m_len`, `m_flags`.
+    pub ext4_map_lblk: u16,
+    pub ext4_map_len: u16,
+    pub ext4_map_flags: u16,
+    /// `struct xfs_inode`: `i_vnode` (the embedded `struct inode`).
+    pub xfs_inode_vnode: u16,
+    /// `struct xfs_bmbt_irec`: `br_startoff`, `br_blockcount`.
+    pub irec_startoff: u16,
+    pub irec_blockcount: u16,
+    /// `struct buffer_head`: `b_state`, `b_size` (legacy `get_block`).
+    pub bh_state: u16,
+    pub bh_size: u16,
+    /// Bit numbers in `b_state` (`enum bh_state_bits`): BH_Mapped, BH_New, BH_Unwritten.
+    pub bh_bit_mapped: u16,
+    pub bh_bit_new: u16,
+    pub bh_bit_unwritten: u16,
+}
+
+impl BtfOffsets {
+    pub const NONE: BtfOffsets = BtfOffsets {
+        inode_i_sb: TpFields::ABSENT,
+        inode_i_ino: TpFields::ABSENT,
+        sb_s_dev: TpFields::ABSENT,
+        vmf_vma: TpFields::ABSENT,
+        vmf_pgoff: TpFields::ABSENT,
+        vmf_address: TpFields::ABSENT,
+        vmf_flags: TpFields::ABSENT,
+        vma_vm_file: TpFields::ABSENT,
+        file_f_inode: TpFields::ABSENT,
+        iomap_offset: TpFields::ABSENT,
+        iomap_length: TpFields::ABSENT,
+        iomap_type: TpFields::ABSENT,
+        iomap_flags: TpFields::ABSENT,
+        ext4_map_lblk: TpFields::ABSENT,
+        ext4_map_len: TpFields::ABSENT,
+        ext4_map_flags: TpFields::ABSENT,
+        xfs_inode_vnode: TpFields::ABSENT,
+        irec_startoff: TpFields::ABSENT,
+        irec_blockcount: TpFields::ABSENT,
+        bh_state: TpFields::ABSENT,
+        bh_size: TpFields::ABSENT,
+        bh_bit_mapped: TpFields::ABSENT,
+        bh_bit_new: TpFields::ABSENT,
+        bh_bit_unwritten: TpFields::ABSENT,
+    };
+}
+
+impl Default for BtfOffsets {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
 /// Load-time configuration, written into the eBPF object's `CONFIG` global
 /// before load. Index `fields` by [`Probe`] discriminant.
 #[repr(C)]
@@ -343,6 +516,8 @@ pub struct Config {
     pub blkbits: u32,
     pub _pad: u32,
     pub fields: [TpFields; 17],
+    /// Struct member offsets for the backends that get struct pointers.
+    pub btf: BtfOffsets,
 }
 
 impl Config {
@@ -353,6 +528,7 @@ impl Config {
         blkbits: 12,
         _pad: 0,
         fields: [TpFields::NONE; 17],
+        btf: BtfOffsets::NONE,
     };
 }
 
@@ -375,6 +551,7 @@ const _: () = {
     assert!(size_of::<Lost>() == 8);
     assert!(size_of::<FaultCtx>() == 24);
     assert!(size_of::<TpFields>() == 20);
+    assert!(size_of::<BtfOffsets>() == 48);
     assert!(size_of::<Record<MapBlocks>>() == 88);
     assert!(Probe::ALL.len() + 1 == 17);
 };
@@ -385,6 +562,7 @@ mod pod {
     // SAFETY: plain repr(C) data with explicit padding, any bit pattern valid.
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for TpFields {}
+    unsafe impl aya::Pod for BtfOffsets {}
     unsafe impl aya::Pod for FaultCtx {}
     unsafe impl aya::Pod for Header {}
 }

@@ -12,6 +12,10 @@
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}
 
+mod btf_tp;
+mod funcs;
+mod path;
+
 use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{
@@ -85,6 +89,16 @@ fn target(ctx: &TracePointContext, f: &TpFields) -> Option<(u32, u64)> {
         return None;
     }
     Some((dev, ino))
+}
+
+/// The user's dev/inode filter (for backends that read dev and ino themselves).
+#[inline(always)]
+fn pass_filter(dev: u32, ino: u64) -> bool {
+    // SAFETY: as in `fields`.
+    let (fdev, fon, fino) = unsafe {
+        (read_volatile(addr_of!(CONFIG.filter_dev)), read_volatile(addr_of!(CONFIG.filter_ino_on)), read_volatile(addr_of!(CONFIG.filter_ino)))
+    };
+    !((fdev != 0 && fdev != dev) || (fon != 0 && fino != ino))
 }
 
 #[inline(always)]

@@ -353,7 +353,7 @@ mod probe_name {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Probe::ALL.iter().find(|p| p.tracepoint() == s).map_or(0, |p| *p as u16))
+        Ok(Probe::by_name(&s).map_or(0, |p| p as u16))
     }
 }
 

@@ -5,21 +5,26 @@
 
 use std::path::Path;
 
-use aya::programs::TracePoint;
-use aya::{Ebpf, EbpfLoader};
-use tracer_common::{Config, Probe, CONFIG_GLOBAL};
+use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use tracer_common::{Config, CONFIG_GLOBAL};
 
+use super::plan::{Backend, Choice, Entry, Request, Step};
 use super::{plan, privileges, tracefs, AttachError, AttachPlan};
 use crate::event::Dev;
 
 /// The embedded eBPF object (empty when built with DAXTRACE_EBPF=stub).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
-/// Kernel-side filter: untraced files cost one comparison.
-#[derive(Clone, Copy, Debug, Default)]
+/// Kernel-side filter (untraced files cost one comparison), and how to attach.
+#[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub dev: Option<Dev>,
     pub ino: Option<u64>,
+    /// `--backend`.
+    pub backend: Choice,
+    /// `--btf FILE`: struct offsets from this file instead of the kernel's BTF.
+    pub btf: Option<std::path::PathBuf>,
 }
 
 impl Filter {
@@ -127,27 +132,26 @@ fn raise_memlock() {
 }
 
 /// Check privileges and kernel, load the object with this kernel's offsets,
-/// attach every tracepoint the plan uses.
+/// attach per the plan, falling back where the kernel refuses a backend.
 pub fn load(filter: &Filter) -> Result<Loaded, AttachError> {
     let t0 = std::time::Instant::now();
     if !privileges::can_trace() {
         return Err(AttachError::NotPrivileged);
-    }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Err(AttachError::NoBtf);
     }
     if OBJECT.is_empty() {
         return Err(AttachError::StubObject);
     }
     filter.validate()?;
     let root = tracefs::find_or_mount()?;
-    let mut plan = plan::resolve(Some(&root), plan::Depth::Attachable);
-    if !plan.used_probes().any(|p| matches!(p, Probe::DaxPteFault | Probe::IomapIterDstmap)) {
+    let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
+    let desc = plan::describe(Some(&root), plan::Depth::Attachable, &req)?;
+    let mut plan = plan::plan(&desc, filter.backend);
+    if plan.missing_required().contains(&Step::FaultBegin) && plan.missing_required().contains(&Step::Lookup) {
         return Err(AttachError::NothingToAttach);
     }
     raise_memlock();
 
-    let mut config = Config { fields: plan.fields, ..Config::default() };
+    let mut config = Config { fields: plan.fields, btf: plan.offsets, ..Config::default() };
     if let Some(d) = filter.dev {
         config.filter_dev = d.to_kernel();
     }
@@ -156,22 +160,73 @@ pub fn load(filter: &Filter) -> Result<Loaded, AttachError> {
         config.filter_ino = i;
     }
     let mut ebpf = EbpfLoader::new().override_global(CONFIG_GLOBAL, &config, true).load(OBJECT)?;
-
-    let used: Vec<Probe> = plan.used_probes().collect();
-    for probe in used {
-        let name = probe.program();
-        let (cat, ev) = probe.tracepoint().split_once(':').expect("category:event");
-        let prog: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or(AttachError::Program { program: name, source: aya::programs::ProgramError::UnexpectedProgramType })?
-            .try_into()
-            .map_err(|source| AttachError::Program { program: name, source })?;
-        let r = prog.load().and_then(|()| prog.attach(cat, ev).map(|_| ()));
-        if let Err(e) = r {
-            // One tracepoint failing is reported, not fatal; the plan says so.
-            tracing::warn!("{}: not attached: {e}", probe.tracepoint());
-            plan.mark_failed(probe, e.to_string());
+    // tp_btf and fentry resolve their target in the running kernel's BTF.
+    let kbtf = if plan.kernel.btf { Btf::from_sys_fs().ok() } else { None };
+    // A kernel that refuses a backend outright (EPERM: fentry on a locked-down
+    // kernel) refuses it for every function: try it once, not per function.
+    let mut refused: Vec<Backend> = Vec::new();
+    plan.choose(&mut |e| {
+        if refused.contains(&e.backend) {
+            return Err(format!("not tried: this kernel refused {} above", e.backend.name()));
         }
+        attach_one(&mut ebpf, kbtf.as_ref(), e).map_err(|err| {
+            let msg = short_error(&err.to_string());
+            if msg.contains("Operation not permitted") {
+                refused.push(e.backend);
+            }
+            msg
+        })
+    });
+    for n in &plan.notes {
+        tracing::info!("{n}");
+    }
+    if plan.used().next().is_none() {
+        return Err(AttachError::NothingToAttach);
     }
     Ok(Loaded { ebpf, plan, ready_after: t0.elapsed() })
+}
+
+/// One line of an attach error: aya puts the whole verifier log in it; keep
+/// the syscall's error and the verifier's verdict (its last real line).
+pub fn short_error(e: &str) -> String {
+    let Some((head, log)) = e.split_once("Verifier output:") else { return e.lines().next().unwrap_or(e).to_string() };
+    let verdict = log
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("verification time") && !l.starts_with("stack depth") && !l.starts_with("processed ") && *l != ")")
+        .unwrap_or("");
+    let head = head.trim().trim_end_matches('.');
+    if verdict.is_empty() { head.to_string() } else { format!("{head}: verifier: {verdict}") }
+}
+
+/// Load and attach one entry's program.
+fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, e: &Entry) -> Result<(), AttachError> {
+    let Some(probe) = e.probe else { return Err(AttachError::NoProgram(e.symbol.to_string())) };
+    if e.backend.family() == plan::Family::Function {
+        return super::funcs::attach(ebpf, btf, e.backend, probe, e.symbol);
+    }
+    let name = e.backend.program(probe).ok_or_else(|| AttachError::NoProgram(e.symbol.to_string()))?;
+    let (cat, ev) = probe.tracepoint().split_once(':').expect("category:event");
+    let perr = |source| AttachError::ProgramNamed { program: name.clone(), source };
+    let prog = ebpf.program_mut(&name).ok_or_else(|| AttachError::NoProgram(name.clone()))?;
+    match e.backend {
+        Backend::Tracepoint => {
+            let p: &mut TracePoint = prog.try_into().map_err(perr)?;
+            p.load().map_err(perr)?;
+            p.attach(cat, ev).map_err(perr)?;
+        }
+        Backend::TpBtf => {
+            let btf = btf.ok_or(AttachError::NoBtf)?;
+            let p: &mut BtfTracePoint = prog.try_into().map_err(perr)?;
+            p.load(ev, btf).map_err(perr)?;
+            p.attach().map_err(perr)?;
+        }
+        Backend::RawTp => {
+            let p: &mut RawTracePoint = prog.try_into().map_err(perr)?;
+            p.load().map_err(perr)?;
+            p.attach(ev).map_err(perr)?;
+        }
+        Backend::Fentry | Backend::Kprobe => unreachable!("function family handled above"),
+    }
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! The kernel side: what the running kernel offers (`tracefs`, `plan`), and
 //! loading and attaching our programs (`load`).
 
+pub mod btf;
+pub mod funcs;
 pub mod load;
 pub mod plan;
 pub mod privileges;
@@ -9,7 +11,7 @@ pub mod tracefs;
 use thiserror::Error;
 
 pub use load::{Filter, Loaded};
-pub use plan::{AttachPlan, Backend, Status, Step};
+pub use plan::{AttachPlan, Backend, Choice, Status, Step};
 
 #[derive(Debug, Error)]
 pub enum AttachError {
@@ -35,6 +37,12 @@ pub enum AttachError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("program {program}: {source}")]
+    ProgramNamed {
+        program: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     #[error("map {map}: {source}")]
     Map {
         map: &'static str,
@@ -45,4 +53,8 @@ pub enum AttachError {
     MissingMap(&'static str),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Btf(#[from] btf::BtfError),
+    #[error("no program for {0} in this build")]
+    NoProgram(String),
 }

@@ -1,11 +1,12 @@
 //! What every live subcommand shares: filter flags, duration, signals.
 
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use tracer::attach::Filter;
+use tracer::attach::{Choice, Filter};
 use tracer::event::Dev;
 use tracer::source::ringbuf::LiveSource;
 
@@ -20,11 +21,32 @@ pub struct LiveArgs {
     /// Stop after this long (e.g. 10s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub attach: BackendArgs,
+}
+
+/// How to attach: shared by every live subcommand (and `probe`).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct BackendArgs {
+    /// Attach backend to try first; the others follow as fallbacks, and the
+    /// plan says what was substituted (`daxtrace probe` shows it).
+    #[arg(long, value_enum, default_value_t = Choice::Auto)]
+    pub backend: Choice,
+    /// Take struct offsets from this BTF file instead of the running
+    /// kernel's (/sys/kernel/btf/vmlinux), e.g. for a kernel without BTF.
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+}
+
+impl BackendArgs {
+    pub fn filter(&self, dev: Option<Dev>, ino: Option<u64>) -> Filter {
+        Filter { dev, ino, backend: self.backend, btf: self.btf.clone() }
+    }
 }
 
 impl LiveArgs {
     pub fn filter(&self) -> Filter {
-        Filter { dev: self.dev, ino: self.inode }
+        self.attach.filter(self.dev, self.inode)
     }
 
     pub fn deadline(&self) -> Option<Instant> {
@@ -59,9 +81,12 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
 /// Load, attach and report what was attached (on stderr, at info level).
 pub fn open(args: &LiveArgs) -> Result<LiveSource> {
     let src = LiveSource::open(&args.filter())?;
-    let n = src.plan().used_probes().count();
+    let n = src.plan().used().count();
+    for note in &src.plan().notes {
+        eprintln!("daxtrace: {note}");
+    }
     eprintln!(
-        "daxtrace: {n} tracepoints attached in {:.2}s ({})",
+        "daxtrace: {n} probes attached in {:.2}s ({})",
         src.ready_after().as_secs_f64(),
         src.plan().summary_line()
     );

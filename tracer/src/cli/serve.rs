@@ -65,6 +65,8 @@ pub struct Args {
     /// Skip (and count) bad input lines instead of stopping at the first.
     #[arg(long)]
     pub skip_bad: bool,
+    #[command(flatten)]
+    pub attach: super::live::BackendArgs,
 }
 
 pub fn run(args: Args) -> Result<super::Outcome> {
@@ -315,7 +317,7 @@ fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicB
 }
 
 fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
-    let filter = tracer::attach::Filter { dev: args.dev, ino: args.inode };
+    let filter = args.attach.filter(args.dev, args.inode);
     let mut src = LiveSource::open(&filter)?;
     export_plan(&out.metrics, src.plan());
     out.start_record(args, "live", serde_json::to_value(src.plan()).unwrap_or_default())?;

@@ -102,7 +102,7 @@ pub fn series_names(name: &str) -> Vec<String> {
 /// plan names them (`attach::plan::Step`, serde names).
 pub const ATTACH_STEPS: [&str; 6] = ["fault_begin", "fault_end", "lookup", "hole_load", "insert", "invalidate"];
 /// Attach backends (`attach::plan::Backend` names).
-pub const ATTACH_BACKENDS: [&str; 4] = ["tracepoint", "tp_btf", "kprobe", "fentry"];
+pub const ATTACH_BACKENDS: [&str; 5] = ["tracepoint", "tp_btf", "kprobe", "fentry", "raw_tp"];
 
 /// Where one (step, backend) pair stands, folded over its candidate symbols
 /// (the best of them). Exported as a state set: one series per status, value

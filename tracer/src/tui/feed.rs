@@ -419,16 +419,23 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
     };
     let plan = src.plan();
     feed.source.kernel = plan.kernel.release.clone();
-    feed.source.backend = plan.backend.name().to_string();
+    feed.source.backend = match plan.backends_used().as_slice() {
+        [] => plan.backend.name().to_string(),
+        used => used.iter().map(|(b, _)| b.name()).collect::<Vec<_>>().join("+"),
+    };
     feed.source.plan = plan.summary_line();
     let mut notes = vec![Notification::new(
         Level::Info,
         format!(
-            "{} tracepoints attached in {:.2}s",
-            plan.used_probes().count(),
-            src.ready_after().as_secs_f64()
+            "{} probes attached in {:.2}s ({})",
+            plan.used().count(),
+            src.ready_after().as_secs_f64(),
+            plan.backends_used().iter().map(|(b, n)| format!("{} {n}", b.name())).collect::<Vec<_>>().join(", ")
         ),
     )];
+    for n in &plan.notes {
+        notes.push(Notification::new(Level::Info, n.clone()));
+    }
     for e in &plan.entries {
         if let Status::Failed(why) = &e.status {
             notes.push(Notification::new(Level::Error, format!("attach {} failed: {why}", e.symbol)));

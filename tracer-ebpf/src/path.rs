@@ -1,0 +1,151 @@
+//! The fault-path logic shared by every backend that hands us values rather
+//! than a classic tracepoint record (tp_btf, raw_tp, kprobe, fentry): each
+//! entry reads its arguments its own way, then calls one of these.
+//!
+//! The same per-task fault context as the classic programs (`FAULTS`), so a
+//! lookup, hole load or insert inside a fault carries the fault's id.
+
+use core::ptr::{addr_of, read_volatile};
+
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use tracer_common::{
+    BtfOffsets, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe, TpFields,
+    MAP_HOLE, PMD_PAGES, SIZE_PMD,
+};
+
+use crate::{emit, next_fault_id, tid, CONFIG, FAULTS, FAULT_FLAG_WRITE, VM_FAULT_NOPAGE};
+
+/// Where arguments come from: a u64 array (tp_btf, raw_tp, fentry) or the
+/// saved registers (kprobe).
+pub trait Args {
+    fn arg(&self, n: usize) -> u64;
+}
+
+/// `ctx` of tp_btf, raw_tp and fentry/fexit programs: `u64 args[]`.
+pub struct ArgArray(pub *const u64);
+
+impl Args for ArgArray {
+    #[inline(always)]
+    fn arg(&self, n: usize) -> u64 {
+        // SAFETY: the verifier checks the index against the attach point's
+        // prototype (tp_btf, fentry) or the tracepoint's arity (raw_tp).
+        unsafe { *self.0.add(n) }
+    }
+}
+
+#[inline(always)]
+pub fn offsets() -> BtfOffsets {
+    // SAFETY: CONFIG is a plain global the loader overwrote before load.
+    unsafe { read_volatile(addr_of!(CONFIG.btf)) }
+}
+
+/// Read a `T` at `base + off` of kernel memory.
+#[inline(always)]
+pub fn kread<T>(base: u64, off: u16) -> Result<T, i32> {
+    if off == TpFields::ABSENT || base == 0 {
+        return Err(-1);
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address; a bad one is an error.
+    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T) }
+}
+
+/// (dev, ino) of a `struct inode *`, or None when the filter excludes it.
+#[inline(always)]
+pub fn inode_target(o: &BtfOffsets, inode: u64) -> Option<(u32, u64)> {
+    let sb: u64 = kread(inode, o.inode_i_sb).ok()?;
+    let dev: u32 = kread(sb, o.sb_s_dev).ok()?;
+    let ino: u64 = kread(inode, o.inode_i_ino).ok()?;
+    crate::pass_filter(dev, ino).then_some((dev, ino))
+}
+
+/// The `struct inode *` of a `struct vm_fault *`: vmf->vma->vm_file->f_inode.
+#[inline(always)]
+pub fn vmf_inode(o: &BtfOffsets, vmf: u64) -> u64 {
+    let vma: u64 = kread(vmf, o.vmf_vma).unwrap_or(0);
+    let file: u64 = kread(vma, o.vma_vm_file).unwrap_or(0);
+    kread(file, o.file_f_inode).unwrap_or(0)
+}
+
+#[inline(always)]
+pub fn fault_begin(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: u64, flags: u32, address: u64) {
+    let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
+    let fault = next_fault_id();
+    let fc = FaultCtx { fault, pgoff, size, write, ..FaultCtx::default() };
+    let _ = FAULTS.insert(&tid(), &fc, 0);
+    emit(Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address, flags, size, write, _pad: [0; 2] });
+}
+
+/// `pgoff` None: the fault's own (a probe at the fault's return has no vmf).
+#[inline(always)]
+pub fn fault_end(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>, result: u32) {
+    let t = tid();
+    // SAFETY: the value is copied out at once.
+    let fc = unsafe { FAULTS.get(&t) }.copied();
+    let fault = fc.map_or(0, |c| c.fault);
+    let pgoff = pgoff.unwrap_or(fc.map_or(0, |c| c.pgoff));
+    if let Some(c) = fc {
+        // No probe on this kernel saw the insert: a fault that found blocks
+        // and ended with NOPAGE without loading a hole inserted a mapping.
+        if c.lookup_mapped != 0 && c.hole_loaded == 0 && c.insert_seen == 0 && result & VM_FAULT_NOPAGE != 0 {
+            let first = if size == SIZE_PMD { pgoff & !(PMD_PAGES - 1) } else { pgoff };
+            emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
+        }
+        let _ = FAULTS.remove(&t);
+    }
+    emit(Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
+}
+
+/// (fault id, the fault's pgoff) after marking the task's fault.
+#[inline(always)]
+fn in_fault(mark: fn(&mut FaultCtx)) -> (u64, Option<u64>) {
+    match FAULTS.get_ptr_mut(&tid()) {
+        // SAFETY: map value of this task, updated in place.
+        Some(c) => unsafe {
+            mark(&mut *c);
+            ((*c).fault, Some((*c).pgoff))
+        },
+        None => (0, None),
+    }
+}
+
+#[inline(always)]
+pub fn load_hole(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>) {
+    let (fault, fpg) = in_fault(|c| c.hole_loaded = 1);
+    let mut pgoff = pgoff.or(fpg).unwrap_or(0);
+    if size == SIZE_PMD {
+        pgoff &= !(PMD_PAGES - 1);
+    }
+    emit(Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
+}
+
+#[inline(always)]
+pub fn insert(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>) {
+    let (fault, fpg) = in_fault(|c| c.insert_seen = 1);
+    let mut pgoff = pgoff.or(fpg).unwrap_or(0);
+    if size == SIZE_PMD {
+        pgoff &= !(PMD_PAGES - 1);
+    }
+    emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
+}
+
+/// A block lookup. `write` None: the caller's intent is not known to the
+/// probe; inside a fault take the fault's, outside one an allocation implies it.
+#[inline(always)]
+pub fn lookup(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result: u8, new: u8, write: Option<u8>) {
+    let t = tid();
+    let (fault, fwrite) = match FAULTS.get_ptr_mut(&t) {
+        // SAFETY: as above.
+        Some(c) => unsafe {
+            (*c).lookup_mapped = u8::from(result != MAP_HOLE);
+            ((*c).fault, Some((*c).write))
+        },
+        None => (0, None),
+    };
+    let write = write.or(fwrite).unwrap_or(new);
+    emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+}
+
+#[inline(always)]
+pub fn invalidate(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, reason: u8) {
+    emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
+}

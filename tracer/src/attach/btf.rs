@@ -1,0 +1,273 @@
+//! Struct member offsets from BTF: the running kernel's
+//! (`/sys/kernel/btf/vmlinux` plus the split BTF of the filesystem modules)
+//! or a file the user names (`--btf FILE`). They are handed to the tp_btf,
+//! raw_tp, kprobe and fentry programs as load-time constants
+//! ([`tracer_common::BtfOffsets`]), so one object serves every kernel.
+
+use std::path::{Path, PathBuf};
+
+use btf_rs::{Btf, Type};
+use tracer_common::{BtfOffsets, TpFields};
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+/// Modules whose types we read (split BTF over vmlinux), when loaded.
+const MODULES: [&str; 3] = ["ext4", "xfs", "ext2"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("this kernel has no BTF ({VMLINUX} is missing): name a BTF file for it with --btf FILE, or use --backend tracepoint")]
+    NoKernelBtf,
+    #[error("cannot read BTF from {path}: {why} (--btf takes a raw BTF file, e.g. a copy of {VMLINUX} or a BTFHub .btf)")]
+    Unreadable { path: PathBuf, why: String },
+}
+
+/// The BTF we read offsets from: a base and the split BTFs of loaded modules.
+pub struct KernelBtf {
+    pub source: PathBuf,
+    base: Btf,
+    modules: Vec<(String, Btf)>,
+}
+
+/// Where each [`BtfOffsets`] member comes from: (struct, member path), with
+/// older names after the current one.
+pub const MEMBERS: &[(&str, &str, &[&str])] = &[
+    ("inode_i_sb", "inode", &["i_sb"]),
+    ("inode_i_ino", "inode", &["i_ino"]),
+    ("sb_s_dev", "super_block", &["s_dev"]),
+    ("vmf_vma", "vm_fault", &["vma"]),
+    ("vmf_pgoff", "vm_fault", &["pgoff"]),
+    // `address` since 4.10; older kernels had `virtual_address`.
+    ("vmf_address", "vm_fault", &["address", "virtual_address"]),
+    ("vmf_flags", "vm_fault", &["flags"]),
+    ("vma_vm_file", "vm_area_struct", &["vm_file"]),
+    ("file_f_inode", "file", &["f_inode"]),
+    ("iomap_offset", "iomap", &["offset"]),
+    ("iomap_length", "iomap", &["length"]),
+    ("iomap_type", "iomap", &["type"]),
+    ("iomap_flags", "iomap", &["flags"]),
+    ("ext4_map_lblk", "ext4_map_blocks", &["m_lblk"]),
+    ("ext4_map_len", "ext4_map_blocks", &["m_len"]),
+    ("ext4_map_flags", "ext4_map_blocks", &["m_flags"]),
+    ("xfs_inode_vnode", "xfs_inode", &["i_vnode"]),
+    ("irec_startoff", "xfs_bmbt_irec", &["br_startoff"]),
+    ("irec_blockcount", "xfs_bmbt_irec", &["br_blockcount"]),
+    ("bh_state", "buffer_head", &["b_state"]),
+    ("bh_size", "buffer_head", &["b_size"]),
+];
+
+fn slot<'a>(o: &'a mut BtfOffsets, name: &str) -> &'a mut u16 {
+    match name {
+        "inode_i_sb" => &mut o.inode_i_sb,
+        "inode_i_ino" => &mut o.inode_i_ino,
+        "sb_s_dev" => &mut o.sb_s_dev,
+        "vmf_vma" => &mut o.vmf_vma,
+        "vmf_pgoff" => &mut o.vmf_pgoff,
+        "vmf_address" => &mut o.vmf_address,
+        "vmf_flags" => &mut o.vmf_flags,
+        "vma_vm_file" => &mut o.vma_vm_file,
+        "file_f_inode" => &mut o.file_f_inode,
+        "iomap_offset" => &mut o.iomap_offset,
+        "iomap_length" => &mut o.iomap_length,
+        "iomap_type" => &mut o.iomap_type,
+        "iomap_flags" => &mut o.iomap_flags,
+        "ext4_map_lblk" => &mut o.ext4_map_lblk,
+        "ext4_map_len" => &mut o.ext4_map_len,
+        "ext4_map_flags" => &mut o.ext4_map_flags,
+        "xfs_inode_vnode" => &mut o.xfs_inode_vnode,
+        "irec_startoff" => &mut o.irec_startoff,
+        "irec_blockcount" => &mut o.irec_blockcount,
+        "bh_state" => &mut o.bh_state,
+        "bh_size" => &mut o.bh_size,
+        _ => unreachable!("MEMBERS and slot() list the same names"),
+    }
+}
+
+/// Set one offset by its [`MEMBERS`] name (fixtures, tests).
+pub fn set(o: &mut BtfOffsets, name: &str, v: u16) {
+    *slot(o, name) = v;
+}
+
+/// Read one offset back by its [`MEMBERS`] name.
+pub fn get(o: &BtfOffsets, name: &str) -> u16 {
+    let mut c = *o;
+    *slot(&mut c, name)
+}
+
+/// Offsets found, and the `struct.member`s this BTF lacks.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub offsets: BtfOffsets,
+    pub missing: Vec<String>,
+}
+
+impl KernelBtf {
+    /// `file`: the user's `--btf FILE`; None: the running kernel's.
+    pub fn open(file: Option<&Path>) -> Result<Self, BtfError> {
+        let unreadable = |path: &Path, e: &dyn std::fmt::Display| BtfError::Unreadable { path: path.to_path_buf(), why: e.to_string() };
+        if let Some(f) = file {
+            let base = Btf::from_file(f).map_err(|e| unreadable(f, &e))?;
+            return Ok(Self { source: f.to_path_buf(), base, modules: Vec::new() });
+        }
+        let vmlinux = Path::new(VMLINUX);
+        if !vmlinux.exists() {
+            return Err(BtfError::NoKernelBtf);
+        }
+        let base = Btf::from_file(vmlinux).map_err(|e| unreadable(vmlinux, &e))?;
+        let mut modules = Vec::new();
+        for m in MODULES {
+            let p = Path::new("/sys/kernel/btf").join(m);
+            if p.exists() {
+                match Btf::from_split_file(&p, &base) {
+                    Ok(b) => modules.push((m.to_string(), b)),
+                    Err(e) => tracing::warn!("ignoring {}: {e}", p.display()),
+                }
+            }
+        }
+        Ok(Self { source: vmlinux.to_path_buf(), base, modules })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Btf> {
+        std::iter::once(&self.base).chain(self.modules.iter().map(|(_, b)| b))
+    }
+
+    /// Byte offset of `member` in `struct name`, looking through anonymous
+    /// structs and unions (e.g. `vm_fault`'s `pgoff` lives in one since 5.x).
+    pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
+        for btf in self.all() {
+            let Ok(types) = btf.resolve_types_by_name(name) else { continue };
+            for t in types {
+                if let Type::Struct(s) = &t {
+                    if let Some(bits) = find_member(btf, s, member, 0) {
+                        return Some(bits / 8);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether `name` is a function in BTF (an fentry target).
+    pub fn has_func(&self, name: &str) -> bool {
+        self.all().any(|b| b.resolve_types_by_name(name).is_ok_and(|ts| ts.iter().any(|t| matches!(t, Type::Func(_)))))
+    }
+
+    /// Whether `btf_trace_<event>` exists: the typedef tp_btf attaches through.
+    pub fn has_tp_btf(&self, event: &str) -> bool {
+        let name = format!("btf_trace_{event}");
+        self.all().any(|b| b.resolve_types_by_name(&name).is_ok_and(|ts| !ts.is_empty()))
+    }
+
+    /// Value of an enumerator (e.g. `BH_Mapped` of `enum bh_state_bits`).
+    pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<u32> {
+        for btf in self.all() {
+            let Ok(types) = btf.resolve_types_by_name(enum_name) else { continue };
+            for t in types {
+                if let Type::Enum(e) = &t {
+                    for m in &e.members {
+                        if btf.resolve_name(m).is_ok_and(|n| n == variant) {
+                            return Some(m.val());
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Every offset of [`MEMBERS`].
+    pub fn resolve(&self) -> Resolved {
+        let mut offsets = BtfOffsets::NONE;
+        let mut missing = Vec::new();
+        for (slot_name, strukt, names) in MEMBERS {
+            match names.iter().find_map(|m| self.member_offset(strukt, m)) {
+                Some(off) => *slot(&mut offsets, slot_name) = u16::try_from(off).unwrap_or(TpFields::ABSENT),
+                None => missing.push(format!("{strukt}.{}", names[0])),
+            }
+        }
+        // Bit numbers of buffer_head state (legacy get_block results).
+        for (variant, slot) in [("BH_Mapped", 0), ("BH_New", 1), ("BH_Unwritten", 2)] {
+            if let Some(v) = self.enum_value("bh_state_bits", variant).and_then(|v| u16::try_from(v).ok()) {
+                match slot {
+                    0 => offsets.bh_bit_mapped = v,
+                    1 => offsets.bh_bit_new = v,
+                    _ => offsets.bh_bit_unwritten = v,
+                }
+            }
+        }
+        Resolved { offsets, missing }
+    }
+}
+
+fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str, base_bits: u32) -> Option<u32> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == member {
+            return Some(base_bits + m.bit_offset());
+        }
+        if name.is_empty() {
+            // An anonymous struct/union: look inside it.
+            let mut t = btf.resolve_chained_type(m).ok()?;
+            loop {
+                match t {
+                    Type::Struct(ref inner) | Type::Union(ref inner) => {
+                        if let Some(b) = find_member(btf, inner, member, base_bits + m.bit_offset()) {
+                            return Some(b);
+                        }
+                        break;
+                    }
+                    Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) => {
+                        let Some(bt) = t.as_btf_type() else { break };
+                        let Ok(next) = btf.resolve_chained_type(bt) else { break };
+                        t = next;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_member_has_a_slot() {
+        let mut o = BtfOffsets::NONE;
+        for (i, (name, _, _)) in MEMBERS.iter().enumerate() {
+            *slot(&mut o, name) = i as u16;
+        }
+        for (i, (name, _, _)) in MEMBERS.iter().enumerate() {
+            assert_eq!(get(&o, name), i as u16, "{name} shares a slot");
+        }
+    }
+
+    /// On a machine with BTF, the offsets we compute must match what the
+    /// kernel itself prints for the classic tracepoints' sources: here we
+    /// check against known invariants that could be false if the anonymous
+    /// member walk were wrong (pgoff is after vma in vm_fault; i_ino is
+    /// after i_sb in inode).
+    #[test]
+    fn running_kernel_offsets_are_plausible() {
+        let Ok(k) = KernelBtf::open(None) else {
+            eprintln!("no kernel BTF here; skipped");
+            return;
+        };
+        let r = k.resolve();
+        let o = r.offsets;
+        for name in ["inode_i_sb", "inode_i_ino", "sb_s_dev", "vmf_vma", "vmf_pgoff", "vmf_flags", "iomap_offset", "iomap_length", "iomap_type"] {
+            assert_ne!(get(&o, name), TpFields::ABSENT, "{name} missing: {:?}", r.missing);
+        }
+        assert_eq!(o.vmf_vma, 0, "vm_fault starts with vma (in an anonymous const struct since 5.x)");
+        assert!(o.vmf_pgoff > o.vmf_vma && o.vmf_pgoff < 64);
+        assert!(o.inode_i_ino > o.inode_i_sb);
+        assert!(o.iomap_length > o.iomap_offset && o.iomap_type > o.iomap_length);
+        assert!(k.has_tp_btf("iomap_iter_dstmap"));
+        assert!(!k.has_tp_btf("no_such_event_here"));
+        assert!(k.has_func("vfs_read"));
+        assert!(!k.has_func("inode"), "a struct is not a function");
+        // enum bh_state_bits: BH_Uptodate is 0 on every kernel; Mapped/New follow.
+        assert!(o.bh_bit_mapped != TpFields::ABSENT && o.bh_bit_new == o.bh_bit_mapped + 1, "{o:?}");
+    }
+}
