@@ -186,3 +186,44 @@ fn no_step_is_traced_twice() {
         }
     }
 }
+
+fn probe_cmd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_daxtrace")).arg("probe").args(args).output().unwrap()
+}
+
+/// `--btf` with something that is not BTF: one line saying what is wrong
+/// and what to give instead, exit 2.
+#[test]
+fn a_bad_btf_file_is_a_one_line_error() {
+    let bad = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let out = probe_cmd(&["--btf", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot read BTF from") && err.contains("Cargo.toml") && err.contains("raw BTF file"), "{err}");
+}
+
+/// `--btf FILE` takes the offsets from the file: a copy of the running
+/// kernel's BTF must give the same offsets, and the plan names the file.
+#[test]
+fn offsets_from_a_btf_file_match_the_kernels() {
+    let vmlinux = Path::new(btf::VMLINUX);
+    if !vmlinux.exists() {
+        eprintln!("no kernel BTF on this machine; nothing to compare with");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("vmlinux.btf");
+    std::fs::copy(vmlinux, &copy).unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = probe_cmd(args);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let kernel = json(&["--json"]);
+    let file = json(&["--json", "--btf", copy.to_str().unwrap()]);
+    assert_eq!(file["btf_source"], copy.to_str().unwrap());
+    assert_eq!(kernel["btf_source"], btf::VMLINUX);
+    assert!(kernel["btf_offsets"].as_object().unwrap().len() >= 10, "{}", kernel["btf_offsets"]);
+    assert_eq!(kernel["btf_offsets"], file["btf_offsets"]);
+}
