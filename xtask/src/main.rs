@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod dashboards;
 mod demo;
 mod lab;
@@ -34,6 +35,10 @@ enum Command {
     Test,
     /// Check dashboards/ (queries, rules, scrape config) against the exporter and a real Prometheus.
     CheckDashboards,
+    /// Measure what tracing costs: untraced vs daxtrace (each backend) vs
+    /// trace-cmd vs bpftrace on the same tracepoints, interleaved rounds;
+    /// prints a table and writes JSON (needs root).
+    BenchOverhead(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         },
         Command::Test => test::run_all(),
         Command::CheckDashboards => dashboards::run_checks(),
+        Command::BenchOverhead(a) => bench::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -220,19 +220,49 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Any set of Debian packages (plus the libraries this machine lacks for
+    /// them), downloaded once into the cache and unpacked into
+    /// `<cache>/<name>`, never installed. Returns that root and the
+    /// LD_LIBRARY_PATH its binaries need.
+    pub fn unpacked(&mut self, name: &str, packages: &[&str]) -> Result<(PathBuf, String)> {
+        let list = self.cache.join(format!("{name}.list"));
+        let debs = match self.cached_list(&list) {
+            Some(d) => d,
+            None => {
+                let pkgs = self.closure(packages)?;
+                let files = self.download(&pkgs)?;
+                write_list(&list, &files)?;
+                files
+            }
+        };
+        let root = self.cache.join(name);
+        unpack_all(&debs.iter().map(|f| self.debs.join(f)).collect::<Vec<_>>(), &root)?;
+        let lib_path = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"]
+            .iter()
+            .map(|d| root.join(d).display().to_string())
+            .collect::<Vec<_>>()
+            .join(":");
+        Ok((root, lib_path))
+    }
+
     /// The tools plus every package an install of them would add: the
     /// libraries QEMU needs that this machine lacks.
     fn tool_closure(&mut self) -> Result<Vec<String>> {
+        self.closure(TOOLS)
+    }
+
+    /// `packages` plus every package an install of them would add.
+    fn closure(&mut self, packages: &[&str]) -> Result<Vec<String>> {
         self.apt_update()?;
         let out = Command::new("apt-get")
             .args(["-s", "install", "--no-install-recommends"])
-            .args(TOOLS)
+            .args(packages)
             .output()
             .context("cannot run apt-get -s install")?;
         if !out.status.success() {
-            bail!("apt-get -s install {} failed: {}", TOOLS.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!("apt-get -s install {} failed: {}", packages.join(" "), String::from_utf8_lossy(&out.stderr).trim());
         }
-        let mut pkgs: Vec<String> = TOOLS.iter().map(|s| (*s).to_string()).collect();
+        let mut pkgs: Vec<String> = packages.iter().map(|s| (*s).to_string()).collect();
         for l in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(rest) = l.strip_prefix("Inst ") {
                 let name = rest.split_whitespace().next().unwrap_or_default().to_string();
