@@ -17,6 +17,13 @@ use crate::event::{Body, Event};
 /// How often the drop counters are read (a syscall per CPU batch).
 const DROP_POLL: Duration = Duration::from_millis(100);
 
+/// Longest the reader sleeps without looking at the ring buffer. The
+/// programs wake it at most once per millisecond per CPU (tracer-ebpf's
+/// `WAKE_NS`: a wakeup per record cost ~1.5 us per event), so the last
+/// records of a burst are announced by nobody: they are seen within this
+/// much, far inside the reorder window.
+pub const MAX_QUIET: Duration = Duration::from_millis(10);
+
 /// Counters of the live source itself.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LiveStats {
@@ -76,21 +83,30 @@ impl LiveSource {
     /// `f`. Returns how many events were handed over. EINTR (a signal) just
     /// returns early so the caller can look at its stop flag.
     pub fn poll(&mut self, timeout: Duration, f: &mut impl FnMut(Event)) -> std::io::Result<usize> {
-        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let slice = left.min(MAX_QUIET);
+            let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let ms = i32::try_from(slice.as_millis()).unwrap_or(i32::MAX);
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+            let mut interrupted = false;
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+                interrupted = true;
+            }
+            let mut n = self.drain(f);
+            if self.last_drop_check.elapsed() >= DROP_POLL {
+                n += self.check_drops(f);
+            }
+            if n > 0 || interrupted || left <= slice {
+                return Ok(n);
             }
         }
-        let mut n = self.drain(f);
-        if self.last_drop_check.elapsed() >= DROP_POLL {
-            n += self.check_drops(f);
-        }
-        Ok(n)
     }
 
     fn drain(&mut self, f: &mut impl FnMut(Event)) -> usize {

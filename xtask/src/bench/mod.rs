@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::util::root;
 
+mod lab;
 mod proc;
 mod report;
 mod tools;
@@ -30,13 +31,17 @@ use workload::Kind;
 pub enum Setting {
     /// Native on this machine: O_DIRECT on a loop-mounted ext4.
     Host,
+    /// The lab's TCG guest (Debian 6.12, ext4 -o dax on emulated pmem): the racing workload.
+    Lab,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[arg(long, value_enum, default_value = "host")]
     pub setting: Setting,
-    /// Workloads to run (default: read then write).
+    /// Workloads to run (default: read). Writes into holes allocate and go
+    /// through the loop device: tens of µs of CPU per op here, which buries
+    /// a per-event cost of ~100 ns in noise; run them to see it anyway.
     #[arg(long, value_enum)]
     pub workload: Vec<Kind>,
     /// Rounds; each runs every config once, in a rotated order.
@@ -46,11 +51,23 @@ pub struct Args {
     #[arg(long, default_value_t = 2_000_000)]
     pub read_ops: u64,
     /// O_DIRECT writes per run (each allocates, so they are slower).
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 5_000)]
     pub write_ops: u64,
+    /// Lab: racing-workload rounds per run (lab-workload --rounds).
+    #[arg(long, default_value_t = 40)]
+    pub lab_workload_rounds: u32,
+    /// Lab: pages per racing file.
+    #[arg(long, default_value_t = 1024)]
+    pub lab_pages: usize,
+    /// Lab: reader passes per round.
+    #[arg(long, default_value_t = 3)]
+    pub lab_passes: u32,
     /// Only configs whose name contains one of these (e.g. untraced, daxtrace, trace-cmd, bpftrace).
     #[arg(long)]
     pub only: Vec<String>,
+    /// Host: use this daxtrace binary instead of building one (A/B comparisons).
+    #[arg(long)]
+    pub daxtrace: Option<PathBuf>,
     /// JSON report (default: <lab cache>/results/bench-overhead-<setting>.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -96,6 +113,20 @@ struct Report {
 pub fn run(a: Args) -> Result<()> {
     match a.setting {
         Setting::Host => host(&a),
+        Setting::Lab => {
+            let mut configs: Vec<String> = lab::CONFIGS.iter().map(|s| (*s).to_string()).collect();
+            if !a.only.is_empty() {
+                configs.retain(|c| c == "untraced" || a.only.iter().any(|o| c.contains(o.as_str())));
+            }
+            lab::run(&lab::LabArgs {
+                rounds: a.rounds,
+                workload_rounds: a.lab_workload_rounds,
+                pages: a.lab_pages,
+                passes: a.lab_passes,
+                configs,
+                out: a.out.clone(),
+            })
+        }
     }
 }
 
@@ -107,7 +138,10 @@ fn host(a: &Args) -> Result<()> {
     }
     let loadavg_start = loadavg();
     let tracefs = tracefs()?;
-    let daxtrace = build_daxtrace()?;
+    let daxtrace = match &a.daxtrace {
+        Some(p) => p.canonicalize().with_context(|| format!("--daxtrace {}", p.display()))?,
+        None => build_daxtrace()?,
+    };
     let unpacked = tools::fetch()?;
     let tracepoints: Vec<String> = tracer_common::Probe::ALL
         .iter()
@@ -169,7 +203,7 @@ fn host(a: &Args) -> Result<()> {
         tracepoints.join(" "),
         if backends.is_empty() { "default (no --backend flag)".into() } else { backends.join(", ") }
     );
-    let kinds = if a.workload.is_empty() { vec![Kind::Read, Kind::Write] } else { a.workload.clone() };
+    let kinds = if a.workload.is_empty() { vec![Kind::Read] } else { a.workload.clone() };
     let mut results = Vec::new();
     for kind in kinds {
         let ops = if kind == Kind::Read { a.read_ops } else { a.write_ops };
@@ -211,7 +245,7 @@ fn one_workload(kind: Kind, ops: u64, rounds: u32, tracers: &[Tracer], env: &too
     let mut wl = workload::Workload::open(fsys, kind)?;
     // Warm the caches and the extent tree; not measured.
     wl.run(ops / 10)?;
-    let calibration = calibrate(&mut wl, (ops / 10).max(50_000), env, fsys)?;
+    let calibration = calibrate(&mut wl, (ops / 10).max(ops.min(50_000)), env, fsys)?;
     #[allow(clippy::cast_precision_loss, reason = "a ratio")]
     let events_per_op = calibration.events as f64 / calibration.ops as f64;
     eprintln!(

@@ -21,6 +21,7 @@ pub struct Running {
     pub started: Instant,
     rx: Receiver<Line>,
     pub lines: Vec<Line>,
+    reaped: bool,
 }
 
 /// How a tool ended.
@@ -66,7 +67,7 @@ impl Running {
                 }
             });
         }
-        Ok(Self { child, started, rx, lines: Vec::new() })
+        Ok(Self { child, started, rx, lines: Vec::new(), reaped: false })
     }
 
     pub fn pid(&self) -> i32 {
@@ -104,6 +105,12 @@ impl Running {
     /// Send `sig`, wait up to `timeout` (then SIGKILL), reap with wait4 for
     /// the CPU time, and gather the rest of the output.
     pub fn stop(mut self, sig: i32, timeout: Duration) -> Result<Finished> {
+        let r = self.stop_inner(sig, timeout);
+        self.reaped = true;
+        r
+    }
+
+    fn stop_inner(&mut self, sig: i32, timeout: Duration) -> Result<Finished> {
         let pid = self.pid();
         // SAFETY: signalling our own child, which has not been reaped.
         unsafe { libc::kill(pid, sig) };
@@ -139,9 +146,29 @@ impl Running {
         if killed {
             bail!("had to be killed after the stop signal:\n{}", tail(&self.lines, 15));
         }
-        // Reaped above; dropping the std handle neither waits nor kills.
-        drop(self.child);
-        Ok(Finished { lines: self.lines, code, cpu })
+        Ok(Finished { lines: std::mem::take(&mut self.lines), code, cpu })
+    }
+}
+
+impl Drop for Running {
+    /// A tool given up on (not ready, or an error elsewhere) is stopped like
+    /// a user would (SIGINT, so trace-cmd cleans up), then killed.
+    fn drop(&mut self) {
+        if self.reaped {
+            return;
+        }
+        let pid = self.pid();
+        // SAFETY: our own unreaped child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

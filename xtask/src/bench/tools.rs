@@ -113,10 +113,36 @@ pub struct Started {
     reported: Option<f64>,
     out: Option<PathBuf>,
     command: String,
+    /// tracefs files trace-cmd changes and leaves changed (events stay
+    /// enabled after it exits: every later run would pay for them), with
+    /// their values from before; written back on drop.
+    restore: Vec<(PathBuf, String)>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // The tool is stopped first (`run` is dropped or reaped by now).
+        if let Some(r) = self.run.take() {
+            drop(r);
+        }
+        for (p, v) in &self.restore {
+            if let Err(e) = fs::write(p, v) {
+                eprintln!("bench: cannot restore {} to {v:?}: {e}", p.display());
+            }
+        }
+    }
 }
 
 pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
-    let mut s = Started { tracer: t.clone(), run: None, ready: Duration::ZERO, reported: None, out: None, command: String::new() };
+    let mut s = Started {
+        tracer: t.clone(),
+        run: None,
+        ready: Duration::ZERO,
+        reported: None,
+        out: None,
+        command: String::new(),
+        restore: Vec::new(),
+    };
     match t {
         Tracer::Untraced => {}
         Tracer::Daxtrace { mode, backend } => {
@@ -145,7 +171,13 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
         }
         Tracer::TraceCmd => {
             let out = env.scratch.join("trace.dat");
+            let mut files = vec![env.tracefs.join("tracing_on")];
+            files.extend(env.tracepoints.iter().filter_map(|tp| tp.split_once(':')).map(|(c, e)| env.tracefs.join("events").join(c).join(e).join("enable")));
+            s.restore = files.into_iter().filter_map(|f| Some((f.clone(), fs::read_to_string(&f).ok()?.trim().to_string()))).collect();
             let mut c = trace_cmd(env)?;
+            // Line-buffered, or "Hit Ctrl^C" (its ready line) only comes at exit.
+            c.args(["-oL", "-eL"]);
+            c.arg(&env.tools.trace_cmd);
             c.arg("record");
             for tp in env.tracepoints {
                 c.args(["-e", tp]);
@@ -183,8 +215,8 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
 
 impl Started {
     /// Stop the tracer (SIGINT, as a user would) and read what it says.
-    pub fn finish(self, env: &Env) -> Result<Option<ToolRun>> {
-        let Some(r) = self.run else { return Ok(None) };
+    pub fn finish(mut self, env: &Env) -> Result<Option<ToolRun>> {
+        let Some(r) = self.run.take() else { return Ok(None) };
         let name = self.tracer.name();
         let f: Finished = r.stop(libc::SIGINT, Duration::from_secs(120)).with_context(|| name.clone())?;
         let text = f.text();
@@ -216,7 +248,8 @@ impl Started {
                 let out = self.out.as_deref().context("trace.dat path")?;
                 t.file_bytes = Some(fs::metadata(out).with_context(|| format!("{name} wrote no {}", out.display()))?.len());
                 t.data_bytes = Some(parse_tracecmd_data_bytes(&text));
-                let stat = trace_cmd(env)?
+                let stat = Command::new(&env.tools.trace_cmd)
+                    .env("LD_LIBRARY_PATH", &env.tools.lib_path)
                     .args(["report", "--stat", "-i"])
                     .arg(out)
                     .output()
@@ -262,7 +295,8 @@ pub fn bpftrace_script(tracepoints: &[String]) -> String {
 /// /proc/sys/kernel/ftrace_enabled and tracefs' set_ftrace_* files, which
 /// trace-cmd insists on making; writable stand-ins are bind-mounted over
 /// them in the child's private namespace (DESIGN.md §5), so nothing outside
-/// it changes.
+/// it changes. The command is `stdbuf`: callers add its flags, then
+/// trace-cmd's path and arguments.
 pub fn trace_cmd(env: &Env) -> Result<Command> {
     let stand = env.scratch.join("ftrace-stand-ins");
     fs::create_dir_all(&stand)?;
@@ -276,7 +310,8 @@ pub fn trace_cmd(env: &Env) -> Result<Command> {
         fs::write(&s, fs::read(&t).unwrap_or_default()).with_context(|| format!("cannot write {}", s.display()))?;
         pairs.push((CString::new(s.as_os_str().as_bytes())?, CString::new(t.as_os_str().as_bytes())?));
     }
-    let mut c = Command::new(&env.tools.trace_cmd);
+    // stdbuf's arguments come first; callers add the trace-cmd path.
+    let mut c = Command::new("stdbuf");
     c.env("LD_LIBRARY_PATH", &env.tools.lib_path);
     // SAFETY: only async-signal-safe syscalls (unshare, mount) between fork
     // and exec, on C strings made before the fork.

@@ -56,6 +56,9 @@ T=/sys/kernel/tracing
 echo mono > $T/trace_clock
 I=$T/instances/lab
 
+# cargo xtask bench-overhead --setting lab: its own script, from the share.
+case " $(cat /proc/cmdline) " in *" lab.bench=1 "*) . /share/bench/bench.sh ;; esac
+
 # daxtrace is ready once it says so on stderr ("... tracepoints attached
 # in ..."); should that line ever change, fall back to its count of
 # perf-event/bpf-link descriptors, non-zero and still for a second.

@@ -234,7 +234,7 @@ fn boot_problem(o: &qemu::Outcome, share: &Path) -> String {
 }
 
 /// Build the guest's binaries: daxtrace with the real eBPF object, and the workload.
-fn build_binaries(with_daxtrace: bool) -> Result<(Option<PathBuf>, PathBuf)> {
+pub(crate) fn build_binaries(with_daxtrace: bool) -> Result<(Option<PathBuf>, PathBuf)> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let release = target.join("release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -1,0 +1,104 @@
+# bench-overhead in the lab guest (xtask/src/bench/lab.rs): sourced by the
+# lab's /init (guest.sh) after boot when the kernel command line says
+# lab.bench=1. The host put trace-cmd, bpftrace and their libraries in
+# /share/bench; each run's figures go to /share/bench/out/<round>-<config>/.
+#
+#   lab.benchrounds=N  lab.configs=untraced,daxtrace,trace-cmd,bpftrace
+#   lab.rounds / lab.pages / lab.passes: the racing workload per run (lab-workload)
+
+B=/share/bench
+BR=3 CONFIGS=untraced,daxtrace,trace-cmd,bpftrace
+for w in $(cat /proc/cmdline); do
+    case "$w" in
+    lab.benchrounds=*) BR=${w#lab.benchrounds=} ;;
+    lab.configs=*) CONFIGS=${w#lab.configs=} ;;
+    esac
+done
+TC="env LD_LIBRARY_PATH=$B/lib $B/bin/trace-cmd"
+BT="env LD_LIBRARY_PATH=$B/lib BPFTRACE_STRLEN=16 $B/bin/bpftrace"
+NCPU=$(grep -c ^processor /proc/cpuinfo)
+NPROBES=$(wc -l < $B/events)
+
+/usr/sbin/mkfs.ext4 -q -F -b 4096 -E stride=512,stripe_width=512 /dev/pmem0 > /tmp/mkfs.log 2>&1 || fail "mkfs.ext4"
+mount -t ext4 -o dax /dev/pmem0 /mnt || fail "mount ext4 -o dax"
+cat /sys/block/pmem0/dev > $B/dev
+
+# wait_for PID FILE PATTERN [FDS]: until FILE has PATTERN (and, with FDS,
+# PID holds at least FDS perf-event descriptors); 1 if PID dies or 300 s pass.
+wait_for() {
+    i=0
+    while [ $i -lt 15000 ]; do
+        kill -0 "$1" 2>/dev/null || return 1
+        if grep -q "$3" "$2" 2>/dev/null; then
+            [ -z "$4" ] && return 0
+            [ "$(ls -l /proc/"$1"/fd 2>/dev/null | grep -c perf_event)" -ge "$4" ] && return 0
+        fi
+        i=$((i + 1))
+        sleep 0.02
+    done
+    return 1
+}
+
+run_one() {
+    r=$1 cfg=$2
+    o=$B/out/$r-$cfg
+    mkdir -p "$o" /mnt/w
+    pid=
+    t0=$(up)
+    case $cfg in
+    untraced) ;;
+    daxtrace)
+        daxtrace record -o /tmp/dt.dxt > /tmp/tool.out 2>&1 &
+        pid=$!
+        wait_for $pid /tmp/tool.out " attached in" || say "bench daxtrace did not attach"
+        ;;
+    trace-cmd)
+        $TC record $(sed 's/^/-e /' $B/events) -o /tmp/trace.dat > /tmp/tool.out 2>&1 &
+        pid=$!
+        wait_for $pid /tmp/tool.out "Hit Ctrl^C" || say "bench trace-cmd did not start"
+        ;;
+    bpftrace)
+        $BT $B/count.bt > /tmp/tool.out 2>&1 &
+        pid=$!
+        wait_for $pid /tmp/tool.out "Attaching" $((NPROBES + NCPU)) || say "bench bpftrace did not attach"
+        ;;
+    esac
+    t1=$(up)
+    lab-workload --dir /mnt/w --rounds "$ROUNDS" --pages "$PAGES" --passes "$PASSES" > "$o/workload.json" 2> "$o/workload.err"
+    echo $? > "$o/workload.rc"
+    t2=$(up)
+    if [ -n "$pid" ]; then
+        kill -INT $pid
+        wait $pid
+        echo $? > "$o/tool.rc"
+    fi
+    t3=$(up)
+    echo "$t0 $t1 $t2 $t3" > "$o/times"
+    [ -f /tmp/tool.out ] && dd if=/tmp/tool.out of="$o/tool.out" bs=1M 2>/dev/null
+    [ -f /tmp/dt.dxt ] && stat -c %s /tmp/dt.dxt > "$o/file.size"
+    [ -f /tmp/trace.dat ] && dd if=/tmp/trace.dat of="$o/trace.dat" bs=1M 2>/dev/null
+    rm -rf /mnt/w /tmp/dt.dxt /tmp/trace.dat /tmp/tool.out
+    sync
+    say "bench round $r $cfg: ready $(awk "BEGIN{print $t1-$t0}")s, workload $(awk "BEGIN{print $t2-$t1}")s"
+}
+
+rm -rf $B/out
+mkdir -p $B/out
+set -- $(echo "$CONFIGS" | tr , ' ')
+n=$#
+r=1
+while [ $r -le "$BR" ]; do
+    # Rotate the order each round: no config always runs first.
+    k=0
+    while [ $k -lt $n ]; do
+        j=$(((k + r - 1) % n + 1))
+        eval "cfg=\${$j}"
+        run_one $r "$cfg"
+        k=$((k + 1))
+    done
+    r=$((r + 1))
+done
+umount /mnt
+say ok
+sync
+poweroff -f

@@ -1,0 +1,308 @@
+//! Setting `lab`: the racing workload on real DAX in the TCG guest
+//! (xtask/src/lab), untraced vs daxtrace record vs trace-cmd record vs
+//! bpftrace count(), rounds interleaved with a rotated order. TCG is noisy
+//! (a 2 s run varies by ~20%), so runs are long and each traced run is
+//! compared with the untraced run of its own round; the spread is printed.
+//!
+//! trace-cmd, bpftrace and their libraries reach the guest over the 9p
+//! share (not the initramfs); the guest side is guest-bench.sh, sourced by
+//! the lab's /init when the kernel command line says `lab.bench=1`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use serde::Serialize;
+
+use super::report::Spread;
+use super::tools;
+use crate::lab::{fetch, initramfs, qemu};
+
+const GUEST: &str = include_str!("guest-bench.sh");
+pub const CONFIGS: [&str; 4] = ["untraced", "daxtrace", "trace-cmd", "bpftrace"];
+
+/// One guest run: what its folder in the share says.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LabRun {
+    pub round: u32,
+    pub config: String,
+    /// The racing workload's own time (lab-workload's "seconds").
+    pub workload_s: f64,
+    /// Start of the tool to ready, guest clock (/proc/uptime, 10 ms).
+    pub ready_s: Option<f64>,
+    /// daxtrace's own "attached in".
+    pub reported_ready_s: Option<f64>,
+    pub events: u64,
+    pub lost: u64,
+    pub file_bytes: Option<u64>,
+    pub data_bytes: Option<u64>,
+    /// lab-workload's data check: must stay 0 under every tracer.
+    pub mismatches: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LabConfig {
+    pub config: String,
+    pub workload_s: Option<Spread>,
+    /// (traced - untraced of the same round) / untraced, in percent.
+    pub added_pct: Option<Spread>,
+    pub ready_s: Option<Spread>,
+    pub reported_ready_s: Option<Spread>,
+    pub events: Option<Spread>,
+    pub lost: u64,
+    pub file_bytes_per_event: Option<Spread>,
+    pub data_bytes_per_event: Option<Spread>,
+}
+
+#[derive(Serialize)]
+struct LabReport {
+    setting: &'static str,
+    guest_kernel: String,
+    host_loadavg_start: String,
+    host_loadavg_end: String,
+    bench_rounds: u32,
+    workload: String,
+    boot_s: Option<f64>,
+    total_s: f64,
+    configs: Vec<LabConfig>,
+    runs: Vec<LabRun>,
+}
+
+pub struct LabArgs {
+    pub rounds: u32,
+    pub workload_rounds: u32,
+    pub pages: usize,
+    pub passes: u32,
+    pub configs: Vec<String>,
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(a: &LabArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let loadavg_start = super::loadavg();
+    let (daxtrace, workload) = crate::lab::build_binaries(true)?;
+    let daxtrace = daxtrace.context("daxtrace was not built")?;
+    let cache = fetch::cache_dir();
+    let mut fetcher = fetch::Fetcher::new(&cache)?;
+    let qtools = fetcher.tools()?;
+    let kernel = fetcher.kernel(fetch::KernelLine::V6_12)?;
+    let tracers = tools::fetch()?;
+    let events: Vec<&str> = tracer_common::Probe::ALL.iter().map(|p| p.tracepoint()).collect();
+
+    let build = cache.join("bench").join("lab").join(&kernel.release);
+    fs::create_dir_all(&build)?;
+    eprintln!("bench: lab: building the initramfs ({})", kernel.package);
+    let initrd = initramfs::build(
+        &initramfs::Inputs { tools: &qtools, kernel: &kernel, daxtrace: Some(&daxtrace), workload: &workload, events: &events },
+        &build,
+    )?;
+    let share = cache.join("bench").join("lab").join("share");
+    if share.exists() {
+        fs::remove_dir_all(&share)?;
+    }
+    let b = share.join("bench");
+    fs::create_dir_all(b.join("bin"))?;
+    fs::create_dir_all(b.join("lib"))?;
+    let share = share.canonicalize()?;
+    let b = share.join("bench");
+    fs::write(b.join("bench.sh"), GUEST)?;
+    // Every tracepoint daxtrace knows exists on 6.12 (DESIGN.md §5).
+    let events: Vec<String> = events.iter().map(|s| (*s).to_string()).collect();
+    fs::write(b.join("events"), events.join("\n") + "\n")?;
+    fs::write(b.join("count.bt"), tools::bpftrace_script(&events) + "\n")?;
+    for bin in [&tracers.trace_cmd, &tracers.bpftrace] {
+        fs::copy(bin, b.join("bin").join(bin.file_name().unwrap_or_default()))?;
+        for lib in libs(bin, &tracers.lib_path)? {
+            let dst = b.join("lib").join(lib.file_name().unwrap_or_default());
+            if !dst.exists() {
+                fs::copy(&lib, &dst).with_context(|| format!("cannot copy {}", lib.display()))?;
+            }
+        }
+    }
+    let params = vec![
+        "lab.fs=ext4".to_string(),
+        "lab.daxtrace=1".to_string(),
+        "lab.bench=1".to_string(),
+        format!("lab.benchrounds={}", a.rounds),
+        format!("lab.configs={}", a.configs.join(",")),
+        format!("lab.rounds={}", a.workload_rounds),
+        format!("lab.pages={}", a.pages),
+        format!("lab.passes={}", a.passes),
+    ];
+    eprintln!("bench: lab: booting 6.12 under TCG: {}", params.join(" "));
+    let o = qemu::boot(&qemu::Boot {
+        tools: &qtools,
+        kernel: &kernel,
+        initramfs: &initrd,
+        share: &share,
+        params,
+        timeout: Duration::from_secs(4 * 3600),
+        log: share.join("console.log"),
+    })?;
+    if !o.ok() {
+        bail!(
+            "the bench guest failed ({}); console: {}",
+            o.why.clone().unwrap_or_else(|| if o.timed_out { "timed out".into() } else { o.trouble.join(" | ") }),
+            share.join("console.log").display()
+        );
+    }
+    let mut runs = Vec::new();
+    for round in 1..=a.rounds {
+        for cfg in &a.configs {
+            runs.push(read_run(&b.join("out").join(format!("{round}-{cfg}")), round, cfg, &tracers)?);
+        }
+    }
+    let configs = summarize(&runs, &a.configs);
+    let report = LabReport {
+        setting: "lab",
+        guest_kernel: kernel.release.clone(),
+        host_loadavg_start: loadavg_start,
+        host_loadavg_end: super::loadavg(),
+        bench_rounds: a.rounds,
+        workload: format!("lab-workload --rounds {} --pages {} --passes {} on ext4 -o dax (/dev/pmem0)", a.workload_rounds, a.pages, a.passes),
+        boot_s: o.boot_secs,
+        total_s: t0.elapsed().as_secs_f64(),
+        configs,
+        runs,
+    };
+    print!("{}", table(&report));
+    let out = a.out.clone().unwrap_or_else(|| cache.join("results").join("bench-overhead-lab.json"));
+    if let Some(p) = out.parent() {
+        fs::create_dir_all(p)?;
+    }
+    fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("bench: lab: {:.0}s; JSON report {}", t0.elapsed().as_secs_f64(), out.display());
+    Ok(())
+}
+
+/// Shared libraries of an unpacked binary (ldd with its library path), the
+/// loader left out (the initramfs has the host's).
+fn libs(bin: &Path, lib_path: &str) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd").arg(bin).env("LD_LIBRARY_PATH", lib_path).output().context("cannot run ldd")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v = Vec::new();
+    for l in text.lines() {
+        if l.contains("not found") {
+            bail!("{} needs a library this machine lacks: {}", bin.display(), l.trim());
+        }
+        if let Some((_, r)) = l.split_once("=>") {
+            if let Some(p) = r.split_whitespace().next().filter(|p| p.starts_with('/')) {
+                v.push(PathBuf::from(p));
+            }
+        }
+    }
+    Ok(v)
+}
+
+fn read_run(dir: &Path, round: u32, cfg: &str, tracers: &tools::Unpacked) -> Result<LabRun> {
+    let read = |n: &str| fs::read_to_string(dir.join(n)).unwrap_or_default();
+    let w: serde_json::Value =
+        serde_json::from_str(&read("workload.json")).with_context(|| format!("no workload report in {}", dir.display()))?;
+    let mut r = LabRun {
+        round,
+        config: cfg.to_string(),
+        workload_s: w["seconds"].as_f64().unwrap_or(f64::NAN),
+        mismatches: w["mismatches"].as_u64().unwrap_or(0),
+        ..LabRun::default()
+    };
+    let times: Vec<f64> = read("times").split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    if cfg != "untraced" && times.len() == 4 {
+        r.ready_s = Some(times[1] - times[0]);
+    }
+    let tool = read("tool.out");
+    match cfg {
+        "daxtrace" => {
+            r.reported_ready_s = tool.lines().find_map(tools::parse_daxtrace_ready);
+            let (e, b, l) = tools::parse_daxtrace_record(&tool).with_context(|| format!("{}: no daxtrace summary:\n{tool}", dir.display()))?;
+            (r.events, r.file_bytes, r.lost) = (e, Some(b), l);
+        }
+        "trace-cmd" => {
+            let dat = dir.join("trace.dat");
+            r.file_bytes = fs::metadata(&dat).ok().map(|m| m.len());
+            r.data_bytes = Some(tools::parse_tracecmd_data_bytes(&tool));
+            let out = Command::new(&tracers.trace_cmd)
+                .env("LD_LIBRARY_PATH", &tracers.lib_path)
+                .args(["report", "--stat", "-i"])
+                .arg(&dat)
+                .output()
+                .context("trace-cmd report --stat")?;
+            let (e, l) = tools::parse_tracecmd_stat(&String::from_utf8_lossy(&out.stdout))
+                .with_context(|| format!("{}: trace-cmd report --stat gave no counts", dat.display()))?;
+            (r.events, r.lost) = (e, l);
+        }
+        "bpftrace" => r.events = tools::parse_bpftrace_counts(&tool).values().sum(),
+        _ => {}
+    }
+    Ok(r)
+}
+
+#[allow(clippy::cast_precision_loss, reason = "report figures")]
+pub fn summarize(runs: &[LabRun], configs: &[String]) -> Vec<LabConfig> {
+    configs
+        .iter()
+        .map(|c| {
+            let mine: Vec<&LabRun> = runs.iter().filter(|r| &r.config == c).collect();
+            let col = |f: &dyn Fn(&LabRun) -> Option<f64>| Spread::of(&mine.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
+            let base = |round: u32| runs.iter().find(|r| r.round == round && r.config == "untraced").map(|r| r.workload_s);
+            LabConfig {
+                config: c.clone(),
+                workload_s: col(&|r| Some(r.workload_s)),
+                added_pct: if c == "untraced" { None } else { col(&|r| base(r.round).map(|b| (r.workload_s - b) / b * 100.0)) },
+                ready_s: col(&|r| r.ready_s),
+                reported_ready_s: col(&|r| r.reported_ready_s),
+                events: if c == "untraced" { None } else { col(&|r| Some(r.events as f64)) },
+                lost: mine.iter().map(|r| r.lost).sum(),
+                file_bytes_per_event: col(&|r| Some(r.file_bytes? as f64 / r.events.max(1) as f64)),
+                data_bytes_per_event: col(&|r| Some(r.data_bytes? as f64 / r.events.max(1) as f64)),
+            }
+        })
+        .collect()
+}
+
+fn table(r: &LabReport) -> String {
+    let show = |s: Option<Spread>, p: usize| s.map_or_else(|| "-".into(), |s| format!("{:.p$} {:.p$} {:.p$}", s.min, s.median, s.max, p = p));
+    let mut t = format!(
+        "\nbench-overhead (lab): guest {} under TCG, {}; {} rounds, order rotated; host load average {} at start, {} at end\n",
+        r.guest_kernel, r.workload, r.bench_rounds, r.host_loadavg_start, r.host_loadavg_end
+    );
+    t += &format!(
+        "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}\n",
+        "config", "workload s min/med/max", "+% vs untraced", "ready s", "daxtrace's own s", "events min/med/max", "lost", "bytes/event file"
+    );
+    for c in &r.configs {
+        t += &format!(
+            "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}\n",
+            c.config,
+            show(c.workload_s, 2),
+            show(c.added_pct, 1),
+            show(c.ready_s, 2),
+            show(c.reported_ready_s, 2),
+            show(c.events, 0),
+            c.lost,
+            match (c.file_bytes_per_event, c.data_bytes_per_event) {
+                (Some(f), Some(d)) => format!("{:.1} (data {:.1})", f.median, d.median),
+                (Some(f), None) => format!("{:.2}", f.median),
+                _ => "-".into(),
+            }
+        );
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lab_added_percent_is_paired_by_round() {
+        let run = |round, config: &str, workload_s| LabRun { round, config: config.into(), workload_s, ..LabRun::default() };
+        let runs = vec![run(1, "untraced", 10.0), run(1, "daxtrace", 11.0), run(2, "untraced", 20.0), run(2, "daxtrace", 22.0)];
+        let c = summarize(&runs, &["untraced".into(), "daxtrace".into()]);
+        assert!(c[0].added_pct.is_none());
+        // +10% in both rounds, although round 2 ran at half the speed.
+        let s = c[1].added_pct.expect("paired");
+        assert!((s.min - 10.0).abs() < 1e-9 && (s.max - 10.0).abs() < 1e-9, "{s:?}");
+    }
+}
