@@ -171,6 +171,7 @@ fn host(a: &Args) -> Result<()> {
     }
     tracers.push(Tracer::TraceCmd);
     tracers.push(Tracer::Bpftrace);
+    tracers.push(Tracer::BpftraceEmpty);
     if !a.only.is_empty() {
         tracers.retain(|t| *t == Tracer::Untraced || a.only.iter().any(|o| t.name().contains(o.as_str())));
     }

@@ -119,6 +119,7 @@ impl Running {
         // SAFETY: zeroed rusage is a valid out-parameter.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         let mut killed = false;
+        let mut last_sig = Instant::now();
         loop {
             // SAFETY: valid pointers; WNOHANG so we can time out.
             let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
@@ -127,6 +128,13 @@ impl Running {
             }
             if r < 0 {
                 bail!("wait4({pid}): {}", std::io::Error::last_os_error());
+            }
+            // A signal that came while the tool was still setting up its
+            // handler can be lost (bpftrace once ignored one): repeat it.
+            if !killed && last_sig.elapsed() > Duration::from_secs(5) {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, sig) };
+                last_sig = Instant::now();
             }
             if Instant::now() > deadline && !killed {
                 eprintln!("bench: pid {pid} still running {:.0}s after the stop signal; killing it", timeout.as_secs_f64());

@@ -112,7 +112,7 @@ pub fn summarize(configs: &mut [ConfigResult], events_per_op: f64) {
             ready_s: tool(&|t| Some(t.ready_s)),
             reported_ready_s: tool(&|t| t.reported_s),
             tool_cpu_ns_per_event: tool(&|t| (t.events > 0).then(|| t.tool_cpu_ns as f64 / t.events as f64)),
-            seen_per_op: col(&|x| x.tool.as_ref().map(|t| t.events as f64 / x.timing.ops.max(1) as f64)),
+            seen_per_op: col(&|x| x.tool.as_ref().filter(|t| t.events > 0).map(|t| t.events as f64 / x.timing.ops.max(1) as f64)),
             lost: s.iter().filter_map(|x| x.tool.as_ref()).map(|t| t.lost).sum(),
             file_bytes_per_event: tool(&|t| Some(t.file_bytes? as f64 / t.events.max(1) as f64)),
             data_bytes_per_event: tool(&|t| Some(t.data_bytes? as f64 / t.events.max(1) as f64)),

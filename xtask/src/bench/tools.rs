@@ -53,6 +53,9 @@ pub enum Tracer {
     Daxtrace { mode: DxMode, backend: Option<String> },
     TraceCmd,
     Bpftrace,
+    /// bpftrace with empty probes on the same tracepoints: the floor any
+    /// BPF program on a classic tracepoint pays here.
+    BpftraceEmpty,
 }
 
 impl Tracer {
@@ -69,6 +72,7 @@ impl Tracer {
             ),
             Tracer::TraceCmd => "trace-cmd record".into(),
             Tracer::Bpftrace => "bpftrace count()".into(),
+            Tracer::BpftraceEmpty => "bpftrace empty probe".into(),
         }
     }
 }
@@ -191,10 +195,11 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
             s.out = Some(out);
             s.run = Some(r);
         }
-        Tracer::Bpftrace => {
+        Tracer::Bpftrace | Tracer::BpftraceEmpty => {
             let mut c = Command::new(&env.tools.bpftrace);
             c.env("LD_LIBRARY_PATH", &env.tools.lib_path);
-            c.arg("-e").arg(bpftrace_script(env.tracepoints));
+            let script = bpftrace_script(env.tracepoints);
+            c.arg("-e").arg(if *t == Tracer::Bpftrace { script } else { script.replace("@[probe] = count();", "") });
             s.command = command_line(&c);
             let mut r = Running::spawn(&mut c, true)?;
             let want = env.tracepoints.len() + online_cpus();
@@ -259,6 +264,7 @@ impl Started {
                 t.events = events;
                 t.lost = lost;
             }
+            Tracer::BpftraceEmpty => {}
             Tracer::Bpftrace => {
                 let counts = parse_bpftrace_counts(&text);
                 t.events = counts.values().sum();
