@@ -20,7 +20,7 @@ use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, bpf_probe_read_kernel_buf, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, generated, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::{map, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
@@ -96,7 +96,9 @@ const REC_BYTES: usize = 96;
 /// VM (bpf_stats): one per field made the program several times slower.
 struct Tp<'a> {
     ctx: &'a TracePointContext,
-    rec: [u8; REC_BYTES],
+    /// Filled by the helper (zeroed by it when the read fails), so never
+    /// zeroed here: a 96-byte memset is a loop of ~300 instructions in BPF.
+    rec: core::mem::MaybeUninit<[u8; REC_BYTES]>,
     /// false: the copy failed; fields are read one by one from `ctx`.
     whole: bool,
 }
@@ -104,11 +106,11 @@ struct Tp<'a> {
 impl<'a> Tp<'a> {
     #[inline(always)]
     fn new(ctx: &'a TracePointContext) -> Self {
-        let mut t = Tp { ctx, rec: [0; REC_BYTES], whole: false };
+        let mut t = Tp { ctx, rec: core::mem::MaybeUninit::uninit(), whole: false };
         // SAFETY: the record sits in the per-CPU perf trace buffer (8 KiB),
         // so REC_BYTES from its start are kernel memory; a failed read is
-        // reported, not a fault.
-        t.whole = unsafe { bpf_probe_read_kernel_buf(ctx.as_ptr() as *const u8, &mut t.rec) }.is_ok();
+        // reported (and zeroes the buffer), not a fault.
+        t.whole = unsafe { generated::bpf_probe_read_kernel(t.rec.as_mut_ptr().cast(), REC_BYTES as u32, ctx.as_ptr()) } == 0;
         t
     }
 }
@@ -121,7 +123,7 @@ fn read<T>(ctx: &Tp, off: u16) -> Result<T, i32> {
     let off = off as usize;
     if ctx.whole && off <= REC_BYTES - core::mem::size_of::<T>() {
         // SAFETY: bounds checked just above; T is a plain integer.
-        return Ok(unsafe { core::ptr::read_unaligned(ctx.rec.as_ptr().add(off).cast::<T>()) });
+        return Ok(unsafe { core::ptr::read_unaligned(ctx.rec.as_ptr().cast::<u8>().add(off).cast::<T>()) });
     }
     // SAFETY: offset comes from the tracepoint's own format file.
     unsafe { ctx.ctx.read_at::<T>(off) }
@@ -221,6 +223,10 @@ fn next_fault_id() -> u64 {
     }
 }
 
+// Every try_* is inlined: as a BPF subprogram taking `&Tp` (the caller's
+// stack) LLVM may hand that pointer back in r0, which the verifier refuses
+// ("cannot return stack pointer to the caller", seen with --dev on 6.18).
+#[inline(always)]
 fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
     let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
@@ -239,6 +245,7 @@ fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
     Ok(())
 }
 
+#[inline(always)]
 fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
     let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
@@ -261,6 +268,7 @@ fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
     Ok(())
 }
 
+#[inline(always)]
 fn try_load_hole(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
     let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
@@ -288,6 +296,7 @@ fn try_load_hole(ctx: &Tp, probe: Probe, size: u8) -> Res {
     Ok(())
 }
 
+#[inline(always)]
 fn try_insert(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
     let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
@@ -341,6 +350,7 @@ fn pages(off_bytes: u64, len_bytes: u64) -> (u64, u64) {
     (first, end.saturating_sub(first))
 }
 
+#[inline(always)]
 fn try_iomap(ctx: &Tp) -> Res {
     let probe = Probe::IomapIterDstmap;
     let f = fields(probe);
@@ -373,6 +383,7 @@ fn blkbits() -> u32 {
     if b > 12 { 12 } else { b }
 }
 
+#[inline(always)]
 fn try_ext4_map_blocks(ctx: &Tp) -> Res {
     let probe = Probe::Ext4ExtMapBlocksExit;
     let f = fields(probe);
@@ -399,6 +410,7 @@ fn try_ext4_map_blocks(ctx: &Tp) -> Res {
     Ok(())
 }
 
+#[inline(always)]
 fn try_xfs_alloc(ctx: &Tp) -> Res {
     let probe = Probe::XfsIomapAlloc;
     let f = fields(probe);
@@ -417,6 +429,7 @@ fn try_xfs_alloc(ctx: &Tp) -> Res {
     Ok(())
 }
 
+#[inline(always)]
 fn try_invalidate(ctx: &Tp, probe: Probe, reason: u8) -> Res {
     let f = fields(probe);
     let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
