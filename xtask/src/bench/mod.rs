@@ -31,7 +31,8 @@ use workload::Kind;
 pub enum Setting {
     /// Native on this machine: O_DIRECT on a loop-mounted ext4.
     Host,
-    /// The lab's TCG guest (Debian 6.12, ext4 -o dax on emulated pmem): the racing workload.
+    /// The lab's TCG guest (Debian 6.12, ext4 -o dax on emulated pmem): the
+    /// racing workload. Not yet run end to end (guest-bench.sh is untried).
     Lab,
 }
 
