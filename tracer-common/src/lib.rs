@@ -100,10 +100,14 @@ pub enum Probe {
     FnDaxInsertMapping = 52,
     FnDaxInsertMappingEntry = 53,
     FnDaxInsertEntry = 54,
+    /// The writer's next `iomap_iter`: its `write(2)` teardown of the
+    /// previous, newly allocated extent is done (emitted as `invalidate`
+    /// reason `write`; no kernel event of its own to compare with).
+    IomapIter = 17,
 }
 
 impl Probe {
-    pub const ALL: [Probe; 16] = [
+    pub const ALL: [Probe; 17] = [
         Self::DaxPteFault,
         Self::DaxPteFaultDone,
         Self::DaxPmdFault,
@@ -120,6 +124,7 @@ impl Probe {
         Self::Ext4CollapseRange,
         Self::Ext4ZeroRange,
         Self::XfsFreeFileSpace,
+        Self::IomapIter,
     ];
 
     /// Function probes (not in [`Probe::ALL`], which lists tracepoints).
@@ -148,6 +153,11 @@ impl Probe {
         Self::FnDaxInsertMappingEntry,
         Self::FnDaxInsertEntry,
     ];
+    /// Records of this probe are derived (not one record per kernel event),
+    /// so they are left out of counts compared with the kernel's own trace.
+    pub fn derived(self) -> bool {
+        matches!(self, Self::IomapIter)
+    }
 
     pub fn from_u16(v: u16) -> Option<Self> {
         Self::ALL
@@ -215,6 +225,7 @@ impl Probe {
             Self::FnDaxInsertMapping => "func:dax_insert_mapping",
             Self::FnDaxInsertMappingEntry => "func:dax_insert_mapping_entry",
             Self::FnDaxInsertEntry => "func:dax_insert_entry",
+            Self::IomapIter => "iomap:iomap_iter",
         }
     }
 
@@ -238,6 +249,7 @@ impl Probe {
             Self::Ext4CollapseRange => "tp_ext4_ext4_collapse_range",
             Self::Ext4ZeroRange => "tp_ext4_ext4_zero_range",
             Self::XfsFreeFileSpace => "tp_xfs_xfs_free_file_space",
+            Self::IomapIter => "tp_iomap_iomap_iter",
             // Function probes have one program per backend (see tracer::attach::funcs).
             _ => "",
         }
@@ -515,7 +527,7 @@ pub struct Config {
     /// Filesystem block size shift for block-numbered tracepoints (12 = 4 KiB).
     pub blkbits: u32,
     pub _pad: u32,
-    pub fields: [TpFields; 17],
+    pub fields: [TpFields; 18],
     /// Struct member offsets for the backends that get struct pointers.
     pub btf: BtfOffsets,
 }
@@ -527,7 +539,7 @@ impl Config {
         filter_ino: 0,
         blkbits: 12,
         _pad: 0,
-        fields: [TpFields::NONE; 17],
+        fields: [TpFields::NONE; 18],
         btf: BtfOffsets::NONE,
     };
 }
@@ -553,7 +565,7 @@ const _: () = {
     assert!(size_of::<TpFields>() == 20);
     assert!(size_of::<BtfOffsets>() == 48);
     assert!(size_of::<Record<MapBlocks>>() == 88);
-    assert!(Probe::ALL.len() + 1 == 17);
+    assert!(Probe::ALL.len() + 1 == 18);
 };
 
 #[cfg(feature = "user")]

@@ -29,7 +29,7 @@ use aya_ebpf::{
 use tracer_common::{
     Config, FaultBegin, FaultCtx, FaultEnd, Header, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe,
     Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE, INV_TRUNCATE,
-    INV_ZERO_RANGE, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
+    INV_WRITE, INV_ZERO_RANGE, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
 };
 
 #[unsafe(no_mangle)]
@@ -69,7 +69,27 @@ static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// `ringbuf::MAX_QUIET` (10 ms), so an unannounced record waits no longer.
 const WAKE_NS: u64 = 1_000_000;
 
+/// A DAX write(2)'s iteration, and the newly allocated extent it is
+/// processing (`npages == 0`: none pending).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct WriteCtx {
+    dev: u32,
+    flags: u32,
+    ino: u64,
+    pgoff: u64,
+    npages: u64,
+}
+
+/// Per task: the DAX write in progress, so the writer's next `iomap_iter`
+/// can report the teardown of the extent it allocated. LRU: never fills.
+#[map(name = "WRITES")]
+static WRITES: LruHashMap<u32, WriteCtx> = LruHashMap::with_max_entries(16384, 0);
+
 const FAULT_FLAG_WRITE: u32 = 0x1;
+const IOMAP_WRITE: u32 = 1 << 0;
+const IOMAP_FAULT: u32 = 1 << 3;
+const IOMAP_DAX: u32 = 1 << 8;
 const VM_FAULT_NOPAGE: u32 = 0x100;
 const IOMAP_HOLE: u16 = 0;
 const IOMAP_MAPPED: u16 = 2;
@@ -372,7 +392,54 @@ fn try_iomap(ctx: &Tp) -> Res {
     // fault's write flag, outside one an allocation implies a write.
     let write = fwrite.unwrap_or(new);
     let (pgoff, npages) = pages(off as u64, len);
+    if fault == 0 && new != 0 {
+        // A DAX write(2) allocated: dax_iomap_iter tears down the range's
+        // hole pages before copying; the writer's next iomap_iter says so.
+        if let Some(w) = WRITES.get_ptr_mut(&tid()) {
+            // SAFETY: map value of this task, updated in place.
+            unsafe {
+                if (*w).flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) == IOMAP_WRITE | IOMAP_DAX {
+                    (*w).dev = dev;
+                    (*w).ino = ino;
+                    (*w).pgoff = pgoff;
+                    (*w).npages = npages;
+                }
+            }
+        }
+    }
     emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    Ok(())
+}
+
+/// Every `iomap_iter` call: the previous extent of this task is done. For a
+/// DAX write whose previous extent was newly allocated, its teardown of
+/// that range (`invalidate_inode_pages2_range`) has happened by now.
+fn try_iomap_iter(ctx: &Tp) -> Res {
+    let probe = Probe::IomapIter;
+    let f = fields(probe);
+    let flags: u32 = read(ctx, f.flags)?;
+    // Reads, faults and non-DAX I/O (the common case) stop here, before
+    // any map lookup: only a DAX write's iterations can have a pending extent.
+    if flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) != IOMAP_WRITE | IOMAP_DAX {
+        return Ok(());
+    }
+    let t = tid();
+    match WRITES.get_ptr_mut(&t) {
+        // SAFETY: as above.
+        Some(w) => unsafe {
+            if (*w).npages != 0 {
+                let (dev, ino, pgoff, npages) = ((*w).dev, (*w).ino, (*w).pgoff, (*w).npages);
+                (*w).npages = 0;
+                emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason: INV_WRITE, _pad: [0; 7] });
+            }
+            (*w).flags = flags;
+        },
+        None => {
+            let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+            let w = WriteCtx { dev, flags, ino, pgoff: 0, npages: 0 };
+            let _ = WRITES.insert(&t, &w, 0);
+        }
+    }
     Ok(())
 }
 
@@ -467,6 +534,7 @@ tp!(tp_fs_dax_dax_pmd_load_hole, |c| try_load_hole(c, Probe::DaxPmdLoadHole, SIZ
 tp!(tp_fs_dax_dax_insert_mapping, |c| try_insert(c, Probe::DaxInsertMapping, SIZE_PTE));
 tp!(tp_fs_dax_dax_pmd_insert_mapping, |c| try_insert(c, Probe::DaxPmdInsertMapping, SIZE_PMD));
 tp!(tp_iomap_iomap_iter_dstmap, try_iomap);
+tp!(tp_iomap_iomap_iter, try_iomap_iter);
 tp!(tp_ext4_ext4_ext_map_blocks_exit, try_ext4_map_blocks);
 tp!(tp_xfs_xfs_iomap_alloc, try_xfs_alloc);
 tp!(tp_ext4_ext4_punch_hole, |c| try_invalidate(c, Probe::Ext4PunchHole, INV_PUNCH_HOLE));

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::detect::{self, Finding};
+use crate::detect::{self, heal::WriteHeal, Finding};
 use crate::event::{Body, Event, PageKey};
 use crate::reorder::{Push, Reorder};
 use crate::timeline::{PageView, Timelines};
@@ -43,6 +43,9 @@ pub struct Stats {
     /// Pages evicted from the timeline store by the page cap.
     pub evicted: u64,
     pub findings: u64,
+    /// `write(2)` findings withdrawn because the write tore the hole page
+    /// down after the load (`detect::heal`).
+    pub healed: u64,
     /// Input lines skipped with `--skip-bad`.
     pub bad_input: u64,
     /// Timestamp of the first and last event released.
@@ -74,12 +77,13 @@ pub struct Pipeline {
     window: Reorder,
     tl: Timelines,
     stats: Stats,
+    heal: WriteHeal,
     released_any: bool,
 }
 
 impl Pipeline {
     pub fn new(cfg: PipelineConfig) -> Self {
-        Self { window: Reorder::new(cfg.window_ns, cfg.window_events), tl: Timelines::new(cfg.max_pages), cfg, stats: Stats::default(), released_any: false }
+        Self { window: Reorder::new(cfg.window_ns, cfg.window_events), tl: Timelines::new(cfg.max_pages), cfg, stats: Stats::default(), heal: WriteHeal::default(), released_any: false }
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -144,6 +148,15 @@ impl Pipeline {
         while let Some(ev) = self.window.pop_older_than(now_ts) {
             self.process(&ev, sink);
         }
+        if !self.heal.is_empty() {
+            // Everything older than this has been released: a teardown that
+            // could still heal a held finding would be newer.
+            let stats = &mut self.stats;
+            self.heal.expire(now_ts.saturating_sub(self.cfg.window_ns), &mut |f| {
+                stats.findings += 1;
+                sink.on_finding(&f);
+            });
+        }
     }
 
     /// End of input: release and judge everything still held.
@@ -151,6 +164,16 @@ impl Pipeline {
         while let Some(ev) = self.window.pop() {
             self.process(&ev, sink);
         }
+        let stats = &mut self.stats;
+        self.heal.drain(&mut |f| {
+            stats.findings += 1;
+            sink.on_finding(&f);
+        });
+    }
+
+    /// Findings held for a write(2)'s own teardown right now (`detect::heal`).
+    pub fn held(&self) -> usize {
+        self.heal.len()
     }
 
     pub fn stats(&self) -> &Stats {
@@ -195,15 +218,27 @@ impl Pipeline {
             self.stats.first_ts = ev.ts;
         }
         self.stats.last_ts = ev.ts;
+        if !self.heal.is_empty() {
+            // Raised before the event that shows their deadline passed.
+            let stats = &mut self.stats;
+            self.heal.expire(ev.ts, &mut |f| {
+                stats.findings += 1;
+                sink.on_finding(&f);
+            });
+            self.heal.on_event(ev);
+            stats.healed = self.heal.healed();
+        }
         sink.on_event(ev);
         let mut ino = None;
         if matches!(ev.body, Body::LoadHole { .. } | Body::InsertMapping { .. }) {
             let i = self.tl.inode_ref(ev.dev, ev.ino);
             ino = Some(i);
-            let stats = &mut self.stats;
+            let (stats, heal) = (&mut self.stats, &mut self.heal);
             detect::judge(&self.tl, i, ev, &mut |f| {
-                stats.findings += 1;
-                sink.on_finding(&f);
+                if let Some(f) = heal.hold(f) {
+                    stats.findings += 1;
+                    sink.on_finding(&f);
+                }
             });
         }
         self.tl.apply_with(ev, ino);

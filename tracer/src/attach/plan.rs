@@ -217,6 +217,7 @@ const fn probe_tracepoint(p: Probe) -> &'static str {
         Probe::Ext4CollapseRange => "ext4:ext4_collapse_range",
         Probe::Ext4ZeroRange => "ext4:ext4_zero_range",
         Probe::XfsFreeFileSpace => "xfs:xfs_free_file_space",
+        Probe::IomapIter => "iomap:iomap_iter",
         _ => "",
     }
 }
@@ -243,6 +244,7 @@ pub const TABLE: &[Candidate] = &[
     tp(Invalidate, Probe::Ext4CollapseRange, "ext4", ANY, None),
     tp(Invalidate, Probe::Ext4ZeroRange, "ext4", ANY, None),
     tp(Invalidate, Probe::XfsFreeFileSpace, "xfs", ANY, None),
+    tp(Invalidate, Probe::IomapIter, "5.15+ (DAX write(2) teardown, after the writer's extent)", (5, 15), None),
     // Invalidations have tracepoints on every kernel (ext4 and xfs), which
     // also tell collapse and zero range apart: no function rows for them.
     // Function rows: ranges keep a wrapper and the function it calls from
@@ -305,6 +307,7 @@ fn field_names(p: Probe) -> &'static [(Slot, &'static [&'static str])] {
             &[(Dev, &["dev"]), (Ino, &["ino"]), (Offset, &["offset"]), (Length, &["len"]), (Mode, &["mode"])]
         }
         Probe::Ext4TruncateEnter | Probe::XfsFreeFileSpace => &[(Dev, &["dev"]), (Ino, &["ino"])],
+        Probe::IomapIter => &[(Dev, &["dev"]), (Ino, &["ino"]), (Offset, &["pos"]), (Length, &["length"]), (Flags, &["flags"])],
         _ => &[],
     }
 }
@@ -354,6 +357,7 @@ fn required(p: Probe, f: &TpFields) -> Result<(), &'static str> {
             Err("record has no lblk/len/mflags/ret field")
         }
         Probe::XfsIomapAlloc if f.offset == absent || f.length == absent => Err("record has no startoff/blockcount field"),
+        Probe::IomapIter if f.flags == absent => Err("record has no flags field"),
         _ => Ok(()),
     }
 }

@@ -265,6 +265,13 @@ pub fn print_summary(out: &mut impl Write, st: &Stats, sev: Option<&SeverityCoun
     if st.lost > 0 {
         writeln!(out, "  warning: the kernel side lost {} event(s): orderings through them cannot be seen", st.lost)?;
     }
+    if st.healed > 0 {
+        writeln!(
+            out,
+            "  note: {} write(2) stale hole(s) healed: the allocating write tore the zero page down after the load (not findings)",
+            st.healed
+        )?;
+    }
     if st.evicted > 0 {
         writeln!(out, "  note: {} page(s) evicted by the page cap (try a larger --max-pages)", st.evicted)?;
     }

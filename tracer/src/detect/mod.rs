@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Body, Comm, Event, PageKey};
 use crate::timeline::{InodeRef, Rec, Timelines};
 
+pub mod heal;
 pub mod hole_load_after_allocate;
 pub mod insert_after_invalidate;
 

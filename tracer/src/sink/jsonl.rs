@@ -128,6 +128,8 @@ struct SummaryLine<'a> {
     lost: u64,
     evicted: u64,
     findings: u64,
+    /// write(2) stale holes the write tore down itself (`detect::heal`): not findings.
+    healed: u64,
     bad_input: u64,
     severity: SeverityCounts,
     by_kind: serde_json::Map<String, serde_json::Value>,
@@ -181,6 +183,7 @@ impl<W: Write> JsonlSink<W> {
             lost: stats.lost,
             evicted: stats.evicted,
             findings: stats.findings,
+            healed: stats.healed,
             bad_input: stats.bad_input,
             severity: self.severity,
             by_kind: KIND_NAMES.iter().zip(stats.by_kind).map(|(k, n)| ((*k).to_owned(), n.into())).collect(),

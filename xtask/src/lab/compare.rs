@@ -7,8 +7,8 @@
 //! fall short by exactly the lost total. With nothing lost, each task's
 //! sequence of tracepoints, ordered by daxtrace's timestamps, must also
 //! equal the kernel's (a mis-ordered or mis-stamped event shows there).
-//! Inferred `insert_mapping` events have no kernel counterpart and are
-//! counted apart.
+//! Inferred `insert_mapping` events and derived write(2) teardowns have no
+//! kernel counterpart and are counted apart.
 
 use std::collections::BTreeMap;
 
@@ -113,6 +113,9 @@ pub struct Comparison {
     /// daxtrace events by kind (`fault_begin`, ...), inside the window.
     pub kinds: BTreeMap<String, u64>,
     pub inferred_inserts: u64,
+    /// Derived events (`Probe::derived`: the write(2) teardowns reported at
+    /// the writer's next `iomap_iter`), counted apart like inferred inserts.
+    pub derived: u64,
     /// Sum of daxtrace's `lost` counts (anywhere in its output).
     pub lost: u64,
     pub window_ns: (u64, u64),
@@ -194,6 +197,10 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
             c.inferred_inserts += 1;
             continue;
         }
+        if e.probe.as_deref().is_some_and(is_derived) {
+            c.derived += 1;
+            continue;
+        }
         match e.probe.as_deref().and_then(|p| tracepoints.iter().find(|t| **t == p)) {
             Some(tp) => {
                 c.rows.entry((*tp).to_string()).or_default().daxtrace += 1;
@@ -263,6 +270,11 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
         }
     }
     c
+}
+
+/// Records with no kernel event of their own (see `Probe::derived`).
+fn is_derived(tp: &str) -> bool {
+    tracer_common::Probe::ALL.iter().any(|p| p.derived() && p.tracepoint() == tp)
 }
 
 /// Parse a JSON Lines file of daxtrace events; bad lines are errors with their number.
@@ -347,6 +359,18 @@ mod tests {
         assert_eq!(c.inferred_inserts, 1);
         assert_eq!(c.tasks_compared, 2);
         assert!(c.max_skew_ns < 1000 && c.median_skew_ns <= c.max_skew_ns, "{}", c.max_skew_ns);
+    }
+
+    #[test]
+    fn derived_write_teardowns_are_counted_apart() {
+        let mut e = good();
+        e.push(ev(10_000_400_000, 97, "invalidate", "iomap:iomap_iter"));
+        let c = compare(KERNEL, &e, DEV, TPS);
+        assert!(c.agrees(), "{:?}", c.disagreements);
+        assert_eq!(c.derived, 1);
+        // A tracepoint that is neither compared nor derived is still an error.
+        e.push(ev(10_000_400_001, 97, "invalidate", "ext4:ext4_punch_hole"));
+        assert!(!compare(KERNEL, &e, DEV, TPS).agrees());
     }
 
     #[test]

@@ -92,6 +92,10 @@ pub struct FsResult {
     pub inserts: u64,
     pub inferred_inserts: u64,
     pub invalidations: u64,
+    /// write(2) teardowns reported at the writer's next iomap_iter (derived).
+    pub write_teardowns: u64,
+    /// write(2) stale holes the write tore down itself (analyze's `healed`).
+    pub healed: u64,
     pub lost: u64,
     pub late: u64,
     pub kernel_overrun: u64,
@@ -146,7 +150,9 @@ pub fn run(a: Args) -> Result<bool> {
     let mut fetcher = fetch::Fetcher::new(&cache)?;
     let tools = fetcher.tools()?;
     let mut results = Vec::new();
-    let tracepoints: Vec<&str> = tracer_common::Probe::ALL.iter().map(|p| p.tracepoint()).collect();
+    // The kernel's own trace records the tracepoints whose records are one
+    // per kernel event; derived ones (iomap_iter) would only flood it.
+    let tracepoints: Vec<&str> = tracer_common::Probe::ALL.iter().filter(|p| !p.derived()).map(|p| p.tracepoint()).collect();
     for line in kernels {
         let kernel = fetcher.kernel(line)?;
         let build = cache.join("build").join(&kernel.release);
@@ -331,6 +337,7 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
             match &summary {
                 Some(s) => {
                     r.late = s["late"].as_u64().unwrap_or(0);
+                    r.healed = s["healed"].as_u64().unwrap_or(0);
                     r.findings = r.findings.max(s["findings"].as_u64().unwrap_or(0));
                     if s["lost"].as_u64().is_some_and(|l| l != c.lost) {
                         r.problems.push(format!("daxtrace analyze counts {} lost, the lab {}", s["lost"], c.lost));
@@ -366,6 +373,7 @@ fn fill_counts(r: &mut FsResult, c: &compare::Comparison, kernel_only: bool) {
         .sum();
     r.inserts = c.kinds.get("insert_mapping").copied().unwrap_or(0);
     r.inferred_inserts = c.inferred_inserts;
+    r.write_teardowns = c.derived;
     r.lost = c.lost;
     r.median_skew_ns = c.median_skew_ns;
     r.max_skew_ns = c.max_skew_ns;
@@ -415,12 +423,14 @@ fn print_table(rs: &[FsResult]) {
             println!("  {} {} {what}: {}", r.kernel, r.fs, per.join(", "));
             if r.daxtrace {
                 println!(
-                    "  {} {} timestamps daxtrace - kernel: median {:.1} us, max {:.1} ms; {} inferred inserts (no kernel counterpart)",
+                    "  {} {} timestamps daxtrace - kernel: median {:.1} us, max {:.1} ms; {} inferred inserts and {} write(2) teardowns (no kernel counterpart); {} write(2) stale holes healed by their own teardown",
                     r.kernel,
                     r.fs,
                     r.median_skew_ns as f64 / 1e3,
                     r.max_skew_ns as f64 / 1e6,
-                    r.inferred_inserts
+                    r.inferred_inserts,
+                    r.write_teardowns,
+                    r.healed
                 );
             }
         }
