@@ -16,7 +16,7 @@ struct Defaults {
 
 pub fn run() -> Result<bool> {
     crate::setup::run()?;
-    let ok = lab::run(Defaults::parse_from(["demo"]).lab)?;
+    let ok = lab::run(Defaults::parse_from(["demo", "--kernel", "6.12"]).lab)?;
     eprintln!(
         "\nNext: `daxtrace analyze --json FILE` judges a trace, `daxtrace timeline --dev MAJ:MIN --ino N --pgoff P FILE` \
          tells one page's story, `daxtrace top --replay FILE` replays it on the dashboard (the lab's results folder holds the files)."

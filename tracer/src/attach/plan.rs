@@ -454,7 +454,7 @@ pub struct AttachPlan {
     pub notes: Vec<String>,
     /// Offsets handed to the classic programs, per probe (indexed by `Probe`).
     #[serde(skip)]
-    pub fields: [TpFields; 17],
+    pub fields: [TpFields; Probe::ALL.len() + 1],
     /// Offsets handed to every other backend.
     #[serde(skip)]
     pub offsets: BtfOffsets,
@@ -683,7 +683,7 @@ pub fn plan_with(desc: &KernelDesc, choice: Choice, has_program: HasProgram<'_>)
         can_trace: desc.can_trace,
     };
     let offsets = desc.btf.as_ref().and_then(|b| b.offsets).unwrap_or(BtfOffsets::NONE);
-    let mut fields = [TpFields::NONE; 17];
+    let mut fields = [TpFields::NONE; Probe::ALL.len() + 1];
     let mut entries = Vec::new();
     for c in TABLE {
         let in_range = ver >= c.since && c.until.is_none_or(|u| ver < u);
@@ -755,7 +755,7 @@ fn range_text(c: &Candidate) -> String {
 }
 
 /// Whether `c` is present for backend `b` on this kernel.
-fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, fields: &mut [TpFields; 17]) -> Status {
+fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, fields: &mut [TpFields; Probe::ALL.len() + 1]) -> Status {
     match b.family() {
         Family::Tracepoint => {
             let Some(events) = &desc.events else { return Status::Unknown(desc.events_unknown.clone()) };

@@ -42,7 +42,7 @@ pub enum FsArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Kernel line to boot (default: 6.12; with --full: all).
+    /// Kernel line(s) to boot (default: all, i.e. 6.1 then 6.12).
     #[arg(long, value_enum)]
     pub kernel: Option<KernelArg>,
     /// Filesystem(s) to make on /dev/pmem0.
@@ -125,7 +125,7 @@ pub fn run(a: Args) -> Result<bool> {
     let t0 = Instant::now();
     let pass = if a.full { &FULL } else { &SHORT };
     let rounds = a.rounds.unwrap_or(pass.rounds);
-    let kernels: Vec<KernelLine> = match a.kernel.unwrap_or(if a.full { KernelArg::All } else { KernelArg::V6_12 }) {
+    let kernels: Vec<KernelLine> = match a.kernel.unwrap_or(KernelArg::All) {
         KernelArg::V6_1 => vec![KernelLine::V6_1],
         KernelArg::V6_12 => vec![KernelLine::V6_12],
         KernelArg::All => KernelLine::ALL.to_vec(),
