@@ -113,7 +113,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         cpu: h.cpu,
         tid: h.tid,
         pid: h.pid,
-        comm: Comm(h.comm),
+        comm: Comm::from_kernel(h.comm),
         dev: Dev::from_kernel(h.dev),
         ino: h.ino,
         probe: h.probe,

@@ -85,11 +85,29 @@ impl<'de> Deserialize<'de> for Dev {
 pub struct Comm(pub [u8; 16]);
 
 impl Comm {
+    /// At most 15 bytes and a NUL, like the kernel's TASK_COMM_LEN, cut back
+    /// to a character boundary: half a character would not survive JSON.
     pub fn new(s: &str) -> Self {
         let mut b = [0u8; 16];
-        let n = s.len().min(15);
+        let mut n = s.len().min(15);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
         b[..n].copy_from_slice(&s.as_bytes()[..n]);
         Self(b)
+    }
+
+    /// A comm as the kernel hands it over. The kernel cuts task names at 15
+    /// bytes without regard for UTF-8, and what follows the NUL is not part
+    /// of the name: keep the whole characters before it, so the event equals
+    /// what its JSON says. Per event, so no allocation: 16 bytes checked.
+    pub fn from_kernel(raw: [u8; 16]) -> Self {
+        let n = raw.iter().position(|&c| c == 0).unwrap_or(16);
+        let valid = match std::str::from_utf8(&raw[..n]) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or(""),
+        };
+        Self::new(valid)
     }
 
     pub fn as_str(&self) -> &str {
@@ -402,5 +420,34 @@ mod tests {
     fn pmd_span_is_aligned() {
         assert_eq!(Size::Pmd.span(1000), (512, 512));
         assert_eq!(Size::Pte.span(1000), (1000, 1));
+    }
+
+    /// A multi-byte character across the 15-byte limit must not be cut in
+    /// half: the JSON would then name a shorter comm than the event holds,
+    /// and Event -> JSON -> Event would not give the same event back.
+    #[test]
+    fn comm_truncates_on_a_char_boundary() {
+        for name in ["aaaaaaaaaaaaaa\u{e9}", "aaaaaaaaaaaaa\u{20ac}x", "\u{1f600}\u{1f600}\u{1f600}\u{1f600}", "writer", "exactly15bytes!"] {
+            let c = Comm::new(name);
+            assert!(name.starts_with(c.as_str()), "{name:?} -> {:?}", c.as_str());
+            // At most 15 bytes, and no more than one character (<= 4 bytes) dropped at the cut.
+            assert!(c.as_str().len() <= 15 && c.as_str().len() + 4 > name.len().min(15), "{name:?} -> {:?}", c.as_str());
+            let e = Event { comm: c, ..serde_json::from_str(r#"{"ts":1,"kind":"lost","count":1}"#).unwrap() };
+            let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+            assert_eq!(back, e, "{name:?}");
+        }
+        assert_eq!(Comm::new("aaaaaaaaaaaaaa\u{e9}").as_str(), "aaaaaaaaaaaaaa");
+        assert_eq!(Comm::new("exactly15bytes!!").as_str(), "exactly15bytes!");
+    }
+
+    /// The kernel cuts task names at 15 bytes without regard for UTF-8: a
+    /// decoded comm keeps only whole characters, so it equals what its JSON says.
+    #[test]
+    fn kernel_comm_cut_mid_character_round_trips() {
+        let mut raw = [0u8; 16];
+        raw[..15].copy_from_slice(&"aaaaaaaaaaaaaa\u{e9}".as_bytes()[..15]);
+        assert_eq!(Comm::from_kernel(raw), Comm::new("aaaaaaaaaaaaaa"));
+        // Bytes after the NUL are not part of the name.
+        assert_eq!(Comm::from_kernel(*b"rd\0garbage\0\0\0\0\0\0"), Comm::new("rd"));
     }
 }
