@@ -2,8 +2,7 @@
 //! attach status, real block lookups on a loop-mounted ext4 show in the
 //! counters, SIGTERM detaches and exits 0. Needs root and the real eBPF
 //! object: behind the `kernel-tests` feature, like `kernel.rs`.
-// Never run yet (written at the end of session 1): kept out of CI until it is.
-#![cfg(feature = "kernel-tests-unverified")]
+#![cfg(feature = "kernel-tests")]
 
 mod metrics_util;
 
