@@ -6,14 +6,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const PAGE: usize = 4096;
+mod loopfs;
+use loopfs::{LoopFs, PAGE};
 
 /// Kernel tests share tracefs, the BPF program list and loop devices: one at a time.
 static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -22,52 +23,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     KERNEL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A loop-mounted ext4 made for one test; unmounted on drop.
-struct LoopFs {
-    dir: PathBuf,
-    mnt: PathBuf,
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl LoopFs {
-    fn ext4(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("daxtrace-kt-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("mnt")).unwrap();
-        let img = dir.join("img");
-        sh(Command::new("truncate").args(["-s", "256M"]).arg(&img));
-        sh(Command::new("mkfs.ext4").args(["-q", "-F", "-b", "4096"]).arg(&img));
-        sh(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(dir.join("mnt")));
-        Self { mnt: dir.join("mnt"), dir }
-    }
-
-    /// (MAJ:MIN as the kernel's tracepoints print it, kernel dev_t)
-    fn dev(&self) -> (String, u64) {
-        let d = std::fs::metadata(&self.mnt).unwrap().dev();
-        let (ma, mi) = (libc::major(d), libc::minor(d));
-        (format!("{ma}:{mi}"), (u64::from(ma) << 20) | u64::from(mi))
-    }
-
-    /// A sparse file of `pages` pages; returns (path, inode).
-    fn sparse(&self, name: &str, pages: u64) -> (PathBuf, u64) {
-        let p = self.mnt.join(name);
-        let f = std::fs::File::create(&p).unwrap();
-        f.set_len(pages * PAGE as u64).unwrap();
-        let ino = f.metadata().unwrap().ino();
-        (p, ino)
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Page-aligned buffer for O_DIRECT.
 struct Aligned {
@@ -194,7 +149,7 @@ fn u(v: &Value, k: &str) -> u64 {
 #[test]
 fn odirect_write_shows_allocation_and_read_shows_hole() {
     let _serial = serial();
-    let fs = LoopFs::ext4("odirect");
+    let fs = LoopFs::ext4("kt-odirect", 256);
     let (dev, _) = fs.dev();
     let (file, ino) = fs.sparse("sparse", 1024);
     let (_other, _) = fs.sparse("other", 1024);
@@ -297,7 +252,7 @@ impl Drop for Instance {
 #[test]
 fn counts_equal_the_kernels_own_trace() {
     let _serial = serial();
-    let fs = LoopFs::ext4("counts");
+    let fs = LoopFs::ext4("kt-counts", 256);
     let (dev, kdev) = fs.dev();
     let s = Stream::start(&["--dev", &dev], Stdio::piped());
     let inst = Instance::new(kdev);
@@ -375,7 +330,7 @@ fn our_programs() -> Vec<String> {
 #[test]
 fn no_program_stays_after_any_exit() {
     let _serial = serial();
-    let fs = LoopFs::ext4("exit");
+    let fs = LoopFs::ext4("kt-exit", 256);
     let (dev, _) = fs.dev();
     assert_eq!(our_programs(), Vec::<String>::new(), "programs of ours before the test");
     for (how, sig) in [("SIGINT", libc::SIGINT), ("SIGTERM", libc::SIGTERM), ("SIGKILL", libc::SIGKILL)] {
@@ -427,7 +382,7 @@ fn unprivileged_stream_is_a_one_line_error() {
 #[test]
 fn bad_device_and_inode_are_one_line_errors() {
     let _serial = serial();
-    let fs = LoopFs::ext4("bad");
+    let fs = LoopFs::ext4("kt-bad", 256);
     let (dev, _) = fs.dev();
     for (args, want) in [
         (vec!["--dev", "250:250"], "device 250:250 does not exist"),
@@ -484,7 +439,7 @@ fn backends_agree_with_each_other_and_the_kernel() {
     // fall back to tp_btf, with the same events.
     let fentry_refused = !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     for asked in ["tracepoint", "tp_btf", "raw_tp", "fentry"] {
-        let fs = LoopFs::ext4(&format!("be-{asked}"));
+        let fs = LoopFs::ext4(&format!("kt-be-{asked}"), 256);
         let (dev, kdev) = fs.dev();
         let s = Stream::start(&["--dev", &dev, "--backend", asked], Stdio::piped());
         let ready = s.stderr_lines.concat();

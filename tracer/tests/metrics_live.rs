@@ -4,46 +4,17 @@
 //! object: behind the `kernel-tests` feature, like `kernel.rs`.
 #![cfg(feature = "kernel-tests")]
 
+mod loopfs;
 mod metrics_util;
 
 use std::os::unix::fs::{FileExt as _, MetadataExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use metrics_util::{get, sample, Serve};
 
-const PAGE: usize = 4096;
+use loopfs::{LoopFs, PAGE};
 
-struct LoopFs {
-    dir: PathBuf,
-    mnt: PathBuf,
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl LoopFs {
-    fn ext4() -> Self {
-        let dir = std::env::temp_dir().join(format!("daxtrace-metrics-live-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("mnt")).unwrap();
-        let img = dir.join("img");
-        sh(Command::new("truncate").args(["-s", "64M"]).arg(&img));
-        sh(Command::new("mkfs.ext4").args(["-q", "-F", "-b", "4096"]).arg(&img));
-        sh(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(dir.join("mnt")));
-        Self { mnt: dir.join("mnt"), dir }
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// An O_DIRECT-able (page-aligned) slice of `pages` pages inside `buf`.
 fn aligned(buf: &mut Vec<u8>, pages: usize) -> &mut [u8] {
@@ -65,7 +36,7 @@ fn direct(path: &Path, write: bool, page: u64, pages: usize) {
 
 #[test]
 fn live_serve_counts_real_lookups_and_stops_cleanly() {
-    let fs = LoopFs::ext4();
+    let fs = LoopFs::ext4("metrics-live", 64);
     let path = fs.mnt.join("f");
     let f = std::fs::File::create(&path).unwrap();
     f.set_len(256 * PAGE as u64).unwrap();

@@ -4,62 +4,19 @@
 #![cfg(feature = "kernel-tests")]
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tracer::event::{Body, Event, MapResult};
 use tracer::source::tracefile::TraceReader;
 
-const PAGE: usize = 4096;
+mod loopfs;
+use loopfs::{LoopFs, PAGE};
 
 /// Kernel tests share tracefs and the BPF program list: one at a time.
 static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct LoopFs {
-    dir: PathBuf,
-    mnt: PathBuf,
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl LoopFs {
-    fn ext4(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("daxtrace-tf-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("mnt")).unwrap();
-        let img = dir.join("img");
-        sh(Command::new("truncate").args(["-s", "64M"]).arg(&img));
-        sh(Command::new("mkfs.ext4").args(["-q", "-F", "-b", "4096"]).arg(&img));
-        sh(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(dir.join("mnt")));
-        Self { mnt: dir.join("mnt"), dir }
-    }
-
-    fn dev(&self) -> String {
-        let d = std::fs::metadata(&self.mnt).unwrap().dev();
-        format!("{}:{}", libc::major(d), libc::minor(d))
-    }
-}
-
-impl Drop for LoopFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A sparse file; returns (path, inode).
-fn sparse(fs: &LoopFs, pages: u64) -> (PathBuf, u64) {
-    let p = fs.mnt.join("holes");
-    let f = std::fs::File::create(&p).unwrap();
-    f.set_len(pages * PAGE as u64).unwrap();
-    let ino = f.metadata().unwrap().ino();
-    (p, ino)
-}
 
 /// O_DIRECT reads of hole pages for `dur`; returns how many.
 fn read_holes(path: &Path, pages: u64, dur: Duration) -> u64 {
@@ -107,10 +64,10 @@ fn hole_lookups(evs: &[Event], ino: u64) -> usize {
 #[test]
 fn record_live_then_sigint_writes_a_complete_file() {
     let _g = KERNEL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let fs = LoopFs::ext4("int");
-    let (file, ino) = sparse(&fs, 256);
+    let fs = LoopFs::ext4("tf-int", 64);
+    let (file, ino) = fs.sparse("holes", 256);
     let out = fs.dir.join("live.dxt");
-    let child = start_record(&out, &fs.dev());
+    let child = start_record(&out, &fs.dev().0);
     let reads = read_holes(&file, 256, Duration::from_millis(1500));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -134,10 +91,10 @@ fn record_live_then_sigint_writes_a_complete_file() {
 #[test]
 fn record_killed_with_sigkill_is_read_up_to_its_last_chunk() {
     let _g = KERNEL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let fs = LoopFs::ext4("kill");
-    let (file, ino) = sparse(&fs, 256);
+    let fs = LoopFs::ext4("tf-kill", 64);
+    let (file, ino) = fs.sparse("holes", 256);
     let out = fs.dir.join("killed.dxt");
-    let mut child = start_record(&out, &fs.dev());
+    let mut child = start_record(&out, &fs.dev().0);
     // Chunks are cut every second: after 2.5 s of reads, some are on disk.
     read_holes(&file, 256, Duration::from_millis(2500));
     child.kill().unwrap();
