@@ -257,22 +257,7 @@ fn counts_equal_the_kernels_own_trace() {
     let s = Stream::start(&["--dev", &dev], Stdio::piped());
     let inst = Instance::new(kdev);
     // A workload touching every kind of record the host can produce.
-    for i in 0..8u64 {
-        let (f, _) = fs.sparse(&format!("w{i}"), 2048);
-        direct_write(&f, i * 40, 8);
-        direct_read(&f, 1000 + i, 1);
-        direct_read(&f, i * 40, 2);
-        let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
-        // punch a hole, zero a range, collapse a range, then truncate
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-        // SAFETY: fallocate on an open fd with valid ranges.
-        unsafe {
-            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, (i * 40 * 4096) as i64, 8192);
-            libc::fallocate(fd, libc::FALLOC_FL_ZERO_RANGE, 4096 * 1500, 8192);
-            libc::fallocate(fd, libc::FALLOC_FL_COLLAPSE_RANGE, 4096 * 1600, 4096 * 16);
-        }
-        file.set_len(4096 * 100).unwrap();
-    }
+    mixed_workload(&fs);
     std::thread::sleep(Duration::from_millis(200));
     inst.stop();
     std::thread::sleep(Duration::from_millis(200));
