@@ -84,13 +84,15 @@ fn daxtrace() -> Command {
 
 impl Stream {
     fn start(args: &[&str], stdout: Stdio) -> Self {
-        let mut child = daxtrace()
-            .args(["stream", "--json"])
-            .args(args)
-            .stdout(stdout)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start daxtrace");
+        let mut cmd = daxtrace();
+        cmd.args(["stream", "--json"]).args(args);
+        Self::spawn(cmd, stdout)
+    }
+
+    /// Start `cmd` (a `stream --json`, possibly behind a wrapper that execs
+    /// it) and wait until its programs are attached.
+    fn spawn(mut cmd: Command, stdout: Stdio) -> Self {
+        let mut child = cmd.stdout(stdout).stderr(Stdio::piped()).spawn().expect("start daxtrace");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut lines = Vec::new();
         let t0 = Instant::now();
@@ -378,6 +380,11 @@ fn bad_device_and_inode_are_one_line_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
+        if want != "MAJOR:MINOR" {
+            // Ours (clap's own usage errors are several lines): one line, saying what to do.
+            assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains("pass the"), "{args:?}: {err}");
+        }
     }
 }
 
@@ -483,4 +490,99 @@ fn backends_agree_with_each_other_and_the_kernel() {
             panic!("events differ: only in {b}: {only_a:?}; only in {b0}: {only_b:?}");
         }
     }
+}
+
+/// Run `setup` (shell commands) in a private mount namespace, then `cmd`
+/// there: the host's own mounts are never touched.
+fn in_mount_ns(setup: &str, cmd: &[&str]) -> std::process::Output {
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-ec"])
+        .arg(format!("{setup}\nexec \"$@\""))
+        .arg("sh")
+        .args(cmd)
+        .output()
+        .unwrap()
+}
+
+/// Hide tracefs: unmount it (and debugfs, whose `tracing/` automounts it).
+const NO_TRACEFS: &str = "umount -l /sys/kernel/tracing 2>/dev/null || true
+umount -l /sys/kernel/debug 2>/dev/null || true
+test ! -e /sys/kernel/tracing/events && test ! -e /sys/kernel/debug/tracing/events";
+
+/// tracefs not mounted, as root: daxtrace mounts it itself and runs.
+#[test]
+fn tracefs_not_mounted_is_mounted_by_root() {
+    let _serial = serial();
+    let bin = env!("CARGO_BIN_EXE_daxtrace");
+    let out = in_mount_ns(NO_TRACEFS, &[bin, "stream", "--json", "--duration", "1s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("lost"), "the one-line summary: {err}");
+}
+
+/// tracefs not mounted, and the user may trace (CAP_BPF + CAP_PERFMON) but
+/// not mount: one line naming the mount command, exit 2, nothing loaded.
+#[test]
+fn tracefs_not_mountable_is_a_one_line_error() {
+    let _serial = serial();
+    let bin = env!("CARGO_BIN_EXE_daxtrace");
+    let out = in_mount_ns(
+        NO_TRACEFS,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all,+bpf,+perfmon",
+            "--ambient-caps=-all,+bpf,+perfmon",
+            bin,
+            "stream",
+            "--json",
+            "--duration",
+            "1s",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("tracefs is not mounted") && err.contains("Operation not permitted"), "{err}");
+    assert!(err.contains("mount -t tracefs nodev /sys/kernel/tracing"), "{err}");
+    assert!(!err.contains("needs root"), "CAP_BPF + CAP_PERFMON passed the privilege check: {err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(our_programs(), Vec::<String>::new(), "nothing loaded before the error");
+}
+
+/// A kernel without BTF (here: /sys/kernel/btf hidden): one line, exit 2;
+/// the same kernel's BTF named with `--btf FILE` then gives a normal run.
+#[test]
+fn no_btf_is_a_one_line_error_and_btf_file_stands_in() {
+    let _serial = serial();
+    let bin = env!("CARGO_BIN_EXE_daxtrace");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("vmlinux");
+    std::fs::copy("/sys/kernel/btf/vmlinux", &copy).unwrap();
+    let hide = "mount -t tmpfs none /sys/kernel/btf\ntest ! -e /sys/kernel/btf/vmlinux";
+    let out = in_mount_ns(hide, &[bin, "stream", "--json", "--duration", "1s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("no BTF (/sys/kernel/btf/vmlinux is missing)") && err.contains("--btf FILE"), "{err}");
+    assert!(out.stdout.is_empty());
+
+    let fs = LoopFs::ext4("kt-nobtf", 256);
+    let (dev, _) = fs.dev();
+    let (file, ino) = fs.sparse("f", 64);
+    let copy = copy.to_str().unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-ec"]).arg(format!("{hide}\nexec \"$@\"")).arg("sh");
+    cmd.args([bin, "stream", "--json", "--btf", copy, "--dev", &dev, "--inode", &ino.to_string()]);
+    let s = Stream::spawn(cmd, Stdio::piped());
+    direct_write(&file, 8, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, status, err) = s.stop(libc::SIGINT);
+    assert!(status.success(), "{err}");
+    assert!(
+        events.iter().any(|e| e["kind"] == "map_blocks" && e["new"] == true),
+        "no allocation seen with --btf on a kernel without BTF: {err}"
+    );
 }

@@ -142,6 +142,11 @@ pub fn load(filter: &Filter) -> Result<Loaded, AttachError> {
         return Err(AttachError::StubObject);
     }
     filter.validate()?;
+    // Struct offsets and the typed backends come from BTF; a `--btf` file
+    // stands in for a kernel without it (classic tracepoints then still work).
+    if filter.btf.is_none() && !Path::new(super::btf::VMLINUX).exists() {
+        return Err(AttachError::NoBtf);
+    }
     let root = tracefs::find_or_mount()?;
     let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
     let desc = plan::describe(Some(&root), plan::Depth::Attachable, &req)?;

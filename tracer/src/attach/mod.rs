@@ -19,7 +19,7 @@ pub enum AttachError {
     NotPrivileged,
     #[error("tracefs is not mounted and could not be mounted ({0}): run `mount -t tracefs nodev /sys/kernel/tracing` as root")]
     NoTracefs(String),
-    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): use a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): use a kernel built with CONFIG_DEBUG_INFO_BTF=y, or name its BTF file with --btf FILE")]
     NoBtf,
     #[error("device {0} does not exist (no /sys/dev/block/{0}): pass the MAJ:MIN of a mounted block device (see `lsblk` or `stat -c %d`)")]
     NoSuchDevice(String),
