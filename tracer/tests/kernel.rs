@@ -586,3 +586,21 @@ fn no_btf_is_a_one_line_error_and_btf_file_stands_in() {
         "no allocation seen with --btf on a kernel without BTF: {err}"
     );
 }
+
+/// setrlimit(RLIMIT_MEMLOCK) refused (a low hard limit and no
+/// CAP_SYS_RESOURCE): said in the log, and tracing goes on (this kernel
+/// accounts BPF memory to the cgroup).
+#[test]
+fn refused_memlock_is_not_a_failure() {
+    let _serial = serial();
+    let out = Command::new("prlimit")
+        .args(["--memlock=65536:65536", "setpriv", "--bounding-set=-sys_resource", "--inh-caps=-sys_resource"])
+        .arg(env!("CARGO_BIN_EXE_daxtrace"))
+        .args(["stream", "--json", "--duration", "1s"])
+        .env("DAXTRACE_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("setrlimit(RLIMIT_MEMLOCK) refused"), "the limit was not refused, nothing tested: {err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
