@@ -604,3 +604,41 @@ fn refused_memlock_is_not_a_failure() {
     assert!(err.contains("setrlimit(RLIMIT_MEMLOCK) refused"), "the limit was not refused, nothing tested: {err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// `probe` as root checks its plan by attaching (then detaches): a kernel
+/// that lists an attach point but refuses it at load (fentry's EPERM here)
+/// shows FAILED with the kernel's reason, where `--no-attach` predicts USED.
+#[test]
+fn probe_as_root_checks_the_plan_by_attaching() {
+    let _serial = serial();
+    let plan = |args: &[&str]| -> Value {
+        let out = daxtrace().arg("probe").arg("--json").args(args).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let rows = |p: &Value, backend: &str, status: &str| -> Vec<String> {
+        p["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["backend"] == backend && e["status"] == status)
+            .map(|e| format!("{} {}", e["symbol"], e["detail"]))
+            .collect()
+    };
+    let checked = plan(&[]);
+    let predicted = plan(&["--no-attach"]);
+    assert_eq!(checked["checked"], "attached");
+    assert_eq!(predicted["checked"], "predicted");
+    assert_eq!(our_programs(), Vec::<String>::new(), "probe left programs attached");
+    let used = |p: &Value| p["entries"].as_array().unwrap().iter().filter(|e| e["status"] == "used").count();
+    assert!(used(&checked) >= 10, "{checked}");
+    let fentry_refused = !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    if fentry_refused {
+        assert!(!rows(&predicted, "fentry", "used").is_empty(), "prediction: fentry is listed, so USED");
+        assert!(rows(&checked, "fentry", "used").is_empty(), "{:?}", rows(&checked, "fentry", "used"));
+        let failed = rows(&checked, "fentry", "failed");
+        assert!(failed.iter().any(|r| r.contains("Operation not permitted")), "{failed:?}");
+        // Their steps fell back to typed tracepoints, which attach here.
+        assert!(!rows(&checked, "tp_btf", "used").is_empty());
+    }
+}

@@ -16,6 +16,11 @@ use crate::event::Dev;
 /// The embedded eBPF object (empty when built with DAXTRACE_EBPF=stub).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
+/// Whether this build carries its eBPF programs (not a `DAXTRACE_EBPF=stub` build).
+pub fn has_programs() -> bool {
+    !OBJECT.is_empty()
+}
+
 /// Kernel-side filter (untraced files cost one comparison), and how to attach.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -134,6 +139,11 @@ fn raise_memlock() {
 /// Check privileges and kernel, load the object with this kernel's offsets,
 /// attach per the plan, falling back where the kernel refuses a backend.
 pub fn load(filter: &Filter) -> Result<Loaded, AttachError> {
+    load_described(filter, plan::Depth::Attachable)
+}
+
+/// `load`, describing the kernel to `depth` (`probe` wants everything).
+pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, AttachError> {
     let t0 = std::time::Instant::now();
     if !privileges::can_trace() {
         return Err(AttachError::NotPrivileged);
@@ -149,7 +159,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, AttachError> {
     }
     let root = tracefs::find_or_mount()?;
     let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
-    let desc = plan::describe(Some(&root), plan::Depth::Attachable, &req)?;
+    let desc = plan::describe(Some(&root), depth, &req)?;
     let mut plan = plan::plan(&desc, filter.backend);
     if plan.missing_required().contains(&Step::FaultBegin) && plan.missing_required().contains(&Step::Lookup) {
         return Err(AttachError::NothingToAttach);
@@ -170,6 +180,7 @@ pub fn load(filter: &Filter) -> Result<Loaded, AttachError> {
     // A kernel that refuses a backend outright (EPERM: fentry on a locked-down
     // kernel) refuses it for every function: try it once, not per function.
     let mut refused: Vec<Backend> = Vec::new();
+    plan.checked = "attached";
     plan.choose(&mut |e| {
         if refused.contains(&e.backend) {
             return Err(format!("not tried: this kernel refused {} above", e.backend.name()));

@@ -452,6 +452,10 @@ pub struct AttachPlan {
     pub coverage: Vec<Coverage>,
     /// Substitutions and fallbacks, one sentence each.
     pub notes: Vec<String>,
+    /// How the USED rows were established: `attached` (loaded and attached,
+    /// by a live run or `probe` as root), else `predicted` from what the
+    /// kernel lists (a refusal at load, such as fentry's EPERM, is not seen).
+    pub checked: &'static str,
     /// Offsets handed to the classic programs, per probe (indexed by `Probe`).
     #[serde(skip)]
     pub fields: [TpFields; Probe::ALL.len() + 1],
@@ -656,7 +660,9 @@ pub type HasProgram<'a> = &'a dyn Fn(Backend, &Candidate) -> bool;
 /// ones where the table names a probe.
 pub fn built_programs(b: Backend, c: &Candidate) -> bool {
     match b.family() {
-        Family::Tracepoint => c.probe.is_some(),
+        // The derived write-teardown program (iomap_iter) exists as a classic
+        // tracepoint program only.
+        Family::Tracepoint => c.probe.is_some_and(|p| b == Backend::Tracepoint || p != Probe::IomapIter),
         Family::Function => super::funcs::program(b, c.symbol, c.step).is_some(),
     }
 }
@@ -724,6 +730,7 @@ pub fn plan_with(desc: &KernelDesc, choice: Choice, has_program: HasProgram<'_>)
         entries,
         coverage: Vec::new(),
         notes: Vec::new(),
+        checked: "predicted",
         fields,
         offsets,
     };
@@ -983,7 +990,13 @@ impl AttachPlan {
             let _ = writeln!(s, "BTF lacks: {}", self.btf_missing.join(", "));
         }
         let order: Vec<&str> = self.backend.order().iter().map(|b| b.name()).collect();
-        let _ = writeln!(s, "backend: {} (order {})\n", self.backend.name(), order.join(" > "));
+        let _ = writeln!(s, "backend: {} (order {})", self.backend.name(), order.join(" > "));
+        let checked = if self.checked == "attached" {
+            "USED rows were loaded and attached (then detached)"
+        } else {
+            "USED rows are predicted from what the kernel lists (run as root to check by attaching)"
+        };
+        let _ = writeln!(s, "{checked}\n");
         let _ = writeln!(s, "{:<15} {:<11} {:<34} {:<28} {}", "STEP", "BACKEND", "ATTACH POINT", "KERNELS", "STATUS");
         for e in &self.entries {
             let status = match &e.status {
