@@ -87,7 +87,11 @@ pub struct Comm(pub [u8; 16]);
 impl Comm {
     /// At most 15 bytes and a NUL, like the kernel's TASK_COMM_LEN, cut back
     /// to a character boundary: half a character would not survive JSON.
+    /// A NUL ends the name (as in the kernel): JSON can carry "a\u0000b",
+    /// and bytes kept after the NUL would make two comms that print alike
+    /// compare unequal (found by fuzz/ jsonl_reader).
     pub fn new(s: &str) -> Self {
+        let s = s.split('\0').next().unwrap_or("");
         let mut b = [0u8; 16];
         let mut n = s.len().min(15);
         while !s.is_char_boundary(n) {
@@ -449,5 +453,17 @@ mod tests {
         assert_eq!(Comm::from_kernel(raw), Comm::new("aaaaaaaaaaaaaa"));
         // Bytes after the NUL are not part of the name.
         assert_eq!(Comm::from_kernel(*b"rd\0garbage\0\0\0\0\0\0"), Comm::new("rd"));
+    }
+
+    /// JSON can spell a NUL inside a comm; the name ends there, as in the
+    /// kernel, so the event reads back equal to itself (fuzz/ jsonl_reader found it).
+    #[test]
+    fn comm_with_nul_in_json_round_trips() {
+        let e: Event = serde_json::from_str(r#"{"ts":1,"comm":"a\u0000b","kind":"lost","count":1}"#).unwrap();
+        assert_eq!(e.comm, Comm::new("a"));
+        assert_eq!(e.comm.0, *b"a\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(Comm::new("\0x"), Comm::default());
     }
 }
