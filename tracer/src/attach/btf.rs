@@ -157,6 +157,15 @@ impl KernelBtf {
         self.all().any(|b| b.resolve_types_by_name(&name).is_ok_and(|ts| !ts.is_empty()))
     }
 
+    /// The module whose split BTF holds `name` when vmlinux's does not
+    /// (ext4's and xfs's functions and tracepoints, when they are modules).
+    pub fn module_of(&self, name: &str) -> Option<&str> {
+        if self.base.resolve_types_by_name(name).is_ok_and(|ts| !ts.is_empty()) {
+            return None;
+        }
+        self.modules.iter().find(|(_, b)| b.resolve_types_by_name(name).is_ok_and(|ts| !ts.is_empty())).map(|(m, _)| m.as_str())
+    }
+
     /// Value of an enumerator (e.g. `BH_Mapped` of `enum bh_state_bits`).
     pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<u32> {
         for btf in self.all() {

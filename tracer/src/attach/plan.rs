@@ -477,6 +477,11 @@ pub struct BtfFacts {
     pub tp_btf: HashSet<String>,
     pub offsets: Option<BtfOffsets>,
     pub missing: Vec<String>,
+    /// Functions and `btf_trace_<event>` typedefs found only in a module's
+    /// split BTF, with the module: fentry and tp_btf cannot attach to them
+    /// from this build (aya 0.14 loads against vmlinux's BTF only and never
+    /// passes a module's BTF object, `attach_btf_obj_fd`).
+    pub in_module: HashMap<String, String>,
 }
 
 /// A kernel, as the plan sees it: the running one, or a recorded fixture.
@@ -580,11 +585,17 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
                     match c.family {
                         Family::Function if k.has_func(c.symbol) => {
                             facts.funcs.insert(c.symbol.to_string());
+                            if let Some(m) = k.module_of(c.symbol) {
+                                facts.in_module.insert(c.symbol.to_string(), m.to_string());
+                            }
                         }
                         Family::Tracepoint => {
                             let ev = c.symbol.split_once(':').map_or(c.symbol, |x| x.1);
                             if k.has_tp_btf(ev) {
                                 facts.tp_btf.insert(ev.to_string());
+                                if let Some(m) = k.module_of(&format!("btf_trace_{ev}")) {
+                                    facts.in_module.insert(format!("btf_trace_{ev}"), m.to_string());
+                                }
                             }
                         }
                         Family::Function => {}
@@ -761,6 +772,12 @@ fn range_text(c: &Candidate) -> String {
     }
 }
 
+/// Why a BTF target in a module cannot be used (measured in the lab on
+/// Debian's 6.12: `unknown BTF type` for every ext4/xfs fentry and tp_btf).
+fn module_only(module: &str) -> String {
+    format!("in module {module}'s BTF; this build attaches fentry/tp_btf to vmlinux only")
+}
+
 /// Whether `c` is present for backend `b` on this kernel.
 fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, fields: &mut [TpFields; Probe::ALL.len() + 1]) -> Status {
     match b.family() {
@@ -795,6 +812,9 @@ fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, 
                     if b == Backend::TpBtf && !btf.tp_btf.contains(ev) {
                         return Status::Unsupported(format!("kernel BTF has no btf_trace_{ev}"));
                     }
+                    if let Some(m) = btf.in_module.get(&format!("btf_trace_{ev}")).filter(|_| b == Backend::TpBtf) {
+                        return Status::Unsupported(module_only(m));
+                    }
                     let lacking: Vec<&str> =
                         btf_needs(probe).iter().copied().filter(|m| btf::get(offsets, m) == TpFields::ABSENT).collect();
                     if lacking.is_empty() {
@@ -808,7 +828,9 @@ fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, 
         Family::Function => match b {
             Backend::Fentry => match &desc.btf {
                 Some(btf) if btf.kernel => {
-                    if btf.funcs.contains(c.symbol) {
+                    if let Some(m) = btf.in_module.get(c.symbol) {
+                        Status::Unsupported(module_only(m))
+                    } else if btf.funcs.contains(c.symbol) {
                         Status::Available
                     } else {
                         Status::Missing
@@ -1097,6 +1119,7 @@ mod tests {
                 tp_btf: TABLE.iter().filter_map(|c| c.probe).map(|p| p.tracepoint().split_once(':').unwrap().1.to_string()).collect(),
                 offsets: Some(offsets),
                 missing: vec![],
+                in_module: HashMap::new(),
             }),
             events: Some(events),
             ..KernelDesc::default()
@@ -1115,5 +1138,57 @@ mod tests {
         let p = plan_with(&desc, Choice::Tracepoint, &|_, c| c.probe.is_some());
         assert!(p.used().all(|e| e.backend == Backend::Tracepoint), "{}", p.render());
         assert!(p.used().count() >= 10);
+    }
+
+    /// Debian's 6.12 (the lab): ext4 and xfs are modules, so their
+    /// functions and tracepoints are in split BTF, which fentry and tp_btf
+    /// cannot target from this build: the plan must send those to kprobe
+    /// and raw_tp instead of failing at attach.
+    #[test]
+    fn module_btf_targets_go_to_kprobe_and_raw_tp() {
+        let layout: HashMap<String, Field> = ["dev", "ino", "pgoff", "flags", "result", "offset", "length", "type", "lblk", "len", "mflags", "ret", "mode", "pos"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), Field { offset: 8 + 8 * i as u16, size: 8 }))
+            .collect();
+        let events = TABLE.iter().filter(|c| c.family == Family::Tracepoint).map(|c| (c.symbol.to_string(), layout.clone())).collect();
+        let mut offsets = BtfOffsets::NONE;
+        for (name, _, _) in btf::MEMBERS {
+            btf::set(&mut offsets, name, 16);
+        }
+        let funcs = ["dax_iomap_pte_fault", "dax_iomap_pmd_fault", "dax_insert_entry", "ext4_iomap_begin"];
+        let desc = KernelDesc {
+            release: "6.12.57+deb12-amd64".into(),
+            kprobes: true,
+            btf: Some(BtfFacts {
+                source: "test".into(),
+                kernel: true,
+                funcs: funcs.iter().map(|f| f.to_string()).collect(),
+                tp_btf: ["dax_pte_fault", "dax_load_hole", "ext4_punch_hole"].iter().map(|f| f.to_string()).collect(),
+                offsets: Some(offsets),
+                missing: vec![],
+                in_module: [("ext4_iomap_begin", "ext4"), ("btf_trace_ext4_punch_hole", "ext4")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            }),
+            events: Some(events),
+            kallsyms: Some(funcs.iter().map(|f| f.to_string()).collect()),
+            ..KernelDesc::default()
+        };
+        let p = plan_with(&desc, Choice::Fentry, &|_, _| true);
+        let used = |sym: &str| p.used().find(|e| e.symbol == sym).map(|e| e.backend);
+        assert_eq!(used("dax_iomap_pte_fault"), Some(Backend::Fentry));
+        assert_eq!(used("dax_insert_entry"), Some(Backend::Fentry));
+        // No fentry for the lookup: the next backend in order (the
+        // tracepoint family) serves it, instead of a failed attach.
+        assert_eq!(used("ext4_iomap_begin"), None, "{}", p.render());
+        assert_eq!(used("iomap:iomap_iter_dstmap"), Some(Backend::RawTp), "{}", p.render());
+        let fe = p.entries.iter().find(|e| e.symbol == "ext4_iomap_begin" && e.backend == Backend::Fentry).unwrap();
+        assert!(matches!(&fe.status, Status::Unsupported(w) if w.contains("module ext4")), "{:?}", fe.status);
+        // kprobes reach module functions.
+        let p = plan_with(&desc, Choice::Kprobe, &|_, _| true);
+        assert_eq!(p.used().find(|e| e.symbol == "ext4_iomap_begin").map(|e| e.backend), Some(Backend::Kprobe), "{}", p.render());
+        let p = plan_with(&desc, Choice::TpBtf, &|_, _| true);
+        let used = |sym: &str| p.used().find(|e| e.symbol == sym).map(|e| e.backend);
+        assert_eq!(used("fs_dax:dax_pte_fault"), Some(Backend::TpBtf));
+        assert_eq!(used("ext4:ext4_punch_hole"), Some(Backend::RawTp), "{}", p.render());
     }
 }

@@ -21,6 +21,10 @@ pub struct LiveArgs {
     /// Stop after this long (e.g. 10s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Once attached, write the attach plan as attached (JSON, the shape of
+    /// `daxtrace probe --json`) to FILE: what each step really uses.
+    #[arg(long, value_name = "FILE")]
+    pub plan_json: Option<PathBuf>,
     #[command(flatten)]
     pub attach: BackendArgs,
 }
@@ -90,5 +94,9 @@ pub fn open(args: &LiveArgs) -> Result<LiveSource> {
         src.ready_after().as_secs_f64(),
         src.plan().summary_line()
     );
+    if let Some(f) = &args.plan_json {
+        let text = serde_json::to_string_pretty(src.plan()).context("serializing the attach plan")?;
+        std::fs::write(f, text + "\n").with_context(|| format!("cannot write the attach plan to {}", f.display()))?;
+    }
     Ok(src)
 }

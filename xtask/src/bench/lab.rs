@@ -140,6 +140,7 @@ pub fn run(a: &LabArgs) -> Result<()> {
         params,
         timeout: Duration::from_secs(4 * 3600),
         log: share.join("console.log"),
+        tcg: qemu::Tcg::Multi,
     })?;
     if !o.ok() {
         bail!(

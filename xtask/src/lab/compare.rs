@@ -9,8 +9,16 @@
 //! equal the kernel's (a mis-ordered or mis-stamped event shows there).
 //! Inferred `insert_mapping` events and derived write(2) teardowns have no
 //! kernel counterpart and are counted apart.
+//!
+//! Function probes (kprobe/kretprobe, fentry/fexit) are compared with the
+//! tracepoint the same kernel function fires (`counterpart`): a probe on
+//! `dax_iomap_pte_fault`'s entry against `fs_dax:dax_pte_fault`, one on an
+//! fs `->iomap_begin`'s return against `iomap:iomap_iter_dstmap`. Function
+//! steps with no tracepoint (insert-mapping at `dax_insert_entry`) are
+//! counted apart, and tracepoints daxtrace did not attach on this backend
+//! (its `--plan-json` says which) are left out of the comparison.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +112,75 @@ pub struct DxEvent {
 pub struct Row {
     pub kernel: u64,
     pub daxtrace: u64,
+    /// Function probes counted here in place of the tracepoint itself.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub via: BTreeSet<String>,
+}
+
+/// The tracepoint that fires inside the kernel function a function probe
+/// watches, once per call, with nothing else we trace in between (so the
+/// per-task order is the same): fault entry/return against the fault's
+/// first/last tracepoint, a successful `->iomap_begin` against the
+/// `iomap_iter_dstmap` that `iomap_iter` records right after it.
+pub fn counterpart(probe: &str) -> Option<&'static str> {
+    Some(match probe {
+        "func:dax_iomap_pte_fault" => "fs_dax:dax_pte_fault",
+        "func_ret:dax_iomap_pte_fault" => "fs_dax:dax_pte_fault_done",
+        "func:dax_iomap_pmd_fault" => "fs_dax:dax_pmd_fault",
+        "func_ret:dax_iomap_pmd_fault" => "fs_dax:dax_pmd_fault_done",
+        "func:dax_load_hole" => "fs_dax:dax_load_hole",
+        "func:dax_pmd_load_hole" => "fs_dax:dax_pmd_load_hole",
+        "func_ret:ext4_iomap_begin"
+        | "func_ret:ext2_iomap_begin"
+        | "func_ret:xfs_read_iomap_begin"
+        | "func_ret:xfs_direct_write_iomap_begin"
+        | "func_ret:xfs_dax_write_iomap_begin"
+        | "func_ret:xfs_file_iomap_begin" => "iomap:iomap_iter_dstmap",
+        _ => return None,
+    })
+}
+
+/// What daxtrace attached, from its `--plan-json` (the plan as attached).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Attached {
+    /// `category:event` attached through any tracepoint backend.
+    pub tracepoints: BTreeSet<String>,
+    /// Function probes attached, by the `probe` name their events carry.
+    pub functions: BTreeSet<String>,
+    /// "backend symbol" per entry used, for the report.
+    pub used: Vec<String>,
+}
+
+impl Attached {
+    pub fn from_plan(plan: &serde_json::Value) -> Result<Self, String> {
+        let entries = plan["entries"].as_array().ok_or("the plan has no \"entries\" list")?;
+        let mut a = Attached::default();
+        for e in entries.iter().filter(|e| e["status"] == "used") {
+            let (Some(step), Some(backend), Some(sym)) = (e["step"].as_str(), e["backend"].as_str(), e["symbol"].as_str()) else {
+                return Err(format!("a plan entry lacks step/backend/symbol: {e}"));
+            };
+            a.used.push(format!("{backend} {sym}"));
+            match backend {
+                "fentry" | "kprobe" => {
+                    // Return-side steps carry the return probe's name.
+                    let side = if matches!(step, "fault_end" | "lookup") { "func_ret" } else { "func" };
+                    a.functions.insert(format!("{side}:{sym}"));
+                }
+                _ => {
+                    a.tracepoints.insert(sym.to_string());
+                }
+            }
+        }
+        Ok(a)
+    }
+
+    /// Tracepoints of `all` this attach set is compared on.
+    fn compared<'a>(&self, all: &[&'a str]) -> BTreeSet<&'a str> {
+        all.iter()
+            .copied()
+            .filter(|tp| self.tracepoints.contains(*tp) || self.functions.iter().any(|f| counterpart(f) == Some(*tp)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -116,6 +193,10 @@ pub struct Comparison {
     /// Derived events (`Probe::derived`: the write(2) teardowns reported at
     /// the writer's next `iomap_iter`), counted apart like inferred inserts.
     pub derived: u64,
+    /// Function-probe events with no tracepoint counterpart, by probe.
+    pub function_only: BTreeMap<String, u64>,
+    /// Kernel counts of tracepoints daxtrace did not attach on this backend.
+    pub not_attached: BTreeMap<String, u64>,
     /// Sum of daxtrace's `lost` counts (anywhere in its output).
     pub lost: u64,
     pub window_ns: (u64, u64),
@@ -147,10 +228,12 @@ impl Comparison {
 const MAX_MEDIAN_SKEW_NS: u64 = 1_000_000;
 
 /// Compare a kernel trace with daxtrace's events. `dev` keeps only kernel
-/// events of that device; `tracepoints` are the `category:event` names
-/// daxtrace attaches (the kernel trace names events without category).
-pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoints: &[&str]) -> Comparison {
+/// events of that device; `tracepoints` are the `category:event` names the
+/// kernel's trace recorded (it names events without category); `attached`,
+/// when known, what daxtrace attached (else: all of `tracepoints`).
+pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoints: &[&str], attached: Option<&Attached>) -> Comparison {
     let mut c = Comparison::default();
+    let compared: BTreeSet<&str> = attached.map_or_else(|| tracepoints.iter().copied().collect(), |a| a.compared(tracepoints));
     let by_name: BTreeMap<&str, &str> = tracepoints.iter().map(|tp| (tp.split_once(':').map_or(*tp, |x| x.1), *tp)).collect();
 
     // Kernel side, in its own (timestamp) order.
@@ -169,6 +252,10 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
         }
         let Some(tp) = by_name.get(k.event) else { continue };
         if start.is_none() || end.is_some() || text_dev(k.rest).is_some_and(|d| d != dev) {
+            continue;
+        }
+        if !compared.contains(tp) {
+            *c.not_attached.entry((*tp).to_string()).or_default() += 1;
             continue;
         }
         c.rows.entry((*tp).to_string()).or_default().kernel += 1;
@@ -201,16 +288,28 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
             c.derived += 1;
             continue;
         }
-        match e.probe.as_deref().and_then(|p| tracepoints.iter().find(|t| **t == p)) {
-            Some(tp) => {
-                c.rows.entry((*tp).to_string()).or_default().daxtrace += 1;
+        let probe = e.probe.as_deref().unwrap_or("");
+        let direct = compared.get(probe).copied();
+        let via = counterpart(probe).and_then(|tp| compared.get(tp).copied());
+        match (direct, via) {
+            (Some(tp), _) => {
+                c.rows.entry(tp.to_string()).or_default().daxtrace += 1;
                 dseq.entry(e.tid).or_default().push((tp, e.ts));
             }
-            None => unknown += 1,
+            (None, Some(tp)) => {
+                let r = c.rows.entry(tp.to_string()).or_default();
+                r.daxtrace += 1;
+                if !r.via.contains(probe) {
+                    r.via.insert(probe.to_string());
+                }
+                dseq.entry(e.tid).or_default().push((tp, e.ts));
+            }
+            _ if probe.starts_with("func") => *c.function_only.entry(probe.to_string()).or_default() += 1,
+            _ => unknown += 1,
         }
     }
     if unknown > 0 {
-        c.disagreements.push(format!("{unknown} daxtrace event(s) name no known tracepoint in \"probe\""));
+        c.disagreements.push(format!("{unknown} daxtrace event(s) name a tracepoint that is not compared (or none) in \"probe\""));
     }
 
     // Counts: equal, or short by exactly what daxtrace says it lost.
@@ -351,11 +450,11 @@ mod tests {
 
     #[test]
     fn agreeing_traces_agree() {
-        let c = compare(KERNEL, &good(), DEV, TPS);
+        let c = compare(KERNEL, &good(), DEV, TPS, None);
         assert!(c.agrees(), "{:?}", c.disagreements);
         assert_eq!(c.kernel("fs_dax:dax_pte_fault"), 2);
         // The other device's iomap event is not counted.
-        assert_eq!(c.rows["iomap:iomap_iter_dstmap"], Row { kernel: 1, daxtrace: 1 });
+        assert_eq!((c.rows["iomap:iomap_iter_dstmap"].kernel, c.rows["iomap:iomap_iter_dstmap"].daxtrace), (1, 1));
         assert_eq!(c.inferred_inserts, 1);
         assert_eq!(c.tasks_compared, 2);
         assert!(c.max_skew_ns < 1000 && c.median_skew_ns <= c.max_skew_ns, "{}", c.max_skew_ns);
@@ -365,19 +464,19 @@ mod tests {
     fn derived_write_teardowns_are_counted_apart() {
         let mut e = good();
         e.push(ev(10_000_400_000, 97, "invalidate", "iomap:iomap_iter"));
-        let c = compare(KERNEL, &e, DEV, TPS);
+        let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(c.agrees(), "{:?}", c.disagreements);
         assert_eq!(c.derived, 1);
         // A tracepoint that is neither compared nor derived is still an error.
         e.push(ev(10_000_400_001, 97, "invalidate", "ext4:ext4_punch_hole"));
-        assert!(!compare(KERNEL, &e, DEV, TPS).agrees());
+        assert!(!compare(KERNEL, &e, DEV, TPS, None).agrees());
     }
 
     #[test]
     fn a_missing_event_is_a_mismatch() {
         let mut e = good();
         e.remove(2); // daxtrace lost a load_hole without saying so
-        let c = compare(KERNEL, &e, DEV, TPS);
+        let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(!c.agrees());
         assert!(c.disagreements.iter().any(|d| d.contains("short by 1") && d.contains("fs_dax:dax_load_hole kernel 1 daxtrace 0")), "{:?}", c.disagreements);
     }
@@ -386,7 +485,7 @@ mod tests {
     fn an_extra_event_is_a_mismatch() {
         let mut e = good();
         e.push(ev(10_000_500_000, 96, "fault_begin", "fs_dax:dax_pte_fault"));
-        let c = compare(KERNEL, &e, DEV, TPS);
+        let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(c.disagreements.iter().any(|d| d.contains("daxtrace has 3 events, the kernel only 2")), "{:?}", c.disagreements);
     }
 
@@ -395,12 +494,12 @@ mod tests {
         let mut e = good();
         e.remove(2);
         e.push(DxEvent { ts: 10_000_900_000, tid: 0, kind: "lost".into(), probe: None, inferred: false, count: 1 });
-        let c = compare(KERNEL, &e, DEV, TPS);
+        let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(c.agrees(), "{:?}", c.disagreements);
         assert_eq!(c.lost, 1);
         // Claiming more loss than the shortfall is a disagreement too.
         e.last_mut().unwrap().count = 2;
-        assert!(!compare(KERNEL, &e, DEV, TPS).agrees());
+        assert!(!compare(KERNEL, &e, DEV, TPS, None).agrees());
     }
 
     #[test]
@@ -408,7 +507,7 @@ mod tests {
         // Same counts, but daxtrace stamps the hole load before the lookup.
         let mut e = good();
         e[2].ts = 10_000_101_000;
-        let c = compare(KERNEL, &e, DEV, TPS);
+        let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(c.rows.values().all(|r| r.kernel == r.daxtrace));
         assert!(
             c.disagreements.iter().any(|d| d.starts_with("task 95: event 1 is iomap:iomap_iter_dstmap in the kernel's trace but fs_dax:dax_load_hole")),
@@ -423,7 +522,7 @@ mod tests {
         for x in &mut e {
             x.ts += 3_000_000_000; // realtime-ish offset: all outside the window
         }
-        let c = compare(KERNEL, &e, DEV, TPS);
+        let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(!c.agrees());
     }
 
@@ -432,31 +531,107 @@ mod tests {
         // The window is wide; every daxtrace stamp is 5 ms late (another clock).
         let k = KERNEL.replace("10.001000: tracing_mark_write: lab-end", "10.100000: tracing_mark_write: lab-end");
         let mut e = good();
-        assert!(compare(&k, &e, DEV, TPS).agrees());
+        assert!(compare(&k, &e, DEV, TPS, None).agrees());
         for x in &mut e {
             x.ts += 5_000_000;
         }
-        let c = compare(&k, &e, DEV, TPS);
+        let c = compare(&k, &e, DEV, TPS, None);
         assert!(c.rows.values().all(|r| r.kernel == r.daxtrace));
         assert!(c.disagreements.iter().any(|d| d.contains("(median)")), "{:?}", c.disagreements);
         // One stalled event alone is noise, not a clock.
         let mut e = good();
         e[3].ts += 50_000_000;
-        assert!(compare(&k, &e, DEV, TPS).agrees());
+        assert!(compare(&k, &e, DEV, TPS, None).agrees());
     }
 
     #[test]
     fn wrong_task_is_a_mismatch() {
         let mut e = good();
         e[4].tid = 97;
-        let c = compare(KERNEL, &e, DEV, TPS);
+        let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(c.disagreements.iter().any(|d| d.starts_with("task 97:")), "{:?}", c.disagreements);
     }
 
     #[test]
     fn missing_markers_fail() {
         let k: String = KERNEL.lines().filter(|l| !l.contains("lab-end")).map(|l| format!("{l}\n")).collect();
-        assert!(!compare(&k, &good(), DEV, TPS).agrees());
+        assert!(!compare(&k, &good(), DEV, TPS, None).agrees());
+    }
+
+    /// `--backend kprobe` on 6.12: faults and lookups through function
+    /// probes, the hole load through its tracepoint, inserts at
+    /// `dax_insert_entry`; `ext4_ext_map_blocks_exit` not attached.
+    fn function_run() -> (String, Vec<DxEvent>, Attached) {
+        let k = KERNEL.replace(
+            " kworker/u4:1-12 ",
+            "           <...>-95      [001] .....    10.000103: ext4_ext_map_blocks_exit: dev 259,0 ino 12 flags 0 lblk 3 len 1\n kworker/u4:1-12 ",
+        );
+        let plan = serde_json::json!({"entries": [
+            {"step": "fault_begin", "backend": "kprobe", "symbol": "dax_iomap_pte_fault", "status": "used"},
+            {"step": "fault_begin", "backend": "tracepoint", "symbol": "fs_dax:dax_pte_fault", "status": "available"},
+            {"step": "fault_end", "backend": "kprobe", "symbol": "dax_iomap_pte_fault", "status": "used"},
+            {"step": "lookup", "backend": "kprobe", "symbol": "ext4_iomap_begin", "status": "used"},
+            {"step": "hole_load", "backend": "tp_btf", "symbol": "fs_dax:dax_load_hole", "status": "used"},
+            {"step": "insert", "backend": "kprobe", "symbol": "dax_insert_entry", "status": "used"},
+            {"step": "lookup", "backend": "fentry", "symbol": "ext4_iomap_begin", "status": "unsupported", "detail": "in module ext4's BTF"},
+        ]});
+        let a = Attached::from_plan(&plan).unwrap();
+        let f = |ts, tid, kind: &str, probe: &str| ev(ts, tid, kind, probe);
+        let e = vec![
+            f(10_000_099_900, 95, "fault_begin", "func:dax_iomap_pte_fault"),
+            f(10_000_102_000, 95, "map_blocks", "func_ret:ext4_iomap_begin"),
+            f(10_000_104_200, 95, "load_hole", "fs_dax:dax_load_hole"),
+            f(10_000_106_300, 95, "fault_end", "func_ret:dax_iomap_pte_fault"),
+            f(10_000_299_900, 96, "fault_begin", "func:dax_iomap_pte_fault"),
+            f(10_000_303_000, 96, "insert_mapping", "func:dax_insert_entry"),
+            f(10_000_305_400, 96, "fault_end", "func_ret:dax_iomap_pte_fault"),
+        ];
+        (k, e, a)
+    }
+
+    const TPS_EXT4: &[&str] =
+        &["fs_dax:dax_pte_fault", "fs_dax:dax_pte_fault_done", "fs_dax:dax_load_hole", "iomap:iomap_iter_dstmap", "ext4:ext4_ext_map_blocks_exit"];
+
+    #[test]
+    fn function_probes_are_compared_with_their_tracepoints() {
+        let (k, e, a) = function_run();
+        assert!(a.functions.contains("func_ret:ext4_iomap_begin") && a.functions.contains("func:dax_iomap_pte_fault"), "{a:?}");
+        assert_eq!(a.tracepoints.iter().collect::<Vec<_>>(), ["fs_dax:dax_load_hole"]);
+        let c = compare(&k, &e, DEV, TPS_EXT4, Some(&a));
+        assert!(c.agrees(), "{:?}", c.disagreements);
+        let r = &c.rows["fs_dax:dax_pte_fault"];
+        assert_eq!((r.kernel, r.daxtrace), (2, 2));
+        assert!(r.via.contains("func:dax_iomap_pte_fault"));
+        assert_eq!(c.rows["iomap:iomap_iter_dstmap"].via.iter().collect::<Vec<_>>(), ["func_ret:ext4_iomap_begin"]);
+        assert_eq!(c.function_only.get("func:dax_insert_entry"), Some(&1));
+        // The ext4 lookup tracepoint was not attached: reported, not compared.
+        assert_eq!(c.not_attached.get("ext4:ext4_ext_map_blocks_exit"), Some(&1));
+        assert!(!c.rows.contains_key("ext4:ext4_ext_map_blocks_exit"));
+        assert_eq!(c.tasks_compared, 2);
+        // Without the plan every recorded tracepoint is compared: that lookup is then missing.
+        assert!(!compare(&k, &e, DEV, TPS_EXT4, None).agrees());
+    }
+
+    #[test]
+    fn a_missed_return_probe_is_a_mismatch() {
+        // A kretprobe that ran out of instances misses a return silently.
+        let (k, mut e, a) = function_run();
+        e.remove(3);
+        let c = compare(&k, &e, DEV, TPS_EXT4, Some(&a));
+        assert!(c.disagreements.iter().any(|d| d.contains("fs_dax:dax_pte_fault_done kernel 2 daxtrace 1")), "{:?}", c.disagreements);
+        // A function probe the plan does not list is not counted for a tracepoint.
+        let (k, mut e, mut a) = function_run();
+        a.functions.remove("func_ret:ext4_iomap_begin");
+        e.retain(|x| x.kind != "map_blocks");
+        let c = compare(&k, &e, DEV, TPS_EXT4, Some(&a));
+        assert!(c.agrees(), "{:?}", c.disagreements);
+        assert_eq!(c.not_attached.get("iomap:iomap_iter_dstmap"), Some(&1));
+    }
+
+    #[test]
+    fn plans_without_entries_are_rejected() {
+        assert!(Attached::from_plan(&serde_json::json!({"kernel": {}})).is_err());
+        assert!(Attached::from_plan(&serde_json::json!({"entries": [{"status": "used"}]})).is_err());
     }
 
     #[test]

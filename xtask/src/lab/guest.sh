@@ -2,10 +2,11 @@
 # /init of the lab guest (built by xtask/src/lab/initramfs.rs).
 #
 # Parameters come on the kernel command line:
-#   lab.fs=ext4,xfs  lab.rounds=N  lab.pages=N  lab.passes=N  lab.bufkb=KB  lab.daxtrace=0|1
-# Everything the host compares goes to /share/<fs>/ (9p). The host reads the
-# console for `daxtrace-lab: ...` progress lines and exactly one verdict:
-# `daxtrace-lab: ok` or `daxtrace-lab: fail <why>`.
+#   lab.runs=ext4:tracepoint,xfs:kprobe  (filesystem:daxtrace backend, in order)
+#   lab.rounds=N  lab.pages=N  lab.passes=N  lab.bufkb=KB  lab.daxtrace=0|1
+# Everything the host compares goes to /share/<fs>-<backend>/ (9p). The host
+# reads the console for `daxtrace-lab: ...` progress lines and exactly one
+# verdict: `daxtrace-lab: ok` or `daxtrace-lab: fail <why>`.
 
 /bin/busybox mkdir -p /proc /sys /dev /tmp /bin /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s /bin
@@ -25,10 +26,10 @@ fail() {
 }
 up() { cut -d' ' -f1 /proc/uptime; }
 
-FS=ext4,xfs ROUNDS=10 PAGES=1024 PASSES=4 BUFKB=32768 DAXTRACE=1
+RUNS=ext4:tracepoint,xfs:tracepoint ROUNDS=10 PAGES=1024 PASSES=4 BUFKB=32768 DAXTRACE=1
 for w in $(cat /proc/cmdline); do
     case "$w" in
-    lab.fs=*) FS=${w#lab.fs=} ;;
+    lab.runs=*) RUNS=${w#lab.runs=} ;;
     lab.rounds=*) ROUNDS=${w#lab.rounds=} ;;
     lab.pages=*) PAGES=${w#lab.pages=} ;;
     lab.passes=*) PASSES=${w#lab.passes=} ;;
@@ -81,11 +82,13 @@ wait_attached() {
 }
 
 run_fs() {
-    fs=$1
-    out=/share/$fs
+    fs=$1 backend=$2
+    # Progress lines name the run (fs-backend): the host keys timings on it.
+    run=$fs-$backend
+    out=/share/$run
     rm -rf "$out"
     mkdir -p "$out"
-    say "fs $fs mkfs at $(up)s"
+    say "fs $run mkfs at $(up)s"
     case $fs in
     ext4)
         /usr/sbin/mkfs.ext4 -q -F -b 4096 -E stride=512,stripe_width=512 /dev/pmem0 > "$out/mkfs.log" 2>&1 || fail "mkfs.ext4"
@@ -112,6 +115,12 @@ run_fs() {
     echo 0 > $I/tracing_on
     echo mono > $I/trace_clock
     echo "$BUFKB" > $I/buffer_size_kb || fail "buffer_size_kb $BUFKB"
+    # No comm recording: with it, enabling and disabling the instance's
+    # events registers and unregisters a sched_switch probe, live-patching
+    # __schedule, which every vCPU runs all the time; multi-threaded TCG
+    # once ran that patch stale (an int3 oops in __schedule). Lines then
+    # read "<...>-TID"; the host needs only the TID.
+    echo 0 > $I/options/record-cmd 2>/dev/null
     : > "$out/absent"
     for ev in $(cat /lab/events); do
         d=$I/events/${ev%%:*}/${ev#*:}
@@ -124,16 +133,16 @@ run_fs() {
     done
 
     if [ "$DAXTRACE" = 1 ]; then
-        daxtrace stream --json --dev "$majmin" > /tmp/events.jsonl 2> "$out/daxtrace.err" &
-        dt=$!
         t=$(up)
-        wait_attached $dt "$out/daxtrace.err" || say "daxtrace did not attach (see $fs/daxtrace.err)"
-        say "fs $fs daxtrace attached in $(awk "BEGIN{print $(up)-$t}")s"
+        daxtrace stream --json --dev "$majmin" --backend "$backend" --plan-json "$out/plan.json" > /tmp/events.jsonl 2> "$out/daxtrace.err" &
+        dt=$!
+        wait_attached $dt "$out/daxtrace.err" || say "daxtrace did not attach (see $run/daxtrace.err)"
+        say "fs $run daxtrace attached in $(awk "BEGIN{print $(up)-$t}")s"
     fi
 
     echo 1 > $I/tracing_on
     echo lab-start > $I/trace_marker
-    say "fs $fs workload start at $(up)s"
+    say "fs $run workload start at $(up)s"
     mkdir -p /mnt/w
     lab-workload --dir /mnt/w --rounds "$ROUNDS" --pages "$PAGES" --passes "$PASSES" > "$out/workload.json" 2> "$out/workload.err"
     echo $? > "$out/workload.rc"
@@ -141,20 +150,21 @@ run_fs() {
     sync
     echo lab-end > $I/trace_marker
     echo 0 > $I/tracing_on
-    say "fs $fs workload end at $(up)s: $(cat "$out/workload.json")"
+    say "fs $run workload end at $(up)s: $(cat "$out/workload.json")"
 
     if [ "$DAXTRACE" = 1 ]; then
         kill -INT $dt 2>/dev/null
         wait $dt
         echo $? > "$out/daxtrace.rc"
+        say "fs $run daxtrace stopped at $(up)s"
         dd if=/tmp/events.jsonl of="$out/events.jsonl" bs=1M 2>/dev/null
         rm -f /tmp/events.jsonl
     fi
     cat $I/per_cpu/cpu*/stats > "$out/kernel.stats"
-    say "fs $fs reading the kernel trace at $(up)s"
+    say "fs $run reading the kernel trace at $(up)s"
     # Large blocks: 9p pays a round trip per write, tracefs per read.
     dd if=$I/trace of=/tmp/kernel.trace bs=1M 2>/dev/null
-    say "fs $fs copying at $(up)s"
+    say "fs $run copying at $(up)s"
     dd if=/tmp/kernel.trace of="$out/kernel.trace" bs=1M 2>/dev/null
     rm /tmp/kernel.trace
     for ev in $(cat /lab/events); do
@@ -163,11 +173,11 @@ run_fs() {
     done
     rmdir $I
     umount /mnt || fail "umount $fs"
-    say "fs $fs copied out at $(up)s"
+    say "fs $run copied out at $(up)s"
 }
 
-for fs in $(echo "$FS" | tr , ' '); do
-    run_fs "$fs"
+for r in $(echo "$RUNS" | tr , ' '); do
+    run_fs "${r%%:*}" "${r#*:}"
 done
 sync
 say ok
