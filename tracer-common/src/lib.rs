@@ -393,6 +393,12 @@ pub struct FaultCtx {
     /// An insert was seen by a probe (so none is inferred).
     pub insert_seen: u8,
     pub _pad: [u8; 3],
+    /// The fault's file, for probes inside the fault that cannot read it
+    /// themselves (a function probe on `dax_insert_entry` when the fault
+    /// began at a tracepoint).
+    pub dev: u32,
+    pub _pad2: u32,
+    pub ino: u64,
 }
 
 /// Field offsets of one classic tracepoint's record, read by userspace from
@@ -561,7 +567,7 @@ const _: () = {
     assert!(size_of::<InsertMapping>() == 24);
     assert!(size_of::<Invalidate>() == 24);
     assert!(size_of::<Lost>() == 8);
-    assert!(size_of::<FaultCtx>() == 24);
+    assert!(size_of::<FaultCtx>() == 40);
     assert!(size_of::<TpFields>() == 20);
     assert!(size_of::<BtfOffsets>() == 48);
     assert!(size_of::<Record<MapBlocks>>() == 88);

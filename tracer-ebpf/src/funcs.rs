@@ -104,10 +104,13 @@ fn fault_exit(probe: Probe, size: u8, ret: u64) {
 }
 
 /// The fault this task is in: (dev, ino), or None outside a traced fault.
+/// From the per-task fault context every backend's fault begin fills (a
+/// fault may begin at a tracepoint while the insert is seen by a function
+/// probe: the lab saw every such insert dropped when this read `CALLS`).
 #[inline(always)]
 fn in_fault() -> Option<(u32, u64)> {
     // SAFETY: copied out at once.
-    unsafe { CALLS.get(&key(SLOT_FAULT)) }.map(|c| (c.dev, c.ino))
+    unsafe { crate::FAULTS.get(&tid()) }.map(|c| (c.dev, c.ino))
 }
 
 /// `->iomap_begin(inode, pos, length, flags, iomap, srcmap)`: entry side.

@@ -254,7 +254,7 @@ fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let flags: u32 = read(ctx, f.flags).unwrap_or(0);
     let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
     let fault = next_fault_id();
-    let fc = FaultCtx { fault, pgoff, size, write, ..FaultCtx::default() };
+    let fc = FaultCtx { fault, pgoff, size, write, dev, ino, ..FaultCtx::default() };
     if FAULTS.insert(&tid(), &fc, 0).is_ok() {
         if let Some(p) = ANY_FAULT.get_ptr_mut(0) {
             // SAFETY: map value; every writer stores the same 1.

@@ -70,7 +70,7 @@ pub fn vmf_inode(o: &BtfOffsets, vmf: u64) -> u64 {
 pub fn fault_begin(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: u64, flags: u32, address: u64) {
     let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
     let fault = next_fault_id();
-    let fc = FaultCtx { fault, pgoff, size, write, ..FaultCtx::default() };
+    let fc = FaultCtx { fault, pgoff, size, write, dev, ino, ..FaultCtx::default() };
     let _ = FAULTS.insert(&tid(), &fc, 0);
     emit(Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address, flags, size, write, _pad: [0; 2] });
 }
