@@ -295,14 +295,13 @@ pub fn run(a: Args) -> Result<bool> {
                 );
                 troubles.push((line.label().to_string(), t.clone()));
             }
-            let retry_ok = o.only_flakes() && attempt == 0;
             let mut again = Vec::new();
-            for &(fs_name, backend) in &todo {
+            for (run, fate) in todo.iter().zip(fate_of_runs(&o, &todo, attempt)) {
+                let (fs_name, backend) = *run;
                 let label = format!("{fs_name}-{backend}");
-                let done = o.runs_done.contains(&label);
-                if !o.ok() && retry_ok && !done {
+                if fate == Fate::BootAgain {
                     eprintln!("lab:   {}: {label} unfinished after an emulator flake: booting again for it", line.label());
-                    again.push((fs_name, backend));
+                    again.push(*run);
                     continue;
                 }
                 let mut r = judge(&share.join(&label), daxtrace.as_deref(), &tracepoints, a.inject_mismatch);
@@ -314,8 +313,7 @@ pub fn run(a: Args) -> Result<bool> {
                 r.run_secs = o.run_secs.iter().find(|(f, _)| *f == label).map_or(0.0, |x| x.1);
                 r.retries = attempt;
                 r.flakes = carried.iter().chain(&flakes).cloned().collect();
-                // Results complete before a flake stand; anything else fails the row.
-                if !(o.ok() || o.only_flakes() && done) {
+                if fate == Fate::BootFailed {
                     r.problems.insert(0, boot_problem(&o, &log));
                 }
                 results.push(r);
@@ -383,6 +381,37 @@ fn judge_again(a: &Args, out: &Path, kernels: &[KernelLine], runs: &[(&str, &str
         }
     }
     finish(a, out, results, Vec::new(), 0, 0, t0)
+}
+
+/// What one boot means for each of the runs it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// Judge its results.
+    Judge,
+    /// Judge its results, and fail it for the boot's trouble.
+    BootFailed,
+    /// Unfinished when an emulator flake struck: boot once more for it.
+    BootAgain,
+}
+
+/// A clean boot: judge every run. Trouble that is all emulator flakes: runs
+/// whose results were copied out before it stand, the others get one more
+/// boot (on the first attempt only). Any other trouble fails every run.
+fn fate_of_runs(o: &qemu::Outcome, runs: &[(&str, &str)], attempt: u32) -> Vec<Fate> {
+    runs.iter()
+        .map(|(f, b)| {
+            let done = o.runs_done.contains(&format!("{f}-{b}"));
+            if o.ok() {
+                Fate::Judge
+            } else if o.only_flakes() && done {
+                Fate::Judge
+            } else if o.only_flakes() && attempt == 0 {
+                Fate::BootAgain
+            } else {
+                Fate::BootFailed
+            }
+        })
+        .collect()
 }
 
 fn boot_problem(o: &qemu::Outcome, log: &Path) -> String {
@@ -648,4 +677,51 @@ fn print_table(rs: &[FsResult]) {
         }
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qemu::{Outcome, Trouble};
+
+    fn outcome(verdict: Option<bool>, flakes: &[Option<&str>], done: &[&str]) -> Outcome {
+        let troubles: Vec<Trouble> =
+            flakes.iter().map(|f| Trouble { line: "Oops: int3".into(), flake: f.map(String::from), ..Trouble::default() }).collect();
+        Outcome {
+            verdict,
+            trouble: troubles.iter().map(|t| t.line.clone()).collect(),
+            troubles,
+            runs_done: done.iter().map(|s| s.to_string()).collect(),
+            ..Outcome::default()
+        }
+    }
+
+    const RUNS: &[(&str, &str)] = &[("ext4", "tracepoint"), ("xfs", "tracepoint")];
+
+    #[test]
+    fn a_clean_boot_judges_every_run() {
+        assert_eq!(fate_of_runs(&outcome(Some(true), &[], &["ext4-tracepoint", "xfs-tracepoint"]), RUNS, 0), [Fate::Judge, Fate::Judge]);
+        // No verdict and no report (QEMU died): a failure, never retried.
+        assert_eq!(fate_of_runs(&outcome(None, &[], &["ext4-tracepoint"]), RUNS, 0), [Fate::BootFailed, Fate::BootFailed]);
+    }
+
+    #[test]
+    fn a_flake_boots_again_only_for_unfinished_runs_and_only_once() {
+        // The first lab run's 6.12 boot: ext4 was being copied out, xfs never ran.
+        let o = outcome(None, &[Some("int3 in __schedule")], &[]);
+        assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::BootAgain, Fate::BootAgain]);
+        let o = outcome(None, &[Some("int3 in __schedule")], &["ext4-tracepoint"]);
+        assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::Judge, Fate::BootAgain]);
+        // A second flake in the retry fails what is still unfinished.
+        assert_eq!(fate_of_runs(&o, RUNS, 1), [Fate::Judge, Fate::BootFailed]);
+    }
+
+    #[test]
+    fn a_report_that_is_not_a_flake_fails_every_run() {
+        let o = outcome(None, &[Some("int3 in __schedule"), None], &["ext4-tracepoint"]);
+        assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::BootFailed, Fate::BootFailed]);
+        // Even with a verdict of ok: the report still fails the boot.
+        let o = outcome(Some(true), &[None], &["ext4-tracepoint", "xfs-tracepoint"]);
+        assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::BootFailed, Fate::BootFailed]);
+    }
 }

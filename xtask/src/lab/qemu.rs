@@ -83,8 +83,9 @@ pub struct Trouble {
     pub flake: Option<String>,
     /// Runs (fs-backend) whose results were complete before it.
     pub runs_done: Vec<String>,
+    /// The report's `---[ end trace` line came.
     #[serde(skip)]
-    ended: bool,
+    pub ended: bool,
 }
 
 /// Functions whose presence in a report means our programs were involved.
