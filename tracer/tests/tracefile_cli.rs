@@ -378,3 +378,72 @@ fn analyze_finds_the_same_in_a_trace_file_as_in_its_jsonl() {
     }
     assert!(with_findings >= 1, "no input had findings: the comparison proved nothing");
 }
+
+#[test]
+fn record_stops_cleanly_on_sigterm_and_max_size_and_filters_by_dev() {
+    let d = tmp();
+    let j = d.path().join("devs.jsonl");
+    let mut evs: Vec<Event> = Workload::new(14).take(200_000).collect();
+    for e in evs.iter_mut().step_by(3) {
+        e.dev = Dev::new(7, 0);
+    }
+    write_jsonl(&j, &evs);
+    // SIGTERM stops like SIGINT: footer written, reason "signal".
+    let t = d.path().join("term.dxt");
+    let child = bin()
+        .args(["record", "--replay", s(&j), "--replay-rate", "20000", "-o", s(&t)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut r = TraceReader::open(&t).unwrap();
+    let back: Vec<Event> = r.by_ref().collect();
+    assert!(!back.is_empty() && back.len() < evs.len(), "{}", back.len());
+    assert_eq!(back[..], evs[..back.len()]);
+    assert_eq!(r.report().footer.as_ref().unwrap().stop_reason, "signal");
+    // --max-size: stops at the first check past the limit (a chunk is cut every
+    // second), closes the file cleanly, and the file stays near the limit.
+    let t = d.path().join("max.dxt");
+    ok(&["record", "--replay", s(&j), "--replay-rate", "40000", "--max-size", "20K", "-o", s(&t)]);
+    let mut r = TraceReader::open(&t).unwrap();
+    let n = r.by_ref().count();
+    assert!(n > 0 && n < evs.len(), "{n}");
+    assert_eq!(r.report().footer.as_ref().unwrap().stop_reason, "max size");
+    let size = std::fs::metadata(&t).unwrap().len();
+    assert!(size < 2_000_000, "{size} bytes for --max-size 20K");
+    // --dev keeps that device's events only.
+    let t = d.path().join("dev.dxt");
+    ok(&["record", "--replay", s(&j), "--dev", "7:0", "-o", s(&t)]);
+    let back: Vec<Event> = TraceReader::open(&t).unwrap().collect();
+    let want: Vec<Event> = evs.iter().copied().filter(|e| e.dev == Dev::new(7, 0)).collect();
+    assert_eq!(back, want);
+}
+
+/// Long reads draw a progress bar on a terminal (here a pseudo-terminal made
+/// by util-linux `script`) and nothing when stderr is a pipe.
+#[test]
+fn progress_shows_on_a_terminal_and_not_when_piped() {
+    assert!(
+        Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success()),
+        "util-linux `script` is missing: run `cargo xtask setup`"
+    );
+    let d = tmp();
+    let (j, t) = (d.path().join("p.jsonl"), d.path().join("p.dxt"));
+    write_jsonl(&j, &Workload::new(15).take(20_000).collect::<Vec<_>>());
+    ok(&["export", "--format", "daxtrace", "-o", s(&t), s(&j)]);
+    let exe = env!("CARGO_BIN_EXE_daxtrace");
+    let back = d.path().join("back.jsonl");
+    for cmd in ["summary".to_owned(), "analyze".to_owned(), format!("export --format jsonl -o {}", s(&back))] {
+        let line = format!("{exe} {cmd} {} >/dev/null", s(&t));
+        let tty = Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+        let shown = String::from_utf8_lossy(&tty.stdout);
+        assert!(shown.contains(&format!("reading {}", s(&t))), "{cmd} on a terminal: no progress bar in {shown:?}");
+        let piped = bin().args(cmd.split(' ')).arg(&t).stdout(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&piped.stderr);
+        assert!(!err.contains("reading") && !err.contains('\u{1b}'), "{cmd} piped: {err:?}");
+    }
+}

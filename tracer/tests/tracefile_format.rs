@@ -221,7 +221,7 @@ fn cut_at_every_chunk_boundary_reads_every_complete_chunk() {
 #[test]
 fn cut_at_random_bytes_never_panics_and_keeps_a_prefix() {
     let evs: Vec<Event> = Workload::new(3).take(20_000).collect();
-    let (bytes, _) = write(&evs, 1000, true);
+    let (bytes, starts) = write(&evs, 1000, true);
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..300 {
         x ^= x << 13;
@@ -233,6 +233,16 @@ fn cut_at_random_bytes_never_panics_and_keeps_a_prefix() {
         assert_eq!(back[..], evs[..back.len()], "cut at {cut}");
         assert_eq!(back.len() % 1000, 0, "only whole chunks");
         assert!(r.report().footer.is_none() || cut == bytes.len());
+        // The damage is reported: a cut inside the header or a chunk, never silent.
+        let w = r.report().warnings().join("\n");
+        if starts.contains(&(cut as u64)) {
+            assert!(r.report().damage.is_empty(), "cut at a chunk boundary {cut}: {w}");
+        } else if cut as u64 > starts[0] {
+            assert!(w.contains(&format!("file cut at byte {cut}")), "cut at {cut}: {w}");
+        } else {
+            assert!(r.report().damage.iter().any(|d| d.kind == DamageKind::BadHeader), "cut in the header at {cut}: {w}");
+        }
+        assert!(w.contains("no footer"), "{w}");
     }
 }
 
@@ -318,6 +328,35 @@ fn files_are_created_0600_even_over_an_existing_file() {
     let fresh = dir.path().join("new.dxt");
     TraceWriter::create(&fresh, &header(), WriterOptions::default()).unwrap().finish(0, 0, "t").unwrap();
     assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// Only regular files are made private: writing a trace into a FIFO (or,
+/// as root, `-o /dev/null`) must leave the node's mode alone.
+#[test]
+fn writing_to_a_fifo_leaves_its_mode_alone() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "{}", std::io::Error::last_os_error());
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            std::fs::File::open(fifo).unwrap().read_to_end(&mut b).unwrap();
+            b
+        })
+    };
+    let mut w = TraceWriter::create(&fifo, &header(), WriterOptions::default()).unwrap();
+    for e in Workload::new(10).take(100) {
+        w.write_event(&e);
+    }
+    drop(w.finish(0, 0, "test").unwrap());
+    let got = reader.join().unwrap();
+    assert!(got.starts_with(b"DAXTRACE"));
+    assert_eq!(std::fs::metadata(&fifo).unwrap().permissions().mode() & 0o777, 0o644);
 }
 
 #[test]

@@ -40,8 +40,12 @@ impl Default for WriterOptions {
 /// tasks), truncating any old file.
 pub fn create_private(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    // `mode` applies only to new files: tighten an existing one too.
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    // `mode` applies only to new files: tighten an existing one too, if it
+    // is a regular file. A device or FIFO keeps its mode: `-o /dev/null`
+    // run as root must not make /dev/null private.
+    if f.metadata()?.is_file() {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     Ok(f)
 }
 
