@@ -483,6 +483,9 @@ pub struct BtfOffsets {
     pub bh_bit_mapped: u16,
     pub bh_bit_new: u16,
     pub bh_bit_unwritten: u16,
+    /// `struct iomap_iter` (5.15+): `inode`, `flags` (IOMAP_WRITE, IOMAP_DAX, ...).
+    pub iter_inode: u16,
+    pub iter_flags: u16,
 }
 
 impl BtfOffsets {
@@ -511,6 +514,8 @@ impl BtfOffsets {
         bh_bit_mapped: TpFields::ABSENT,
         bh_bit_new: TpFields::ABSENT,
         bh_bit_unwritten: TpFields::ABSENT,
+        iter_inode: TpFields::ABSENT,
+        iter_flags: TpFields::ABSENT,
     };
 }
 
@@ -569,7 +574,7 @@ const _: () = {
     assert!(size_of::<Lost>() == 8);
     assert!(size_of::<FaultCtx>() == 40);
     assert!(size_of::<TpFields>() == 20);
-    assert!(size_of::<BtfOffsets>() == 48);
+    assert!(size_of::<BtfOffsets>() == 52);
     assert!(size_of::<Record<MapBlocks>>() == 88);
     assert!(Probe::ALL.len() + 1 == 18);
 };

@@ -85,6 +85,15 @@ fn iomap(a: &impl Args) {
     path::lookup(Probe::IomapIterDstmap, dev, ino, pgoff, npages, iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
 }
 
+/// `iomap_iter(struct iomap_iter *, const void *ops, unsigned long caller)`.
+#[inline(always)]
+fn iomap_iter(a: &impl Args) {
+    let o = offsets();
+    let iter = a.arg(0);
+    let Ok(flags) = kread::<u32>(iter, o.iter_flags) else { return };
+    path::iomap_iter(Probe::IomapIter, flags, || path::inode_target(&o, kread::<u64>(iter, o.iter_inode).ok()?));
+}
+
 /// `ext4_ext_map_blocks_exit(struct inode *, unsigned flags, struct ext4_map_blocks *, int ret)`.
 #[inline(always)]
 fn ext4_map_blocks(a: &impl Args) {
@@ -186,6 +195,7 @@ typed_tp!(btf_dax_pmd_load_hole, raw_dax_pmd_load_hole, |a| load_hole(a, Probe::
 typed_tp!(btf_dax_insert_mapping, raw_dax_insert_mapping, |a| insert(a, Probe::DaxInsertMapping, SIZE_PTE));
 typed_tp!(btf_dax_pmd_insert_mapping, raw_dax_pmd_insert_mapping, |a| insert(a, Probe::DaxPmdInsertMapping, SIZE_PMD));
 typed_tp!(btf_iomap_iter_dstmap, raw_iomap_iter_dstmap, iomap);
+typed_tp!(btf_iomap_iter, raw_iomap_iter, iomap_iter);
 typed_tp!(btf_ext4_ext_map_blocks_exit, raw_ext4_ext_map_blocks_exit, ext4_map_blocks);
 typed_tp!(btf_xfs_iomap_alloc, raw_xfs_iomap_alloc, xfs_alloc);
 typed_tp!(btf_ext4_punch_hole, raw_ext4_punch_hole, |a| ext4_range(a, Probe::Ext4PunchHole, INV_PUNCH_HOLE));

@@ -29,7 +29,7 @@ use aya_ebpf::{
 use tracer_common::{
     Config, FaultBegin, FaultCtx, FaultEnd, Header, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe,
     Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE, INV_TRUNCATE,
-    INV_WRITE, INV_ZERO_RANGE, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
+    INV_ZERO_RANGE, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
 };
 
 #[unsafe(no_mangle)]
@@ -256,10 +256,7 @@ fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let fault = next_fault_id();
     let fc = FaultCtx { fault, pgoff, size, write, dev, ino, ..FaultCtx::default() };
     if FAULTS.insert(&tid(), &fc, 0).is_ok() {
-        if let Some(p) = ANY_FAULT.get_ptr_mut(0) {
-            // SAFETY: map value; every writer stores the same 1.
-            unsafe { *p = 1 };
-        }
+        path::note_any_fault();
     }
     emit(Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address: 0, flags, size, write, _pad: [0; 2] });
     Ok(())
@@ -343,26 +340,6 @@ fn try_insert(ctx: &Tp, probe: Probe, size: u8) -> Res {
     Ok(())
 }
 
-/// Record a lookup result in the task's fault (if any); returns (fault id, fault asked to write).
-#[inline(always)]
-fn note_lookup(result: u8) -> (u64, Option<u8>) {
-    // A stale 0 is impossible for this task's own fault: its fault_begin
-    // stored the 1 earlier in the task's order.
-    // SAFETY: a plain load of a map value.
-    if ANY_FAULT.get_ptr(0).is_none_or(|p| unsafe { read_volatile(p) } == 0) {
-        return (0, None);
-    }
-    let t = tid();
-    match FAULTS.get_ptr_mut(&t) {
-        Some(c) => unsafe {
-            // SAFETY: as above.
-            (*c).lookup_mapped = u8::from(result != MAP_HOLE);
-            ((*c).fault, Some((*c).write))
-        },
-        None => (0, None),
-    }
-}
-
 #[inline(always)]
 fn pages(off_bytes: u64, len_bytes: u64) -> (u64, u64) {
     let first = off_bytes >> 12;
@@ -379,67 +356,18 @@ fn try_iomap(ctx: &Tp) -> Res {
     let len: u64 = read(ctx, f.length)?;
     let ty: u16 = read(ctx, f.kind)?;
     let flags: u16 = read(ctx, f.flags).unwrap_or(0);
-    let result = match ty {
-        IOMAP_HOLE => MAP_HOLE,
-        IOMAP_UNWRITTEN => MAP_UNWRITTEN,
-        IOMAP_MAPPED => MAP_MAPPED,
-        // DELALLOC and INLINE never reach DAX; report them as mapped data.
-        _ => MAP_MAPPED,
-    };
-    let new = u8::from(flags & IOMAP_F_NEW != 0);
-    let (fault, fwrite) = note_lookup(result);
-    // The tracepoint does not carry IOMAP_WRITE: inside a fault take the
-    // fault's write flag, outside one an allocation implies a write.
-    let write = fwrite.unwrap_or(new);
     let (pgoff, npages) = pages(off as u64, len);
-    if fault == 0 && new != 0 {
-        // A DAX write(2) allocated: dax_iomap_iter tears down the range's
-        // hole pages before copying; the writer's next iomap_iter says so.
-        if let Some(w) = WRITES.get_ptr_mut(&tid()) {
-            // SAFETY: map value of this task, updated in place.
-            unsafe {
-                if (*w).flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) == IOMAP_WRITE | IOMAP_DAX {
-                    (*w).dev = dev;
-                    (*w).ino = ino;
-                    (*w).pgoff = pgoff;
-                    (*w).npages = npages;
-                }
-            }
-        }
-    }
-    emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    // The tracepoint does not carry IOMAP_WRITE: `lookup` takes it from the fault.
+    path::lookup(probe, dev, ino, pgoff, npages, btf_tp::iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
     Ok(())
 }
 
-/// Every `iomap_iter` call: the previous extent of this task is done. For a
-/// DAX write whose previous extent was newly allocated, its teardown of
-/// that range (`invalidate_inode_pages2_range`) has happened by now.
+/// Every `iomap_iter` call (see `path::iomap_iter`).
+#[inline(always)]
 fn try_iomap_iter(ctx: &Tp) -> Res {
-    let probe = Probe::IomapIter;
-    let f = fields(probe);
+    let f = fields(Probe::IomapIter);
     let flags: u32 = read(ctx, f.flags)?;
-    // Reads, faults and non-DAX I/O (the common case) stop here, before
-    // any map lookup: only a DAX write's iterations can have a pending extent.
-    if flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) != IOMAP_WRITE | IOMAP_DAX {
-        return Ok(());
-    }
-    let t = tid();
-    match WRITES.get_ptr_mut(&t) {
-        // SAFETY: as above.
-        Some(w) => unsafe {
-            if (*w).npages != 0 {
-                let (dev, ino, pgoff, npages) = ((*w).dev, (*w).ino, (*w).pgoff, (*w).npages);
-                (*w).npages = 0;
-                emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason: INV_WRITE, _pad: [0; 7] });
-            }
-            (*w).flags = flags;
-        },
-        None => {
-            let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
-            let w = WriteCtx { dev, flags, ino, pgoff: 0, npages: 0 };
-            let _ = WRITES.insert(&t, &w, 0);
-        }
-    }
+    path::iomap_iter(Probe::IomapIter, flags, || target(ctx, &f));
     Ok(())
 }
 
@@ -468,7 +396,7 @@ fn try_ext4_map_blocks(ctx: &Tp) -> Res {
         MAP_MAPPED
     };
     let new = u8::from(mflags & EXT4_MAP_NEW != 0);
-    let (fault, _) = note_lookup(result);
+    let (fault, _) = path::note_lookup(result);
     let write = u8::from(flags & EXT4_GET_BLOCKS_CREATE != 0);
     let shift = 12 - blkbits();
     let pgoff = (lblk as u64) >> shift;
@@ -484,7 +412,7 @@ fn try_xfs_alloc(ctx: &Tp) -> Res {
     let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
     let startoff: u64 = read(ctx, f.offset)?;
     let count: u64 = read(ctx, f.length)?;
-    let (fault, _) = note_lookup(MAP_MAPPED);
+    let (fault, _) = path::note_lookup(MAP_MAPPED);
     let shift = 12 - blkbits();
     emit(
         Kind::MapBlocks,

@@ -10,10 +10,13 @@ use core::ptr::{addr_of, read_volatile};
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use tracer_common::{
     BtfOffsets, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe, TpFields,
-    MAP_HOLE, PMD_PAGES, SIZE_PMD,
+    INV_WRITE, MAP_HOLE, PMD_PAGES, SIZE_PMD,
 };
 
-use crate::{emit, next_fault_id, tid, CONFIG, FAULTS, FAULT_FLAG_WRITE, VM_FAULT_NOPAGE};
+use crate::{
+    emit, next_fault_id, tid, WriteCtx, ANY_FAULT, CONFIG, FAULTS, FAULT_FLAG_WRITE, IOMAP_DAX, IOMAP_FAULT, IOMAP_WRITE,
+    VM_FAULT_NOPAGE, WRITES,
+};
 
 /// Where arguments come from: a u64 array (tp_btf, raw_tp, fentry) or the
 /// saved registers (kprobe).
@@ -71,7 +74,9 @@ pub fn fault_begin(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: u64, flags
     let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
     let fault = next_fault_id();
     let fc = FaultCtx { fault, pgoff, size, write, dev, ino, ..FaultCtx::default() };
-    let _ = FAULTS.insert(&tid(), &fc, 0);
+    if FAULTS.insert(&tid(), &fc, 0).is_ok() {
+        note_any_fault();
+    }
     emit(Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address, flags, size, write, _pad: [0; 2] });
 }
 
@@ -128,19 +133,93 @@ pub fn insert(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>) {
     emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
 }
 
-/// A block lookup. `write` None: the caller's intent is not known to the
-/// probe; inside a fault take the fault's, outside one an allocation implies it.
+/// Some fault has begun since load: until then no lookup can be inside one,
+/// and lookups (one per O_DIRECT I/O) skip the per-task map.
 #[inline(always)]
-pub fn lookup(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result: u8, new: u8, write: Option<u8>) {
-    let t = tid();
-    let (fault, fwrite) = match FAULTS.get_ptr_mut(&t) {
-        // SAFETY: as above.
+pub fn note_any_fault() {
+    if let Some(p) = ANY_FAULT.get_ptr_mut(0) {
+        // SAFETY: map value; every writer stores the same 1.
+        unsafe { *p = 1 };
+    }
+}
+
+/// Record a lookup's result in the task's fault (if any): (fault id, whether
+/// that fault asked to write).
+#[inline(always)]
+pub fn note_lookup(result: u8) -> (u64, Option<u8>) {
+    // A stale 0 is impossible for this task's own fault: its fault_begin
+    // stored the 1 earlier in the task's order.
+    // SAFETY: a plain load of a map value.
+    if ANY_FAULT.get_ptr(0).is_none_or(|p| unsafe { read_volatile(p) } == 0) {
+        return (0, None);
+    }
+    match FAULTS.get_ptr_mut(&tid()) {
+        // SAFETY: map value of this task, updated in place.
         Some(c) => unsafe {
             (*c).lookup_mapped = u8::from(result != MAP_HOLE);
             ((*c).fault, Some((*c).write))
         },
         None => (0, None),
-    };
+    }
+}
+
+/// A DAX `write(2)` allocated `npages` at `pgoff` (an iomap lookup with NEW
+/// outside a fault): `dax_iomap_iter` tears down the range's hole pages
+/// before copying, which the writer's next `iomap_iter` reports.
+#[inline(always)]
+pub fn note_write_alloc(dev: u32, ino: u64, pgoff: u64, npages: u64) {
+    if let Some(w) = WRITES.get_ptr_mut(&tid()) {
+        // SAFETY: map value of this task, updated in place.
+        unsafe {
+            if (*w).flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) == IOMAP_WRITE | IOMAP_DAX {
+                (*w).dev = dev;
+                (*w).ino = ino;
+                (*w).pgoff = pgoff;
+                (*w).npages = npages;
+            }
+        }
+    }
+}
+
+/// Every `iomap_iter` call (`flags`: the iteration's IOMAP_* flags): the
+/// previous extent of this task is done. For a DAX write whose previous
+/// extent was newly allocated, its teardown of that range
+/// (`invalidate_inode_pages2_range`) has happened by now. `target` reads the
+/// (dev, ino) of the iteration's inode, only when needed.
+#[inline(always)]
+pub fn iomap_iter(probe: Probe, flags: u32, target: impl FnOnce() -> Option<(u32, u64)>) {
+    // Reads, faults and non-DAX I/O (the common case) stop here, before
+    // any map lookup: only a DAX write's iterations can have a pending extent.
+    if flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) != IOMAP_WRITE | IOMAP_DAX {
+        return;
+    }
+    let t = tid();
+    match WRITES.get_ptr_mut(&t) {
+        // SAFETY: as above.
+        Some(w) => unsafe {
+            if (*w).npages != 0 {
+                let (dev, ino, pgoff, npages) = ((*w).dev, (*w).ino, (*w).pgoff, (*w).npages);
+                (*w).npages = 0;
+                emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason: INV_WRITE, _pad: [0; 7] });
+            }
+            (*w).flags = flags;
+        },
+        None => {
+            let Some((dev, ino)) = target() else { return };
+            let w = WriteCtx { dev, flags, ino, pgoff: 0, npages: 0 };
+            let _ = WRITES.insert(&t, &w, 0);
+        }
+    }
+}
+
+/// A block lookup. `write` None: the caller's intent is not known to the
+/// probe; inside a fault take the fault's, outside one an allocation implies it.
+#[inline(always)]
+pub fn lookup(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result: u8, new: u8, write: Option<u8>) {
+    let (fault, fwrite) = note_lookup(result);
+    if fault == 0 && new != 0 && probe == Probe::IomapIterDstmap {
+        note_write_alloc(dev, ino, pgoff, npages);
+    }
     let write = write.or(fwrite).unwrap_or(new);
     emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
 }

@@ -453,9 +453,6 @@ fn backends_agree_with_each_other_and_the_kernel() {
         let attached = ready.lines().find(|l| l.contains(" attached in ")).unwrap();
         // "(tp_btf 14; fault begin traced, ...)": that backend and no other.
         let used = attached.split_once('(').and_then(|(_, r)| r.split_once(';')).map(|(u, _)| u).unwrap_or("");
-        // iomap:iomap_iter (the derived write(2) teardown, Probe::derived)
-        // has a classic tracepoint program only, on every backend.
-        let used = if backend == "tracepoint" { used.to_string() } else { used.replace(", tracepoint 1", "") };
         assert!(used.starts_with(&format!("{backend} ")) && !used.contains(','), "{asked}: {attached}");
         let (kernel, overrun) = inst.counts();
         assert_eq!(overrun, 0);

@@ -53,6 +53,8 @@ pub const MEMBERS: &[(&str, &str, &[&str])] = &[
     ("irec_blockcount", "xfs_bmbt_irec", &["br_blockcount"]),
     ("bh_state", "buffer_head", &["b_state"]),
     ("bh_size", "buffer_head", &["b_size"]),
+    ("iter_inode", "iomap_iter", &["inode"]),
+    ("iter_flags", "iomap_iter", &["flags"]),
 ];
 
 fn slot<'a>(o: &'a mut BtfOffsets, name: &str) -> &'a mut u16 {
@@ -78,6 +80,8 @@ fn slot<'a>(o: &'a mut BtfOffsets, name: &str) -> &'a mut u16 {
         "irec_blockcount" => &mut o.irec_blockcount,
         "bh_state" => &mut o.bh_state,
         "bh_size" => &mut o.bh_size,
+        "iter_inode" => &mut o.iter_inode,
+        "iter_flags" => &mut o.iter_flags,
         _ => unreachable!("MEMBERS and slot() list the same names"),
     }
 }

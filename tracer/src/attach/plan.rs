@@ -379,6 +379,7 @@ pub fn btf_needs(p: Probe) -> &'static [&'static str] {
         Probe::Ext4ExtMapBlocksExit => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "ext4_map_lblk", "ext4_map_len", "ext4_map_flags"],
         Probe::XfsIomapAlloc => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "xfs_inode_vnode", "irec_startoff", "irec_blockcount"],
         Probe::XfsFreeFileSpace => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "xfs_inode_vnode"],
+        Probe::IomapIter => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "iter_inode", "iter_flags"],
         Probe::Ext4PunchHole | Probe::Ext4TruncateEnter | Probe::Ext4CollapseRange | Probe::Ext4ZeroRange => INODE,
         _ => &[],
     }
@@ -671,9 +672,7 @@ pub type HasProgram<'a> = &'a dyn Fn(Backend, &Candidate) -> bool;
 /// ones where the table names a probe.
 pub fn built_programs(b: Backend, c: &Candidate) -> bool {
     match b.family() {
-        // The derived write-teardown program (iomap_iter) exists as a classic
-        // tracepoint program only.
-        Family::Tracepoint => c.probe.is_some_and(|p| b == Backend::Tracepoint || p != Probe::IomapIter),
+        Family::Tracepoint => c.probe.is_some(),
         Family::Function => super::funcs::program(b, c.symbol, c.step).is_some(),
     }
 }

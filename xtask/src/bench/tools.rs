@@ -347,10 +347,22 @@ pub fn trace_cmd(env: &Env) -> Result<Command> {
 pub fn parse_backends(help: &str) -> Vec<String> {
     let Some(at) = help.find("--backend") else { return Vec::new() };
     let rest = &help[at..];
-    let Some(pv) = rest.find("[possible values:") else { return Vec::new() };
-    let list = &rest[pv + "[possible values:".len()..];
-    let list = &list[..list.find(']').unwrap_or(list.len())];
-    list.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty() && v != "auto").collect()
+    // `-h` style: "[possible values: a, b]".
+    if let Some(pv) = rest.find("[possible values:") {
+        let list = &rest[pv + "[possible values:".len()..];
+        let list = &list[..list.find(']').unwrap_or(list.len())];
+        return list.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty() && v != "auto").collect();
+    }
+    // `--help` style (values with docs): "Possible values:" then "- name: doc" lines.
+    let Some(pv) = rest.find("Possible values:") else { return Vec::new() };
+    rest[pv..]
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| l.starts_with("- "))
+        .filter_map(|l| l[2..].split(':').next().map(|v| v.trim().to_string()))
+        .filter(|v| !v.is_empty() && v != "auto")
+        .collect()
 }
 
 /// "daxtrace: 3 tracepoints attached in 0.12s (...)" -> 0.12.
@@ -429,6 +441,8 @@ mod tests {
         let help = "Options:\n      --backend <BACKEND>\n          Attach backend [default: auto] [possible values: auto, tracepoint, tp_btf, kprobe,\n          fentry]\n      --dev <MAJ:MIN>\n";
         assert_eq!(parse_backends(help), ["tracepoint", "tp_btf", "kprobe", "fentry"]);
         assert!(parse_backends("Options:\n      --dev <MAJ:MIN>\n").is_empty());
+        let long = "      --backend <BACKEND>\n          Attach backend\n\n          Possible values:\n          - auto:       Cheapest\n          - tracepoint: Classic\n          - tp_btf:     Typed\n          \n          [default: auto]\n";
+        assert_eq!(parse_backends(long), ["tracepoint", "tp_btf"]);
     }
 
     #[test]
