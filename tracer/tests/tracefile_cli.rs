@@ -446,4 +446,14 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
         let err = String::from_utf8_lossy(&piped.stderr);
         assert!(!err.contains("reading") && !err.contains('\u{1b}'), "{cmd} piped: {err:?}");
     }
+    // record's progress line: events, bytes, lost, rate (redrawn once a second).
+    let rec = d.path().join("rec.dxt");
+    let line = format!("{exe} record --replay {} --replay-rate 10000 -o {}", s(&j), s(&rec));
+    let tty = Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    let progress = shown.split(['\r', '\n']).find(|l| l.contains("recording ")).unwrap_or_else(|| panic!("no progress line in {shown:?}"));
+    assert!(progress.contains(" events, ") && progress.contains("lost 0") && progress.contains("events/s"), "{progress:?}");
+    let piped = bin().args(["record", "--replay", s(&j), "--replay-rate", "10000", "-o", s(&rec)]).output().unwrap();
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("recording ") && err.contains("recorded 20000 events"), "record piped: {err:?}");
 }
