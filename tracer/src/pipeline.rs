@@ -117,18 +117,13 @@ impl Pipeline {
     /// [`Pipeline::put_arrivals`] before `push`, `advance` or `finish`.
     pub fn take_arrivals(&mut self) -> Arrivals {
         let window = std::mem::replace(&mut self.window, Reorder::new(self.cfg.window_ns, 1));
-        Arrivals { window, events: 0, by_kind: [0; 7], lost: 0, late: 0 }
+        Arrivals { window, counts: ArrivalCounts::default() }
     }
 
     /// Put the arrival side back, adding what it counted to [`Pipeline::stats`].
     pub fn put_arrivals(&mut self, a: Arrivals) {
         self.window = a.window;
-        self.stats.events += a.events;
-        for (s, n) in self.stats.by_kind.iter_mut().zip(a.by_kind) {
-            *s += n;
-        }
-        self.stats.lost += a.lost;
-        self.stats.late += a.late;
+        a.counts.add_to(&mut self.stats);
     }
 
     /// Judge one item the arrival side released: exactly what
@@ -265,23 +260,57 @@ pub enum Released {
 /// (`analyze` on two cores). Taken with [`Pipeline::take_arrivals`].
 pub struct Arrivals {
     window: Reorder,
-    events: u64,
-    by_kind: [u64; 7],
-    lost: u64,
-    late: u64,
+    counts: ArrivalCounts,
+}
+
+/// The counters the arrival side keeps, at one moment. While the arrival
+/// side runs elsewhere, the judging side's [`Pipeline::stats`] lacks them: a
+/// live display (`top`) adds the latest copy ([`ArrivalCounts::add_to`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArrivalCounts {
+    pub events: u64,
+    pub by_kind: [u64; 7],
+    pub lost: u64,
+    pub late: u64,
+}
+
+impl ArrivalCounts {
+    /// Add these counts to `st` (whose arrival counters are then whole).
+    pub fn add_to(&self, st: &mut Stats) {
+        st.events += self.events;
+        for (s, n) in st.by_kind.iter_mut().zip(self.by_kind) {
+            *s += n;
+        }
+        st.lost += self.lost;
+        st.late += self.late;
+    }
 }
 
 impl Arrivals {
+    /// What was counted so far.
+    pub fn counts(&self) -> ArrivalCounts {
+        self.counts
+    }
+
+    /// End of input: append everything the window still holds, in order
+    /// (what [`Pipeline::finish`] would release from it).
+    pub fn finish(&mut self, out: &mut Vec<Released>) {
+        while let Some(ev) = self.window.pop() {
+            out.push(Released::Event(ev));
+        }
+    }
+
     /// Take one event; append what it makes ready to `out`.
     #[inline]
     pub fn push(&mut self, ev: Event, out: &mut Vec<Released>) {
-        self.events += 1;
-        self.by_kind[ev.body.kind_index()] += 1;
+        let c = &mut self.counts;
+        c.events += 1;
+        c.by_kind[ev.body.kind_index()] += 1;
         if let Body::Lost { count } = ev.body {
-            self.lost += count;
+            c.lost += count;
         }
         if let Push::Late(ev) = self.window.push(ev) {
-            self.late += 1;
+            c.late += 1;
             out.push(Released::Late(ev));
         }
         while let Some(ev) = self.window.pop_ready() {
@@ -338,10 +367,26 @@ mod tests {
         for r in out.drain(..) {
             b.apply_released(&r, &mut rb);
         }
+        // The window drained on the arrival side (`top`) or by `finish` (`analyze`): the same.
+        let mut c = Pipeline::new(cfg);
+        let mut rc = Record::default();
+        let mut arr_c = c.take_arrivals();
+        for e in events {
+            arr_c.push(*e, &mut out);
+        }
+        arr_c.finish(&mut out);
+        for r in out.drain(..) {
+            c.apply_released(&r, &mut rc);
+        }
+        c.put_arrivals(arr_c);
+        assert_eq!(c.pending(), 0);
+        c.finish(&mut rc);
         b.put_arrivals(arr);
         b.finish(&mut rb);
         assert_eq!(a.stats(), b.stats());
         assert_eq!(ra, rb);
+        assert_eq!(a.stats(), c.stats());
+        assert_eq!(ra, rc);
         a.stats().clone()
     }
 

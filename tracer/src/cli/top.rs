@@ -7,11 +7,10 @@ use anyhow::{bail, Context};
 
 use super::live;
 
-use tracer::event::Body;
 use tracer::pipeline::PipelineConfig;
-use tracer::source::EventIter;
+use tracer::source::{sniff, tracefile, Format};
 use tracer::tui::app::App;
-use tracer::tui::feed::{self, Pace};
+use tracer::tui::feed::{self, Narrow, Pace, Replay, ReplayInput};
 use tracer::tui::snapshot::{Snapshot, SourceInfo};
 use tracer::tui::{self as dash, event, Exit};
 
@@ -41,16 +40,17 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
     let (req_tx, req_rx) = mpsc::channel();
     let source = match &a.replay {
         Some(path) => {
-            let events = tracer::source::open_any(path)?;
-            let (dev, inode) = (a.live.dev, a.live.inode);
-            // The same narrowing the kernel side applies live; `lost` records always pass.
-            let events: EventIter = Box::new(events.filter(move |r| match r {
-                Ok(ev) => {
-                    matches!(ev.body, Body::Lost { .. })
-                        || (dev.is_none_or(|d| d == ev.dev) && inode.is_none_or(|i| i == ev.ino))
-                }
-                Err(_) => true,
-            }));
+            let name = path.display().to_string();
+            // A trace file goes a decoded chunk at a time (no bar: stderr is the screen);
+            // anything else as an event stream.
+            let trace_file = path.as_os_str() != "-" && sniff(path).is_ok_and(|f| f == Format::TraceFile);
+            let input = if trace_file {
+                ReplayInput::Batches(tracefile::open_batches_quiet(path, name)?)
+            } else {
+                ReplayInput::Events(tracer::source::open_any(path)?)
+            };
+            // The same narrowing the kernel side applies live.
+            let narrow = Narrow { dev: a.live.dev, inode: a.live.inode };
             let pace = if a.speed == 0.0 { Pace::Unpaced } else { Pace::Speed(a.speed) };
             let name =
                 path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
@@ -64,8 +64,8 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
                 backend: "none (replay)".into(),
                 plan: "n/a (replay)".into(),
             };
-            let feed =
-                feed::spawn_replay(events, pace, a.skip_bad, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
+            let replay = Replay { input, pace, skip_bad: a.skip_bad, narrow };
+            let feed = feed::spawn(replay, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
             (source, feed)
         }
         None => {

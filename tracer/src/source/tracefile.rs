@@ -634,7 +634,21 @@ pub fn open_events(path: &Path, name: String) -> Result<super::EventIter, super:
 pub fn open_batches(path: &Path, name: String) -> Result<ReadAhead<Event, ()>, super::SourceError> {
     let r = open_reader(path, &name)?;
     let bar = progress_bar(r.file_len(), &name);
-    Ok(ReadAhead::start(name, "daxtrace-read", bar, move |tx, back| {
+    Ok(read_batches(r, name, bar))
+}
+
+/// [`open_batches`] for a full-screen program (`top`): no progress bar, and
+/// what the file skipped is kept for [`ReadAhead::take_warnings`] instead of
+/// printed (stderr is the screen).
+pub fn open_batches_quiet(path: &Path, name: String) -> Result<ReadAhead<Event, ()>, super::SourceError> {
+    let r = open_reader(path, &name)?;
+    let mut ra = read_batches(r, name, indicatif::ProgressBar::hidden());
+    ra.warnings = Some(Vec::new());
+    Ok(ra)
+}
+
+fn read_batches(r: TraceReader<BufReader<File>>, name: String, bar: indicatif::ProgressBar) -> ReadAhead<Event, ()> {
+    ReadAhead::start(name, "daxtrace-read", bar, move |tx, back| {
         let mut r = r;
         loop {
             let mut buf = back.try_recv().unwrap_or_default();
@@ -647,7 +661,7 @@ pub fn open_batches(path: &Path, name: String) -> Result<ReadAhead<Event, ()>, s
             }
         }
         (Some(r.report), ())
-    }))
+    })
 }
 
 /// [`open_batches`] with the pipeline's arrival side (its reorder window,
@@ -712,6 +726,8 @@ pub struct ReadAhead<T, S> {
     state: Option<S>,
     name: String,
     bar: indicatif::ProgressBar,
+    /// `Some`: the file's warnings are kept here (quiet), not printed.
+    warnings: Option<Vec<String>>,
 }
 
 type Batch<T> = (Vec<T>, u64);
@@ -733,7 +749,13 @@ impl<T: Copy + Send + 'static, S: Send + 'static> ReadAhead<T, S> {
             .name(thread.into())
             .spawn(move || body(tx, back_rx))
             .expect("spawning a trace reader thread");
-        Self { rx, back: back_tx, cur: Vec::new(), i: 0, worker: Some(worker), state: None, name, bar }
+        Self { rx, back: back_tx, cur: Vec::new(), i: 0, worker: Some(worker), state: None, name, bar, warnings: None }
+    }
+
+    /// What the file skipped or is missing (quiet readers, [`open_batches_quiet`]),
+    /// once `next_slice` or `next_item` returned `None`.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        self.warnings.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     #[inline]
@@ -790,7 +812,10 @@ impl<T: Copy + Send + 'static, S: Send + 'static> ReadAhead<T, S> {
                     self.state = Some(state);
                     self.bar.finish_and_clear();
                     for w in report.iter().flat_map(ReadReport::warnings) {
-                        eprintln!("daxtrace: warning: {}: {w}", self.name);
+                        match &mut self.warnings {
+                            Some(kept) => kept.push(w),
+                            None => eprintln!("daxtrace: warning: {}: {w}", self.name),
+                        }
                     }
                     return None;
                 }

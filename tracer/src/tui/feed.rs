@@ -8,20 +8,21 @@
 //! it, what the recent events hold at request time, and from then on the
 //! pipeline's own history of the page (`Pipeline::watch`).
 
-use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::app::{Level, Notification};
 use super::event::{offer, AppEvent};
-use super::snapshot::{Dashboard, FeedState, PageTimeline, SnapshotBase, SourceInfo, TimelineRow};
-use crate::event::{Event, PageKey};
+use super::snapshot::{page_events, Counts, CountsView, Dashboard, FeedState, PageTimeline, SnapshotBase, SourceInfo, TimelineRow, RECENT};
+use crate::event::{Body, Dev, Event, PageKey};
 use crate::attach::{Filter, Status};
-use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::pipeline::{ArrivalCounts, Arrivals, Pipeline, PipelineConfig, Released, Stats};
 use crate::source::ringbuf::{monotonic_ns, LiveSource};
-use crate::source::EventIter;
+use crate::source::tracefile::ReadAhead;
+use crate::source::{EventIter, SourceError};
 
 /// Snapshot period while events flow: redraws are bounded by this, not by the event rate.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(250);
@@ -33,12 +34,125 @@ const NOTE_EVERY: Duration = Duration::from_secs(2);
 const CHECK_EVERY: u64 = 1024;
 /// Finding contexts kept for drill-down.
 const MAX_CAPTURES: usize = 1024;
+/// Events an unpaced replay's arrival stage reads from an event stream
+/// before handing on what its window released (trace files go a chunk at a time).
+const STAGE_BATCH: usize = 4096;
+/// Batches in flight between the arrival stage and the pipeline thread.
+const STAGE_DEPTH: usize = 2;
 
 /// What the UI asks of the pipeline thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Include this page's timeline in every snapshot (None: stop).
     Watch(Option<PageKey>),
+}
+
+/// Finding contexts for drill-down, the newest [`MAX_CAPTURES`] pages.
+#[derive(Default)]
+struct Captures {
+    map: HashMap<PageKey, Vec<Event>>,
+    order: VecDeque<PageKey>,
+}
+
+impl Captures {
+    fn insert(&mut self, key: PageKey, ctx: Vec<Event>) {
+        if !self.map.contains_key(&key) {
+            self.order.push_back(key);
+            if self.order.len() > MAX_CAPTURES {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+        self.map.insert(key, ctx);
+    }
+
+    fn get(&self, key: &PageKey) -> Option<&Vec<Event>> {
+        self.map.get(key)
+    }
+}
+
+/// The recent events of an unpaced replay: its latest batches themselves,
+/// each kept until [`RECENT`] newer items came after it, instead of a copy
+/// of every event (the dashboard's ring) — on the hot path that copy costs
+/// as much as a pipeline stage.
+#[derive(Default)]
+struct Kept {
+    batches: VecDeque<Vec<Released>>,
+    /// Items in all batches.
+    total: usize,
+}
+
+impl Kept {
+    /// The newest [`RECENT`] items judged, oldest first, counting only the
+    /// first `upto` of the newest batch (the rest is not judged yet).
+    fn events(&self, upto: usize) -> impl Iterator<Item = &Event> {
+        let last = self.batches.len().saturating_sub(1);
+        let newest = self.batches.back().map_or(0, Vec::len);
+        let upto = upto.min(newest);
+        let mut skip = (self.total - (newest - upto)).saturating_sub(RECENT);
+        self.batches
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, b)| {
+                let b = if i == last { &b[..upto] } else { &b[..] };
+                // Whole batches skipped at once, not item by item.
+                let s = b.get(skip..);
+                skip = skip.saturating_sub(b.len());
+                s
+            })
+            .flatten()
+            .map(|r| match r {
+                Released::Event(e) | Released::Late(e) => e,
+            })
+    }
+
+    fn push(&mut self, batch: Vec<Released>) {
+        self.total += batch.len();
+        self.batches.push_back(batch);
+    }
+
+    /// The oldest batch, once the newer ones hold [`RECENT`] items: to reuse.
+    fn spare(&mut self) -> Option<Vec<Released>> {
+        let oldest = self.batches.front()?.len();
+        if self.batches.len() > 1 && self.total - oldest >= RECENT {
+            self.total -= oldest;
+            return self.batches.pop_front();
+        }
+        None
+    }
+}
+
+/// What a replay reads.
+pub enum ReplayInput {
+    /// Any event stream (JSON Lines, stdin, tests).
+    Events(EventIter),
+    /// A trace file decoded a chunk at a time on a thread of its own
+    /// (`tracefile::open_batches_quiet`): the unpaced replay takes its chunks
+    /// whole, as `analyze` does.
+    Batches(ReadAhead<Event, ()>),
+}
+
+impl From<EventIter> for ReplayInput {
+    fn from(it: EventIter) -> Self {
+        ReplayInput::Events(it)
+    }
+}
+
+/// Which events a replay keeps: the narrowing the kernel side applies live
+/// (`--dev`, `--inode`); `lost` records always pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Narrow {
+    pub dev: Option<Dev>,
+    pub inode: Option<u64>,
+}
+
+impl Narrow {
+    #[inline]
+    pub fn keep(&self, ev: &Event) -> bool {
+        matches!(ev.body, Body::Lost { .. })
+            || (self.dev.is_none_or(|d| d == ev.dev) && self.inode.is_none_or(|i| i == ev.ino))
+    }
 }
 
 /// How replay is paced.
@@ -69,14 +183,22 @@ struct Feed {
     watch: Option<PageKey>,
     /// Context of the watched page at request time (recent events).
     watch_base: Vec<Event>,
-    captures: HashMap<PageKey, Vec<Event>>,
-    capture_order: Vec<PageKey>,
+    captures: Captures,
+    /// Unpaced replay: the recent events are its latest batches, not the dashboard's copy.
+    kept: Option<Kept>,
     ui_gone: bool,
     /// Input is over: nothing to keep up with any more, so sends may wait for
     /// room (the final state must not be the snapshot a full channel drops).
     holding: bool,
     /// Tracing the running kernel (not replaying).
     live: bool,
+    /// While the reorder window runs on the arrival stage (unpaced replay):
+    /// its latest counts and the bad records it skipped, which `pipe.stats()` lacks.
+    arrived: Option<(ArrivalCounts, u64)>,
+    /// What a trace file skipped or is missing, notified with the final state.
+    file_notes: Vec<String>,
+    /// Unpaced replay: the panes' counts, as the arrival stage last sent them.
+    counts_view: Option<CountsView>,
 }
 
 impl Feed {
@@ -100,12 +222,25 @@ impl Feed {
             noted_findings: 0,
             watch: None,
             watch_base: Vec::new(),
-            captures: HashMap::new(),
-            capture_order: Vec::new(),
+            captures: Captures::default(),
+            kept: None,
             ui_gone: false,
             holding: false,
             live: false,
+            arrived: None,
+            file_notes: Vec::new(),
+            counts_view: None,
         }
+    }
+
+    /// The pipeline's counters, with the arrival stage's while it has them.
+    fn stats(&self) -> Stats {
+        let mut st = self.pipe.stats().clone();
+        if let Some((counts, bad)) = &self.arrived {
+            counts.add_to(&mut st);
+            st.bad_input += bad;
+        }
+        st
     }
 
     #[inline]
@@ -120,15 +255,24 @@ impl Feed {
     #[cold]
     fn capture(&mut self) {
         for key in std::mem::take(&mut self.dash.pending) {
-            let ctx = self.dash.recent_for(&key);
-            if !self.captures.contains_key(&key) {
-                self.capture_order.push(key);
-                if self.capture_order.len() > MAX_CAPTURES {
-                    let old = self.capture_order.remove(0);
-                    self.captures.remove(&old);
-                }
-            }
+            let ctx = self.recent_for(&key);
             self.captures.insert(key, ctx);
+        }
+    }
+
+    /// The recent events touching `key` (oldest first).
+    fn recent_for(&self, key: &PageKey) -> Vec<Event> {
+        match &self.kept {
+            Some(k) => page_events(k.events(usize::MAX), key),
+            None => self.dash.recent_for(key),
+        }
+    }
+
+    /// Timestamp of the oldest event still held for context.
+    fn recent_oldest_ts(&self) -> Option<u64> {
+        match &self.kept {
+            Some(k) => k.events(usize::MAX).next().map(|e| e.ts),
+            None => self.dash.recent_oldest_ts(),
         }
     }
 
@@ -155,7 +299,7 @@ impl Feed {
     fn request(&mut self, r: Request) {
         match r {
             Request::Watch(Some(key)) => {
-                self.watch_base = self.dash.recent_for(&key);
+                self.watch_base = self.recent_for(&key);
                 self.pipe.watch(key);
                 self.watch = Some(key);
             }
@@ -185,7 +329,7 @@ impl Feed {
         // event the request-time context could see.
         let gap = match (self.captures.get(&key).and_then(|c| c.last()), self.watch_base.first()) {
             (Some(c), Some(_)) | (Some(c), None) => {
-                self.dash.recent_oldest_ts().is_some_and(|oldest| oldest > c.ts)
+                self.recent_oldest_ts().is_some_and(|oldest| oldest > c.ts)
             }
             _ => false,
         };
@@ -200,7 +344,7 @@ impl Feed {
     /// Publish if anything changed since the last snapshot (an idle source
     /// then costs no redraws).
     fn publish_if_changed(&mut self) {
-        if self.pipe.stats().events != self.last_pub_events || self.last_eps != 0.0 {
+        if self.stats().events != self.last_pub_events || self.last_eps != 0.0 {
             self.publish();
         } else {
             self.last_pub = Instant::now();
@@ -209,7 +353,7 @@ impl Feed {
 
     fn publish(&mut self) {
         let now = Instant::now();
-        let stats = self.pipe.stats().clone();
+        let stats = self.stats();
         let dt = now.duration_since(self.last_pub).as_secs_f64();
         let eps = if dt > 0.0 { (stats.events - self.last_pub_events) as f64 / dt } else { 0.0 };
         self.last_eps = eps;
@@ -229,6 +373,7 @@ impl Feed {
             stats,
             events_per_sec: eps,
             page,
+            counts: self.counts_view.clone(),
         });
         self.send(AppEvent::Snapshot(Arc::new(snap)));
         self.notes(now);
@@ -240,7 +385,7 @@ impl Feed {
             return;
         }
         self.last_note = now;
-        let st = self.pipe.stats().clone();
+        let st = self.stats();
         if st.lost > self.noted_lost {
             let n = st.lost - self.noted_lost;
             self.send(AppEvent::Notify(Notification::new(
@@ -296,13 +441,19 @@ impl Feed {
         }
     }
 
-    /// The input ended (or failed): release everything, publish, then answer
-    /// drill-down requests until the UI goes away.
-    fn hold(mut self, state: FeedState) {
+    /// The input ended (`Ok(when it started)`) or failed (`Err(why)`):
+    /// release everything, publish, then answer drill-down requests until
+    /// the UI goes away. The time shown ("done in") includes releasing what
+    /// the window still held, as `analyze`'s run time does.
+    fn hold(mut self, end: Result<Instant, String>) {
         self.pipe.finish(&mut self.dash);
         if !self.dash.pending.is_empty() {
             self.capture();
         }
+        let state = match end {
+            Ok(start) => FeedState::Done { elapsed: start.elapsed() },
+            Err(e) => FeedState::Failed(e),
+        };
         let note = match &state {
             FeedState::Done { .. } => Notification::new(
                 Level::Info,
@@ -318,6 +469,9 @@ impl Feed {
         self.state = state;
         self.holding = true;
         self.publish();
+        for w in std::mem::take(&mut self.file_notes) {
+            self.send(AppEvent::Notify(Notification::new(Level::Warn, w)));
+        }
         self.send(AppEvent::Notify(note));
         while !self.ui_gone {
             match self.requests.recv() {
@@ -328,10 +482,39 @@ impl Feed {
     }
 }
 
-/// Replay `events` on a new thread. Bad input stops the replay with an error
+/// A replay: what to read, how fast, and which events to keep.
+pub struct Replay {
+    pub input: ReplayInput,
+    pub pace: Pace,
+    /// Count and skip a bad record (`Stats::bad_input`) instead of stopping.
+    pub skip_bad: bool,
+    pub narrow: Narrow,
+}
+
+/// Replay on a new thread. Bad input stops the replay with an error
 /// notification and a `Failed` state (what was counted stays on screen),
 /// unless `skip_bad` and the record alone is bad: then it is counted
 /// (`Stats::bad_input`) and skipped.
+pub fn spawn(
+    replay: Replay,
+    cfg: PipelineConfig,
+    source: SourceInfo,
+    tx: SyncSender<AppEvent>,
+    requests: Receiver<Request>,
+) -> thread::JoinHandle<Option<String>> {
+    thread::Builder::new()
+        .name("daxtrace-pipeline".into())
+        .spawn(move || {
+            let feed = Feed::new(cfg, source, tx, requests);
+            match replay.pace {
+                Pace::Unpaced => staged(replay.input, replay.narrow, replay.skip_bad, feed),
+                Pace::Speed(x) => paced(replay.input, x, replay.narrow, replay.skip_bad, feed),
+            }
+        })
+        .expect("spawning a thread")
+}
+
+/// [`spawn`] of every event of `events`.
 pub fn spawn_replay(
     events: EventIter,
     pace: Pace,
@@ -341,38 +524,44 @@ pub fn spawn_replay(
     tx: SyncSender<AppEvent>,
     requests: Receiver<Request>,
 ) -> thread::JoinHandle<Option<String>> {
-    thread::Builder::new()
-        .name("daxtrace-pipeline".into())
-        .spawn(move || replay(events, pace, skip_bad, Feed::new(cfg, source, tx, requests)))
-        .expect("spawning a thread")
+    spawn(Replay { input: events.into(), pace, skip_bad, narrow: Narrow::default() }, cfg, source, tx, requests)
 }
 
-/// Returns the input's error, if it stopped on one.
-fn replay(events: EventIter, pace: Pace, skip_bad: bool, mut feed: Feed) -> Option<String> {
+fn stop_message(e: &SourceError) -> String {
+    format!("{e} (fix or remove the record, or pass --skip-bad)")
+}
+
+/// Replay at `x` times trace time, one event at a time. Returns the input's
+/// error, if it stopped on one.
+fn paced(mut input: ReplayInput, x: f64, narrow: Narrow, skip_bad: bool, mut feed: Feed) -> Option<String> {
     let start = Instant::now();
     feed.publish();
     let mut origin: Option<u64> = None;
     let mut n: u64 = 0;
-    for item in events {
+    loop {
+        let item = match &mut input {
+            ReplayInput::Events(it) => it.next(),
+            ReplayInput::Batches(ra) => ra.next_item().map(Ok),
+        };
+        let Some(item) = item else { break };
         let ev = match item {
-            Ok(ev) => ev,
+            Ok(ev) if narrow.keep(&ev) => ev,
+            Ok(_) => continue,
             Err(e) if skip_bad && e.is_skippable() => {
                 feed.pipe.note_bad_input();
                 continue;
             }
             Err(e) => {
-                let msg = format!("{e} (fix or remove the record, or pass --skip-bad)");
-                feed.hold(FeedState::Failed(msg.clone()));
+                let msg = stop_message(&e);
+                feed.hold(Err(msg.clone()));
                 return Some(msg);
             }
         };
-        if let Pace::Speed(x) = pace {
-            let t0 = *origin.get_or_insert(ev.ts);
-            let offset = Duration::from_secs_f64(ev.ts.saturating_sub(t0) as f64 / 1e9 / x);
-            // Trace time that corresponds to a wall-clock instant, for `advance`.
-            let trace_now = move |now: Instant| Some(t0 + (now.duration_since(start).as_secs_f64() * x * 1e9) as u64);
-            feed.wait_until(start + offset, trace_now);
-        }
+        let t0 = *origin.get_or_insert(ev.ts);
+        let offset = Duration::from_secs_f64(ev.ts.saturating_sub(t0) as f64 / 1e9 / x);
+        // Trace time that corresponds to a wall-clock instant, for `advance`.
+        let trace_now = move |now: Instant| Some(t0 + (now.duration_since(start).as_secs_f64() * x * 1e9) as u64);
+        feed.wait_until(start + offset, trace_now);
         feed.push(ev);
         n += 1;
         if n.is_multiple_of(CHECK_EVERY) && feed.due() {
@@ -383,8 +572,216 @@ fn replay(events: EventIter, pace: Pace, skip_bad: bool, mut feed: Feed) -> Opti
             return None;
         }
     }
-    feed.hold(FeedState::Done { elapsed: start.elapsed() });
+    if let ReplayInput::Batches(ra) = &mut input {
+        feed.file_notes = ra.take_warnings();
+    }
+    feed.hold(Ok(start));
     None
+}
+
+/// What the arrival stage hands the pipeline thread.
+enum Staged {
+    /// Released items in the order `Pipeline::push` acts on them, then the
+    /// arrival counters and bad records skipped after them, and (at the
+    /// publish period) what the panes counted from them show.
+    Items(Vec<Released>, ArrivalCounts, u64, Option<CountsView>),
+    /// The input is over: the arrival side back, bad records skipped, the
+    /// error that stopped the input, what a trace file skipped, the panes' final counts.
+    End { arrivals: Arrivals, bad: u64, error: Option<SourceError>, warnings: Vec<String>, view: CountsView },
+}
+
+/// The arrival stage's sending side. It also runs the dashboard's per-event
+/// counts ([`Counts`]) over what it releases: the same events in the same
+/// order the sink would see, counted on the stage that has time to spare
+/// (the judging stage is the busiest), in a cache apart from the timelines'.
+struct StageOut<'a> {
+    tx: &'a SyncSender<Staged>,
+    back: &'a Receiver<Vec<Released>>,
+    counts: Counts,
+    last_view: Instant,
+    last_hot: Instant,
+}
+
+impl StageOut<'_> {
+    /// Take one event through the window; count what it releases while
+    /// that is still in cache (a batch is larger than the cache).
+    #[inline]
+    fn push(&mut self, arrivals: &mut Arrivals, ev: Event, out: &mut Vec<Released>) {
+        let from = out.len();
+        arrivals.push(ev, out);
+        for r in &out[from..] {
+            match r {
+                Released::Event(e) | Released::Late(e) => self.counts.on_event(e),
+            }
+        }
+    }
+
+    /// Hand `out` on, continuing in an emptied buffer that came back.
+    /// False once the pipeline thread is gone.
+    fn flush(&mut self, out: &mut Vec<Released>, arrivals: &Arrivals, bad: u64) -> bool {
+        let now = Instant::now();
+        let view = (now.duration_since(self.last_view) >= PUBLISH_EVERY).then(|| {
+            self.last_view = now;
+            let hot = now.duration_since(self.last_hot) >= HOT_EVERY;
+            if hot {
+                self.last_hot = now;
+            }
+            self.counts.view(hot)
+        });
+        let next = self.back.try_recv().map(|mut v| {
+            v.clear();
+            v
+        });
+        // A new buffer starts at the size batches have, not growing by doubling.
+        let next = next.unwrap_or_else(|_| Vec::with_capacity(out.len()));
+        let full = std::mem::replace(out, next);
+        self.tx.send(Staged::Items(full, arrivals.counts(), bad, view)).is_ok()
+    }
+}
+
+/// Replay as fast as possible, in stages as `analyze` runs a trace file:
+/// decoding (a trace file's own reading thread), the reorder window (the
+/// `daxtrace-order` thread: [`arrive`]) and the timelines, rules and
+/// dashboard sink here, with snapshots at the publish period. Items come a
+/// batch at a time and their buffers go back for reuse: nothing is
+/// allocated or locked per event. Returns the input's error, if it stopped on one.
+fn staged(input: ReplayInput, narrow: Narrow, skip_bad: bool, mut feed: Feed) -> Option<String> {
+    let start = Instant::now();
+    feed.publish();
+    let (tx, rx) = mpsc::sync_channel(STAGE_DEPTH);
+    let (back_tx, back_rx) = mpsc::channel();
+    let arrivals = feed.pipe.take_arrivals();
+    feed.arrived = Some((ArrivalCounts::default(), 0));
+    feed.kept = Some(Kept::default());
+    feed.dash = std::mem::take(&mut feed.dash).without_recent().counted_elsewhere();
+    let stage = thread::Builder::new()
+        .name("daxtrace-order".into())
+        .spawn(move || arrive(input, narrow, skip_bad, arrivals, &tx, &back_rx))
+        .expect("spawning a thread");
+    loop {
+        match rx.recv_timeout(PUBLISH_EVERY) {
+            Ok(Staged::Items(items, counts, bad, view)) => {
+                if view.is_some() {
+                    feed.counts_view = view;
+                }
+                let Feed { pipe, dash, kept, captures, .. } = &mut feed;
+                let kept = kept.as_mut().expect("set above");
+                kept.push(items);
+                let batch = kept.batches.back().expect("just pushed");
+                for (i, r) in batch.iter().enumerate() {
+                    pipe.apply_released(r, dash);
+                    if !dash.pending.is_empty() {
+                        // Context: the recent items up to this one.
+                        for key in std::mem::take(&mut dash.pending) {
+                            captures.insert(key, page_events(kept.events(i + 1), &key));
+                        }
+                    }
+                }
+                while let Some(old) = kept.spare() {
+                    // The stage may have ended already: then the buffer is freed.
+                    let _ = back_tx.send(old);
+                }
+                feed.arrived = Some((counts, bad));
+            }
+            Ok(Staged::End { arrivals, bad, error, warnings, view }) => {
+                feed.counts_view = Some(view);
+                feed.pipe.put_arrivals(arrivals);
+                for _ in 0..bad {
+                    feed.pipe.note_bad_input();
+                }
+                feed.arrived = None;
+                feed.file_notes = warnings;
+                // It returns right after sending this.
+                if let Err(panic) = stage.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                let msg = error.as_ref().map(stop_message);
+                feed.hold(msg.clone().map_or(Ok(start), Err));
+                return msg;
+            }
+            // A source that is slow to deliver (stdin): publish and answer anyway.
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                // The stage sends `End` before it returns: it panicked.
+                match stage.join() {
+                    Err(panic) => std::panic::resume_unwind(panic),
+                    Ok(()) => unreachable!("the arrival stage ended without End"),
+                }
+            }
+        }
+        if feed.due() {
+            feed.handle_requests();
+            feed.publish_if_changed();
+        }
+        if feed.ui_gone {
+            // Dropping `rx` stops the arrival stage at its next send.
+            return None;
+        }
+    }
+}
+
+/// The arrival stage of an unpaced replay: narrowing, bad-record
+/// accounting and the reorder window, a batch at a time. Returns early
+/// once the pipeline thread is gone.
+fn arrive(
+    input: ReplayInput,
+    narrow: Narrow,
+    skip_bad: bool,
+    mut arrivals: Arrivals,
+    tx: &SyncSender<Staged>,
+    back: &Receiver<Vec<Released>>,
+) {
+    let mut bad = 0u64;
+    let mut error = None;
+    let mut warnings = Vec::new();
+    let mut out: Vec<Released> = Vec::new();
+    let long_ago = Instant::now().checked_sub(HOT_EVERY).unwrap_or_else(Instant::now);
+    let mut stage = StageOut { tx, back, counts: Counts::new(), last_view: long_ago, last_hot: long_ago };
+    match input {
+        ReplayInput::Batches(mut ra) => {
+            while let Some(evs) = ra.next_slice() {
+                for &ev in evs {
+                    if narrow.keep(&ev) {
+                        stage.push(&mut arrivals, ev, &mut out);
+                    }
+                }
+                if !stage.flush(&mut out, &arrivals, bad) {
+                    return;
+                }
+            }
+            warnings = ra.take_warnings();
+        }
+        ReplayInput::Events(it) => {
+            for (n, item) in (1..).zip(it) {
+                match item {
+                    Ok(ev) if narrow.keep(&ev) => stage.push(&mut arrivals, ev, &mut out),
+                    Ok(_) => {}
+                    Err(e) if skip_bad && e.is_skippable() => bad += 1,
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+                if n % STAGE_BATCH == 0 && !stage.flush(&mut out, &arrivals, bad) {
+                    return;
+                }
+            }
+        }
+    }
+    // Released here rather than by `Pipeline::finish`, so the pipeline
+    // thread judges them as batch items, with their context kept.
+    let from = out.len();
+    arrivals.finish(&mut out);
+    for r in &out[from..] {
+        match r {
+            Released::Event(e) | Released::Late(e) => stage.counts.on_event(e),
+        }
+    }
+    if stage.flush(&mut out, &arrivals, bad) {
+        let view = stage.counts.view(true);
+        // The pipeline thread may be gone (quit): nothing left to tell.
+        let _ = tx.send(Staged::End { arrivals, bad, error, warnings, view });
+    }
 }
 
 /// Trace the running kernel on a new thread. Attaching happens there, so a
@@ -413,7 +810,7 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
         Ok(src) => src,
         Err(e) => {
             let msg = format!("cannot trace: {e}");
-            feed.hold(FeedState::Failed(msg.clone()));
+            feed.hold(Err(msg.clone()));
             return Some(msg);
         }
     };
@@ -473,11 +870,11 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
     }
     match failed {
         Some(msg) => {
-            feed.hold(FeedState::Failed(msg.clone()));
+            feed.hold(Err(msg.clone()));
             Some(msg)
         }
         None => {
-            feed.hold(FeedState::Done { elapsed: start.elapsed() });
+            feed.hold(Ok(start));
             None
         }
     }

@@ -136,7 +136,7 @@ pub struct HotPage {
     pub faults: u64,
     pub holes: u64,
     pub allocs: u64,
-    /// The task of the last fault on it.
+    /// The task of the last fault on it (the thread's latest name).
     pub comm: Comm,
 }
 
@@ -264,23 +264,54 @@ impl Snapshot {
     }
 }
 
-#[derive(Clone, Copy, Default)]
+/// Per-page counts. The page table is the dashboard's largest structure and
+/// each fault touches a random entry of it, so entries are small (24 bytes
+/// with the key; counts saturate at 2^32): the task is its thread id, named
+/// from `tasks` when a snapshot is made.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct PageStat {
-    faults: u64,
-    holes: u64,
-    allocs: u64,
-    comm: Comm,
+    faults: u32,
+    holes: u32,
+    allocs: u32,
+    /// Thread of the last fault on the page.
+    tid: u32,
 }
 
-#[derive(Clone, Copy, Default)]
+/// A page as its file's index in `Dashboard::files` (high 24 bits) and its
+/// page index (low 40 bits: files up to 4 PiB; pages beyond are not tracked).
+type PageRef = u64;
+
+const PGOFF_BITS: u32 = 40;
+
+fn page_ref(file: u32, pgoff: u64) -> Option<PageRef> {
+    (file < 1 << (64 - PGOFF_BITS) && pgoff < 1 << PGOFF_BITS).then(|| u64::from(file) << PGOFF_BITS | pgoff)
+}
+
 struct FileStat {
+    dev: Dev,
+    ino: u64,
     faults: u64,
     pages: u64,
-    comm: Comm,
+    tid: u32,
+    /// Stats of the file's pages below `dense.len()`, indexed by page:
+    /// one indexed load per event instead of a probe of the (large,
+    /// cache-missing) page table. Grown on demand up to [`DENSE_PAGES`].
+    dense: Vec<PageStat>,
 }
 
-/// The dashboard sink: per-event aggregation for the UI.
-pub struct Dashboard {
+/// Pages below this index are counted in their file's flat array.
+const DENSE_PAGES: u64 = 1 << 16;
+/// Most entries in all flat arrays together (16 bytes each: 16 MiB);
+/// beyond it pages go to the page table.
+const DENSE_BUDGET: usize = 1 << 20;
+
+/// No entry: the table was full when the file was first seen.
+const UNTRACKED: u32 = u32::MAX;
+
+/// The per-event aggregates behind the rates, latency and hot panes. Run
+/// by the [`Dashboard`] sink, or (unpaced replay) by the arrival stage over
+/// the same released events, which then hands on [`CountsView`]s.
+pub struct Counts {
     /// Ring of BUCKETS x series counts; `head_bucket` is the trace-time bucket of `ring[head]`.
     ring: Vec<[u64; 9]>,
     head: usize,
@@ -294,15 +325,45 @@ pub struct Dashboard {
     lat_hist: [u64; LAT_BUCKETS],
     /// Exact maxima (the histograms round to their precision): pte, pmd.
     lat_max: [u64; 2],
-    pages: HashMap<PageKey, PageStat>,
-    files: HashMap<(Dev, u64), FileStat>,
-    findings: VecDeque<Arc<Finding>>,
-    recent: Recent,
+    pages: HashMap<PageRef, PageStat>,
+    /// File -> index in `files` (few files: this lookup stays in cache).
+    file_ix: HashMap<(Dev, u64), u32>,
+    files: Vec<FileStat>,
+    /// The latest name of each thread that faulted.
+    tasks: HashMap<u32, Comm>,
+    /// The (thread, name) pairs last entered in `tasks`, by thread id modulo
+    /// the size: a name already known costs one compare, not a lookup.
+    task_seen: Box<[(u32, Comm); 64]>,
+    /// The last file looked up and its index (faults of one file come in runs).
+    last_file: Option<((Dev, u64), u32)>,
+    /// Entries in all files' flat page arrays.
+    dense_total: usize,
     hot_pages: Vec<HotPage>,
     hot_files: Vec<HotFile>,
+}
+
+/// What [`Counts`] show at one moment: the rates, latency and hot panes of a [`Snapshot`].
+#[derive(Clone, Debug, Default)]
+pub struct CountsView {
+    pub rates: Vec<Rate>,
+    pub latency: Latency,
+    pub hot_pages: Vec<HotPage>,
+    pub hot_files: Vec<HotFile>,
+}
+
+/// The dashboard sink: per-event aggregation for the UI.
+pub struct Dashboard {
+    counts: Counts,
+    /// Off when the counts are made elsewhere ([`Dashboard::counted_elsewhere`]).
+    count_events: bool,
+    findings: VecDeque<Arc<Finding>>,
+    recent: Recent,
     /// Pages of findings raised since the feeding thread last looked: their
     /// context is copied out of `recent` after the current push.
     pub pending: Vec<PageKey>,
+    /// Copy every event into `recent`. Off when the feeding thread keeps the
+    /// recent events itself (unpaced replay keeps its batches).
+    keep_recent: bool,
 }
 
 /// Events kept for drill-down context: the finding's ordering is recent when
@@ -349,18 +410,28 @@ pub fn covers(ev: &Event, key: &PageKey) -> bool {
 }
 
 /// The events of `key`'s page among `events` (in order), plus the ends of the faults among them.
-pub fn page_events<'a>(events: impl Iterator<Item = &'a Event> + Clone, key: &PageKey) -> Vec<Event> {
-    let faults: Vec<u64> = events.clone().filter(|e| covers(e, key)).filter_map(|e| e.body.fault()).collect();
-    events
-        .filter(|e| {
-            covers(e, key)
-                || matches!(e.body, Body::FaultEnd { fault, .. } if e.dev == key.dev && e.ino == key.ino && faults.contains(&fault))
-        })
-        .copied()
-        .collect()
+pub fn page_events<'a>(events: impl Iterator<Item = &'a Event>, key: &PageKey) -> Vec<Event> {
+    // One pass: a fault's end comes after its events on the page (time order).
+    let mut faults: Vec<u64> = Vec::new();
+    let mut out: Vec<Event> = Vec::new();
+    for e in events.filter(|e| e.dev == key.dev && e.ino == key.ino) {
+        if covers(e, key) {
+            faults.extend(e.body.fault());
+            out.push(*e);
+        } else if matches!(e.body, Body::FaultEnd { fault, .. } if faults.contains(&fault)) {
+            out.push(*e);
+        }
+    }
+    out
 }
 
 impl Default for Dashboard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Default for Counts {
     fn default() -> Self {
         Self::new()
     }
@@ -372,6 +443,64 @@ fn new_hist() -> Histogram<u64> {
 }
 
 impl Dashboard {
+    pub fn new() -> Self {
+        Self {
+            counts: Counts::new(),
+            count_events: true,
+            findings: VecDeque::new(),
+            recent: Recent { buf: Vec::with_capacity(RECENT), next: 0 },
+            pending: Vec::new(),
+            keep_recent: true,
+        }
+    }
+
+    /// Stop copying events for drill-down context (the caller keeps them).
+    pub fn without_recent(mut self) -> Self {
+        self.keep_recent = false;
+        self.recent = Recent { buf: Vec::new(), next: 0 };
+        self
+    }
+
+    /// Leave the per-event counts to someone else (the arrival stage of an
+    /// unpaced replay), who passes them in with [`SnapshotBase::counts`].
+    pub fn counted_elsewhere(mut self) -> Self {
+        self.count_events = false;
+        self
+    }
+
+    /// The recent events touching `key` (oldest first).
+    pub fn recent_for(&self, key: &PageKey) -> Vec<Event> {
+        page_events(self.recent.iter(), key)
+    }
+
+    /// Timestamp of the oldest event still held for context.
+    pub fn recent_oldest_ts(&self) -> Option<u64> {
+        self.recent.iter().next().map(|e| e.ts)
+    }
+
+    /// Copy the aggregates into a snapshot. `stats` and the rest come from the feeding thread.
+    pub fn snapshot(&mut self, base: SnapshotBase) -> Snapshot {
+        let CountsView { rates, latency, hot_pages, hot_files } = match base.counts {
+            Some(v) => v,
+            None => self.counts.view(base.refresh_hot),
+        };
+        Snapshot {
+            seq: base.seq,
+            source: base.source,
+            state: base.state,
+            stats: base.stats,
+            events_per_sec: base.events_per_sec,
+            rates,
+            latency,
+            hot_pages,
+            hot_files,
+            findings: self.findings.iter().rev().cloned().collect(),
+            page: base.page,
+        }
+    }
+}
+
+impl Counts {
     pub fn new() -> Self {
         Self {
             ring: vec![[0; 9]; BUCKETS],
@@ -386,23 +515,15 @@ impl Dashboard {
             lat_hist: [0; LAT_BUCKETS],
             lat_max: [0; 2],
             pages: HashMap::new(),
-            files: HashMap::new(),
-            findings: VecDeque::new(),
-            recent: Recent { buf: Vec::with_capacity(RECENT), next: 0 },
+            file_ix: HashMap::new(),
+            files: Vec::new(),
+            tasks: HashMap::new(),
+            task_seen: Box::new([(u32::MAX, Comm::default()); 64]),
+            last_file: None,
+            dense_total: 0,
             hot_pages: Vec::new(),
             hot_files: Vec::new(),
-            pending: Vec::new(),
         }
-    }
-
-    /// The recent events touching `key` (oldest first).
-    pub fn recent_for(&self, key: &PageKey) -> Vec<Event> {
-        page_events(self.recent.iter(), key)
-    }
-
-    /// Timestamp of the oldest event still held for context.
-    pub fn recent_oldest_ts(&self) -> Option<u64> {
-        self.recent.iter().next().map(|e| e.ts)
     }
 
     /// Move the ring so that the bucket of `ts` is the head; zero what is skipped.
@@ -433,15 +554,55 @@ impl Dashboard {
         self.totals[s as usize] += 1;
     }
 
-    fn page(&mut self, key: PageKey) -> Option<&mut PageStat> {
-        if self.pages.len() >= MAX_TRACKED && !self.pages.contains_key(&key) {
-            return None;
+    /// Index of a file's stats, made on first sight ([`UNTRACKED`] beyond the cap).
+    fn file(&mut self, dev: Dev, ino: u64) -> u32 {
+        match self.last_file {
+            Some((k, i)) if k == (dev, ino) => return i,
+            _ => {}
         }
-        Some(self.pages.entry(key).or_default())
+        if let Some(&i) = self.file_ix.get(&(dev, ino)) {
+            self.last_file = Some(((dev, ino), i));
+            return i;
+        }
+        if self.files.len() >= MAX_TRACKED {
+            return UNTRACKED;
+        }
+        let i = self.files.len() as u32;
+        self.file_ix.insert((dev, ino), i);
+        self.files.push(FileStat { dev, ino, faults: 0, pages: 0, tid: 0, dense: Vec::new() });
+        i
     }
 
-    /// Copy the aggregates into a snapshot. `stats` and the rest come from the feeding thread.
-    pub fn snapshot(&mut self, base: SnapshotBase) -> Snapshot {
+    /// A page's stats, made on first sight (`None` beyond the cap).
+    fn page(&mut self, file: u32, pgoff: u64) -> Option<&mut PageStat> {
+        let f = self.files.get_mut(file as usize)?;
+        let have = f.dense.len();
+        if pgoff < have as u64 {
+            return Some(&mut f.dense[pgoff as usize]);
+        }
+        if pgoff < DENSE_PAGES {
+            // Doubling (at least 64 pages) while the budget allows.
+            let want = ((pgoff + 1).next_power_of_two() as usize).max(64);
+            if self.dense_total + (want - have) <= DENSE_BUDGET {
+                self.dense_total += want - have;
+                f.dense.resize(want, PageStat::default());
+                return Some(&mut f.dense[pgoff as usize]);
+            }
+        }
+        let r = page_ref(file, pgoff)?;
+        if self.pages.len() >= MAX_TRACKED && !self.pages.contains_key(&r) {
+            return None;
+        }
+        Some(self.pages.entry(r).or_default())
+    }
+
+    fn comm(&self, tid: u32) -> Comm {
+        self.tasks.get(&tid).copied().unwrap_or_default()
+    }
+
+    /// What the panes show now. `refresh_hot`: recompute the hot tables (a
+    /// walk over every page seen), else the last ones are reused.
+    pub fn view(&mut self, refresh_hot: bool) -> CountsView {
         let rates = Series::ALL
             .iter()
             .map(|&s| {
@@ -468,38 +629,37 @@ impl Dashboard {
             hist: self.lat_hist.to_vec(),
             unmatched: self.unmatched,
         };
-        if base.refresh_hot {
+        if refresh_hot {
             // A walk over every page seen (hundreds of thousands): done at most
             // about once a second by the caller, not every snapshot.
-            self.hot_pages = top_n(self.pages.iter().map(|(k, p)| (p.faults, *k)))
+            let files = &self.files;
+            let key = |r: PageRef| {
+                let f = &files[(r >> PGOFF_BITS) as usize];
+                PageKey { dev: f.dev, ino: f.ino, pgoff: r & ((1 << PGOFF_BITS) - 1) }
+            };
+            let dense = files.iter().flat_map(|f| {
+                f.dense.iter().enumerate().map(|(pgoff, p)| (PageKey { dev: f.dev, ino: f.ino, pgoff: pgoff as u64 }, *p))
+            });
+            let table = self.pages.iter().map(|(&r, p)| (key(r), *p));
+            self.hot_pages = top_n(dense.chain(table).map(|(k, p)| (u64::from(p.faults), (k, p))))
                 .into_iter()
-                .map(|(faults, key)| {
-                    let p = &self.pages[&key];
-                    HotPage { key, faults, holes: p.holes, allocs: p.allocs, comm: p.comm }
+                .map(|(faults, (key, p))| HotPage {
+                    key,
+                    faults,
+                    holes: u64::from(p.holes),
+                    allocs: u64::from(p.allocs),
+                    comm: self.comm(p.tid),
                 })
                 .collect();
-            self.hot_files = top_n(self.files.iter().map(|(k, f)| (f.faults, *k)))
+            self.hot_files = top_n(files.iter().map(|f| (f.faults, (f.dev, f.ino))))
                 .into_iter()
                 .map(|(faults, (dev, ino))| {
-                    let f = &self.files[&(dev, ino)];
-                    HotFile { dev, ino, faults, pages: f.pages, comm: f.comm }
+                    let f = &files[self.file_ix[&(dev, ino)] as usize];
+                    HotFile { dev, ino, faults, pages: f.pages, comm: self.comm(f.tid) }
                 })
                 .collect();
         }
-        let (hot_pages, hot_files) = (self.hot_pages.clone(), self.hot_files.clone());
-        Snapshot {
-            seq: base.seq,
-            source: base.source,
-            state: base.state,
-            stats: base.stats,
-            events_per_sec: base.events_per_sec,
-            rates,
-            latency,
-            hot_pages,
-            hot_files,
-            findings: self.findings.iter().rev().cloned().collect(),
-            page: base.page,
-        }
+        CountsView { rates, latency, hot_pages: self.hot_pages.clone(), hot_files: self.hot_files.clone() }
     }
 }
 
@@ -513,6 +673,9 @@ pub struct SnapshotBase {
     pub page: Option<PageTimeline>,
     /// Recompute the hot pages and files tables (else the last ones are reused).
     pub refresh_hot: bool,
+    /// The rates, latency and hot panes when they are counted elsewhere
+    /// ([`Dashboard::counted_elsewhere`]); `None`: the sink's own.
+    pub counts: Option<CountsView>,
 }
 
 /// The HOT_ROWS keys with the most faults (ties: smaller key first), most
@@ -536,68 +699,13 @@ fn top_n<K: Ord + Copy>(it: impl Iterator<Item = (u64, K)>) -> Vec<(u64, K)> {
 }
 
 impl Sink for Dashboard {
+    #[inline]
     fn on_event(&mut self, ev: &Event) {
-        self.recent.push(ev);
-        let slot = self.bucket(ev.ts);
-        match ev.body {
-            Body::FaultBegin { fault, pgoff, size, write } => {
-                self.count(slot, if size == Size::Pmd { Series::PmdFaults } else { Series::PteFaults });
-                self.count(slot, if write { Series::WriteFaults } else { Series::ReadFaults });
-                if self.inflight.len() >= MAX_INFLIGHT {
-                    // Ends that never come (a lost record) must not grow this forever.
-                    self.unmatched += self.inflight.len() as u64;
-                    self.inflight.clear();
-                }
-                self.inflight.insert(fault, (ev.ts, size));
-                let key = PageKey { dev: ev.dev, ino: ev.ino, pgoff };
-                let new_page = match self.page(key) {
-                    Some(p) => {
-                        p.faults += 1;
-                        p.comm = ev.comm;
-                        p.faults == 1
-                    }
-                    None => false,
-                };
-                let files_full = self.files.len() >= MAX_TRACKED;
-                let fkey = (ev.dev, ev.ino);
-                if !files_full || self.files.contains_key(&fkey) {
-                    let f = self.files.entry(fkey).or_default();
-                    f.faults += 1;
-                    f.comm = ev.comm;
-                    f.pages += u64::from(new_page);
-                }
-            }
-            Body::FaultEnd { fault, .. } => {
-                if let Some((t0, size)) = self.inflight.remove(&fault) {
-                    let lat = ev.ts.saturating_sub(t0).max(1);
-                    let i = usize::from(size == Size::Pmd);
-                    let h = if i == 1 { &mut self.lat_pmd } else { &mut self.lat_pte };
-                    h.saturating_record(lat);
-                    self.lat_max[i] = self.lat_max[i].max(lat);
-                    let b = (64 - lat.leading_zeros() as usize).min(LAT_BUCKETS - 1);
-                    self.lat_hist[b] += 1;
-                }
-            }
-            Body::MapBlocks { pgoff, new, .. } => {
-                if new {
-                    self.count(slot, Series::Allocations);
-                    if let Some(p) = self.page(PageKey { dev: ev.dev, ino: ev.ino, pgoff }) {
-                        p.allocs += 1;
-                    }
-                }
-            }
-            Body::LoadHole { pgoff, .. } => {
-                self.count(slot, Series::HoleLoads);
-                if let Some(p) = self.page(PageKey { dev: ev.dev, ino: ev.ino, pgoff }) {
-                    p.holes += 1;
-                }
-            }
-            Body::InsertMapping { .. } => self.count(slot, Series::Inserts),
-            Body::Invalidate { .. } => self.count(slot, Series::Invalidations),
-            Body::Lost { count } => {
-                self.ring[slot][Series::Lost as usize] += count;
-                self.totals[Series::Lost as usize] += count;
-            }
+        if self.keep_recent {
+            self.recent.push(ev);
+        }
+        if self.count_events {
+            self.counts.on_event(ev);
         }
     }
 
@@ -614,6 +722,85 @@ impl Sink for Dashboard {
         self.findings.push_back(Arc::new(f.clone()));
         self.pending.push(f.page);
     }
+}
+
+impl Counts {
+    /// Count one released (or late) event.
+    pub fn on_event(&mut self, ev: &Event) {
+        let slot = self.bucket(ev.ts);
+        match ev.body {
+            Body::FaultBegin { fault, pgoff, size, write } => {
+                self.count(slot, if size == Size::Pmd { Series::PmdFaults } else { Series::PteFaults });
+                self.count(slot, if write { Series::WriteFaults } else { Series::ReadFaults });
+                if self.inflight.len() >= MAX_INFLIGHT {
+                    // Ends that never come (a lost record) must not grow this forever.
+                    self.unmatched += self.inflight.len() as u64;
+                    self.inflight.clear();
+                }
+                self.inflight.insert(fault, (ev.ts, size));
+                let seen = &mut self.task_seen[ev.tid as usize % 64];
+                if *seen != (ev.tid, ev.comm) {
+                    *seen = (ev.tid, ev.comm);
+                    if self.tasks.len() >= MAX_TRACKED {
+                        self.tasks.clear();
+                        self.task_seen.fill((u32::MAX, Comm::default()));
+                        self.task_seen[ev.tid as usize % 64] = (ev.tid, ev.comm);
+                    }
+                    self.tasks.insert(ev.tid, ev.comm);
+                }
+                let file = self.file(ev.dev, ev.ino);
+                if file == UNTRACKED {
+                    return;
+                }
+                let new_page = match self.page(file, pgoff) {
+                    Some(p) => {
+                        p.faults = p.faults.saturating_add(1);
+                        p.tid = ev.tid;
+                        p.faults == 1
+                    }
+                    None => false,
+                };
+                let f = &mut self.files[file as usize];
+                f.faults += 1;
+                f.tid = ev.tid;
+                f.pages += u64::from(new_page);
+            }
+            Body::FaultEnd { fault, .. } => {
+                if let Some((t0, size)) = self.inflight.remove(&fault) {
+                    let lat = ev.ts.saturating_sub(t0).max(1);
+                    let i = usize::from(size == Size::Pmd);
+                    let h = if i == 1 { &mut self.lat_pmd } else { &mut self.lat_pte };
+                    h.saturating_record(lat);
+                    self.lat_max[i] = self.lat_max[i].max(lat);
+                    let b = (64 - lat.leading_zeros() as usize).min(LAT_BUCKETS - 1);
+                    self.lat_hist[b] += 1;
+                }
+            }
+            Body::MapBlocks { pgoff, new, .. } => {
+                if new {
+                    self.count(slot, Series::Allocations);
+                    let file = self.file(ev.dev, ev.ino);
+                    if let Some(p) = self.page(file, pgoff) {
+                        p.allocs = p.allocs.saturating_add(1);
+                    }
+                }
+            }
+            Body::LoadHole { pgoff, .. } => {
+                self.count(slot, Series::HoleLoads);
+                let file = self.file(ev.dev, ev.ino);
+                if let Some(p) = self.page(file, pgoff) {
+                    p.holes = p.holes.saturating_add(1);
+                }
+            }
+            Body::InsertMapping { .. } => self.count(slot, Series::Inserts),
+            Body::Invalidate { .. } => self.count(slot, Series::Invalidations),
+            Body::Lost { count } => {
+                self.ring[slot][Series::Lost as usize] += count;
+                self.totals[Series::Lost as usize] += count;
+            }
+        }
+    }
+
 }
 
 #[cfg(test)]
@@ -634,6 +821,7 @@ mod tests {
             events_per_sec: 0.0,
             page: None,
             refresh_hot: true,
+            counts: None,
         }
     }
 
@@ -675,7 +863,8 @@ mod tests {
     fn hot_tables_rank_by_faults() {
         let mut d = Dashboard::new();
         let mut id = 0;
-        for (ino, pgoff, n) in [(1, 0, 3), (1, 1, 5), (2, 7, 4)] {
+        // Page 1 << 20 is beyond the flat per-file arrays: counted in the page table.
+        for (ino, pgoff, n) in [(1, 0, 3), (1, 1, 5), (2, 7, 4), (1, 1 << 20, 6)] {
             for _ in 0..n {
                 id += 1;
                 d.on_event(&ev(id, ino, Body::FaultBegin { fault: id, pgoff, size: Size::Pte, write: false }));
@@ -683,9 +872,9 @@ mod tests {
         }
         let s = d.snapshot(base());
         let pages: Vec<_> = s.hot_pages.iter().map(|p| (p.key.ino, p.key.pgoff, p.faults)).collect();
-        assert_eq!(pages, [(1, 1, 5), (2, 7, 4), (1, 0, 3)]);
+        assert_eq!(pages, [(1, 1 << 20, 6), (1, 1, 5), (2, 7, 4), (1, 0, 3)]);
         let files: Vec<_> = s.hot_files.iter().map(|f| (f.ino, f.faults, f.pages)).collect();
-        assert_eq!(files, [(1, 8, 2), (2, 4, 1)]);
+        assert_eq!(files, [(1, 14, 3), (2, 4, 1)]);
     }
 
     #[test]

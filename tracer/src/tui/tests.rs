@@ -15,12 +15,13 @@ use ratatui::Terminal;
 
 use super::app::{App, Command, Level, Mode};
 use super::event::{self, AppEvent};
-use super::feed::{self, Pace, Request};
-use super::snapshot::{FeedState, Snapshot, SourceInfo};
+use super::feed::{self, Narrow, Pace, ReplayInput, Request};
+use super::snapshot::{Dashboard, FeedState, Snapshot, SnapshotBase, SourceInfo};
 use super::{apply, ui};
 use crate::source::jsonl::JsonlReader;
 use crate::source::EventIter;
-use crate::pipeline::PipelineConfig;
+use crate::event::Event;
+use crate::pipeline::{Pipeline, PipelineConfig};
 
 const RACE: &str = include_str!("../../tests/data/top-race.jsonl");
 
@@ -259,4 +260,93 @@ fn bad_line_stops_the_replay_keeps_what_was_counted() {
     drop(req);
     let err = feed.join().unwrap().expect("the error goes back to `top` (exit 2)");
     assert!(err.starts_with("test.jsonl:11: "), "{err}");
+}
+
+/// Replay to the end; the final snapshot (the state `top` holds on screen).
+fn final_snapshot(replay: feed::Replay) -> Arc<Snapshot> {
+    let (tx, rx) = event::channel();
+    let (req, req_rx) = mpsc::channel();
+    let feed = feed::spawn(replay, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let snap = loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("replay ends") {
+            AppEvent::Snapshot(s) if matches!(s.state, FeedState::Done { .. }) => break s,
+            _ => {}
+        }
+    };
+    drop(rx);
+    drop(req);
+    assert_eq!(feed.join().unwrap(), None);
+    snap
+}
+
+/// 60,000 lab-shaped events (many arrival-stage batches), then the racing
+/// fixture on an inode of its own, so there are findings.
+fn workload_with_findings() -> Vec<Event> {
+    let mut evs: Vec<Event> = crate::source::tracefile::synth::Workload::new(3).take(60_000).collect();
+    let race: Vec<Event> = JsonlReader::new(std::io::Cursor::new(RACE.to_string()), "race").map(Result::unwrap).collect();
+    let shift = evs.last().unwrap().ts + 1_000_000_000 - race[0].ts;
+    evs.extend(race.into_iter().map(|e| Event { ts: e.ts + shift, ino: 99, ..e }));
+    evs
+}
+
+fn replay_of(input: ReplayInput, narrow: Narrow) -> feed::Replay {
+    feed::Replay { input, pace: Pace::Unpaced, skip_bad: false, narrow }
+}
+
+#[test]
+fn unpaced_replay_shows_what_the_sink_counts_event_by_event() {
+    // The unpaced replay orders and counts on the arrival stage and judges on
+    // the pipeline thread; the panes must equal the dashboard sink fed by
+    // `Pipeline::push` one event at a time (live and paced replay).
+    let evs = workload_with_findings();
+    let mut pipe = Pipeline::new(PipelineConfig::default());
+    let mut dash = Dashboard::new();
+    for e in &evs {
+        pipe.push(*e, &mut dash);
+    }
+    pipe.finish(&mut dash);
+    let want = dash.snapshot(SnapshotBase {
+        seq: 0,
+        source: SourceInfo::default(),
+        state: FeedState::Running,
+        stats: pipe.stats().clone(),
+        events_per_sec: 0.0,
+        page: None,
+        refresh_hot: true,
+        counts: None,
+    });
+    assert!(want.stats.findings > 0 && want.latency.pte.count > 10_000, "{:?}", want.stats);
+    let stream: EventIter = Box::new(evs.into_iter().map(Ok));
+    let got = final_snapshot(replay_of(ReplayInput::Events(stream), Narrow::default()));
+    assert_eq!(got.stats, want.stats);
+    assert_eq!(got.rates, want.rates);
+    assert_eq!(got.latency, want.latency);
+    assert_eq!(got.hot_pages, want.hot_pages);
+    assert_eq!(got.hot_files, want.hot_files);
+    assert_eq!(got.findings, want.findings);
+}
+
+#[test]
+fn trace_file_replays_in_chunks_narrowed_like_an_event_stream() {
+    use crate::sink::tracefile::{TraceWriter, WriterOptions};
+    use crate::source::tracefile::{open_batches_quiet, Header};
+    let evs = workload_with_findings();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.dxt");
+    let mut w = TraceWriter::create(&path, &Header::for_this_host("test", serde_json::Value::Null), WriterOptions::default()).unwrap();
+    for e in &evs {
+        w.write_event(e);
+    }
+    w.finish(0, 0, "end of input").unwrap();
+    let narrow = Narrow { dev: None, inode: Some(99) };
+    let chunks = final_snapshot(replay_of(ReplayInput::Batches(open_batches_quiet(&path, "t.dxt".into()).unwrap()), narrow));
+    assert_eq!(chunks.stats.events, evs.iter().filter(|e| e.ino == 99).count() as u64);
+    assert!(chunks.stats.findings > 0);
+    assert!(!chunks.hot_files.is_empty() && chunks.hot_files.iter().all(|f| f.ino == 99), "{:?}", chunks.hot_files);
+    let stream = final_snapshot(replay_of(ReplayInput::Events(crate::source::open_any(&path).unwrap()), narrow));
+    assert_eq!(chunks.stats, stream.stats);
+    assert_eq!(chunks.rates, stream.rates);
+    assert_eq!(chunks.hot_pages, stream.hot_pages);
+    assert_eq!(chunks.findings, stream.findings);
 }
