@@ -11,7 +11,9 @@
 //! ```
 //!
 //! * `feed`: the pipeline thread; publishes a `snapshot::Snapshot` every 250 ms and never
-//!   blocks on the UI.
+//!   blocks on the UI. An unpaced replay runs in stages as `analyze` does: decoding,
+//!   then the reorder window and the panes' per-event counts (`snapshot::Counts`) on an
+//!   arrival thread, then the rules and findings on the pipeline thread.
 //! * `app`: state + pure `update(Action) -> Option<Command>`.
 //! * `keys`: key -> Action. `event`: the one channel. `ui/`: pure render functions of `&App`.
 //!
