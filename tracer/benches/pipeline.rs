@@ -5,6 +5,11 @@
 //! * `pipeline/decode+events_*`: the same stream as kernel ring-buffer
 //!   records (`tracer::decode::encode`), decoded then pushed: the whole
 //!   userspace path behind the ring buffer.
+//! * `pipeline/steady+decode+events_*`: the steady state of live tracing at a high
+//!   rate. One pipeline is fed the same records over and over with later
+//!   timestamps, so the reorder window stays full (its count bound, 2^20)
+//!   and the working set of pages stays known; the cases above instead
+//!   start each iteration from an empty pipeline (fresh memory filled).
 //! * `decode/records`: decoding alone.
 //! * `jsonl/parse`: JSON Lines text -> `Event`, measured on its own.
 //!
@@ -44,6 +49,24 @@ fn pipeline(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+        let span = events.iter().map(|e| e.ts).max().unwrap_or(0) + 1;
+        let mut p = Pipeline::new(PipelineConfig::default());
+        let mut round = 0u64;
+        g.bench_function(format!("steady+decode+{name}"), |b| {
+            b.iter_custom(|iters| {
+                let t = std::time::Instant::now();
+                for _ in 0..iters {
+                    round += 1;
+                    let off = round * span;
+                    for &(s, e) in &spans {
+                        let ev = tracer::decode::decode(&buf[s..e]).unwrap();
+                        p.push(tracer::event::Event { ts: ev.ts + off, ..ev }, &mut ());
+                    }
+                }
+                t.elapsed()
+            })
+        });
+        drop(p);
         g.bench_function(name, |b| {
             b.iter_batched_ref(
                 || Pipeline::new(PipelineConfig::default()),

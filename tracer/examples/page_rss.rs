@@ -7,10 +7,10 @@
 //! the cap implies (docs/performance.md), which the peak must stay under:
 //!
 //! * per page of the cap: one `timeline::Slot` (128 B) + at most 12 B of hash
-//!   index (hashbrown: 4 B bucket + 1 control byte, at a load of at least 7/16
-//!   after growth: <= 11.5 B per page);
+//!   index (8-byte entries; the index stops doubling at 1.25 entries per page
+//!   of the cap: 10 B per page);
 //! * plus the reorder window's own bound: `window_events + 1` entries of
-//!   (key, `Event`) (112 B each).
+//!   `Event` (96 B each).
 
 use tracer::event::{Body, Comm, Dev, Event, FaultResult, Size};
 use tracer::pipeline::{Pipeline, PipelineConfig};
@@ -75,7 +75,7 @@ fn main() {
         (after - before) as f64 / kept.max(1) as f64
     );
     let per_page = std::mem::size_of::<tracer::timeline::Slot>() + 12;
-    let window = (cfg.window_events + 1) * std::mem::size_of::<(u64, u64, Event)>();
+    let window = (cfg.window_events + 1) * std::mem::size_of::<Event>();
     let budget = cfg.max_pages * per_page + window;
     println!(
         "budget for a cap of {} pages: {} B/page ({:.1} MiB) + window {:.1} MiB = {:.1} MiB; peak is {}",

@@ -106,6 +106,17 @@ impl Comm {
     /// of the name: keep the whole characters before it, so the event equals
     /// what its JSON says. Per event, so no allocation: 16 bytes checked.
     pub fn from_kernel(raw: [u8; 16]) -> Self {
+        const LO: u128 = u128::from_le_bytes([1; 16]);
+        const HI: u128 = LO << 7;
+        let w = u128::from_le_bytes(raw);
+        if w & HI == 0 {
+            // All ASCII (the usual case): the bytes before the first NUL, at
+            // most 15, found with word arithmetic. The lowest byte flagged by
+            // the zero-byte test is exactly the first NUL.
+            let zero = w.wrapping_sub(LO) & !w & HI;
+            let n = if zero == 0 { 16 } else { zero.trailing_zeros() / 8 }.min(15);
+            return Self((w & ((1u128 << (n * 8)) - 1)).to_le_bytes());
+        }
         let n = raw.iter().position(|&c| c == 0).unwrap_or(16);
         let valid = match std::str::from_utf8(&raw[..n]) {
             Ok(s) => s,
@@ -465,5 +476,31 @@ mod tests {
         let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         assert_eq!(back, e);
         assert_eq!(Comm::new("\0x"), Comm::default());
+    }
+
+    /// The all-ASCII fast path of `from_kernel` gives what the general path
+    /// gives: the bytes before the first NUL, at most 15.
+    #[test]
+    fn kernel_comm_ascii_fast_path() {
+        let mut rng = crate::workload::Rng::new(3);
+        for _ in 0..20_000 {
+            let mut raw = [0u8; 16];
+            for b in &mut raw {
+                // Mostly letters, some NULs, now and then a high byte (slow path).
+                *b = match rng.below(20) {
+                    0..=2 => 0,
+                    3 => 0x80 | rng.below(0x80) as u8,
+                    _ => b'a' + rng.below(26) as u8,
+                };
+            }
+            let n = raw.iter().position(|&c| c == 0).unwrap_or(16);
+            let want = match std::str::from_utf8(&raw[..n]) {
+                Ok(s) => Comm::new(s),
+                Err(e) => Comm::new(std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap()),
+            };
+            assert_eq!(Comm::from_kernel(raw), want, "{raw:?}");
+        }
+        assert_eq!(Comm::from_kernel(*b"sixteen_bytes_xx"), Comm::new("sixteen_bytes_x"));
+        assert_eq!(Comm::from_kernel([0; 16]), Comm::new(""));
     }
 }

@@ -23,7 +23,7 @@
 //! [`Timelines::watch`] (the `timeline` subcommand, the dashboard's page
 //! view): it would cost far too much for every page.
 
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
 use smallvec::SmallVec;
 
 use crate::event::{Body, Comm, Dev, Event, InvalidateReason, MapResult, PageKey, Size, PMD_PAGES};
@@ -100,9 +100,10 @@ impl Rec {
     }
 }
 
-/// Compact per-page state (128 bytes: two cache lines).
+/// Compact per-page state (128 bytes: two cache lines, aligned so a slot
+/// never straddles a third).
 #[derive(Clone, Copy, Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Slot {
     pub ino: InodeRef,
     prev: u32,
@@ -124,13 +125,188 @@ fn push2(a: &mut [Rec; 2], r: Rec) {
     a[1] = r;
 }
 
+/// Hash of an inode, mixed into its pages' hashes. Computed from the
+/// event's own (dev, ino), so a page's index bucket can be found (and
+/// prefetched) before the inode is interned.
 #[inline]
-fn page_hash(ino: InodeRef, pgoff: u64) -> u64 {
-    // Folded 128-bit multiply: every input bit reaches the low bits hashbrown
-    // uses for the bucket and the high bits it uses for the tag.
-    let x = pgoff ^ (u64::from(ino) << 40 | u64::from(ino) >> 24);
-    let m = u128::from(x ^ 0x243f_6a88_85a3_08d3) * 0x9e37_79b9_7f4a_7c15_u128;
+pub fn inode_seed(dev: Dev, ino: u64) -> u64 {
+    let x = ino ^ (u64::from(dev.to_kernel()) << 32 | u64::from(dev.to_kernel()) >> 32);
+    let m = u128::from(x ^ 0x1319_8a2e_0370_7344) * 0x9e37_79b9_7f4a_7c15_u128;
     (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// Seed of an inode ref no [`Timelines`] registered (a bare [`PageStore`]).
+#[inline]
+fn bare_seed(ino: InodeRef) -> u64 {
+    inode_seed(Dev::default(), u64::from(ino) | 1 << 62)
+}
+
+/// 32-bit tag of a page: its index entry's tag and home position.
+#[inline]
+fn page_tag(seed: u64, pgoff: u64) -> u32 {
+    // Folded 128-bit multiply: every input bit reaches the high 32 bits.
+    let m = u128::from(pgoff ^ seed ^ 0x243f_6a88_85a3_08d3) * 0x9e37_79b9_7f4a_7c15_u128;
+    (((m as u64) ^ ((m >> 64) as u64)) >> 32) as u32
+}
+
+/// Ask the CPU to start loading a cache line (a hint: never faults).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint; it never dereferences or faults on any address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Ask the kernel for transparent huge pages on the 2 MiB-aligned part of a
+/// large allocation: the slots and the index are reached at random, and
+/// with 4 KiB pages nearly every access would also miss the TLB. A hint:
+/// where THP is off or refused, nothing changes.
+pub(crate) fn advise_huge<T>(v: &[T]) {
+    const HUGE: usize = 2 << 20;
+    let (a, len) = (v.as_ptr() as usize, std::mem::size_of_val(v));
+    let start = a.next_multiple_of(HUGE);
+    let end = (a + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside memory this process owns (the slice's
+        // allocation); MADV_HUGEPAGE changes no contents.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// The page -> slot index. Open addressing with linear probing over 8-byte
+/// entries (`tag << 32 | slot + 1`, 0 empty); an entry's home is
+/// `tag * len >> 32`, so the table can be any size and grows without
+/// reading a slot (the tag is the hash). Deletion shifts back (no
+/// tombstones). Hand-made rather than hashbrown because the pipeline
+/// prefetches the entry, then the slot, of events the reorder window will
+/// release next ([`PageStore::prefetch_index`], [`PageStore::prefetch_slot`]):
+/// a page event then costs no dependent cache miss.
+struct Index {
+    t: Vec<u64>,
+    len: usize,
+    /// Size at the page cap: load 0.8 there (10 B per page of the cap).
+    max: usize,
+}
+
+impl Index {
+    fn new(cap: usize) -> Self {
+        Self { t: Vec::new(), len: 0, max: (cap + cap / 4 + 8).max(16) }
+    }
+
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        ((u64::from(tag) * self.t.len() as u64) >> 32) as usize
+    }
+
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.t.len() { 0 } else { i + 1 }
+    }
+
+    /// Position of the entry with `tag` whose slot satisfies `is`.
+    #[inline]
+    fn find(&self, tag: u32, mut is: impl FnMut(u32) -> bool) -> Option<usize> {
+        if self.t.is_empty() {
+            return None;
+        }
+        let mut i = self.home(tag);
+        loop {
+            let e = self.t[i];
+            if e == 0 {
+                return None;
+            }
+            if (e >> 32) as u32 == tag && is((e as u32) - 1) {
+                return Some(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// First slot whose entry carries `tag` (unverified: for prefetching).
+    #[inline]
+    fn guess(&self, tag: u32) -> Option<u32> {
+        if self.t.is_empty() {
+            return None;
+        }
+        let mut i = self.home(tag);
+        for _ in 0..8 {
+            let e = self.t[i];
+            if e == 0 {
+                return None;
+            }
+            if (e >> 32) as u32 == tag {
+                return Some((e as u32) - 1);
+            }
+            i = self.next(i);
+        }
+        None
+    }
+
+    #[inline]
+    fn entry_addr(&self, tag: u32) -> Option<*const u64> {
+        (!self.t.is_empty()).then(|| self.t.as_ptr().wrapping_add(self.home(tag)))
+    }
+
+    fn place(t: &mut [u64], e: u64) {
+        let n = t.len();
+        let mut i = ((e >> 32) * n as u64 >> 32) as usize;
+        while t[i] != 0 {
+            i = if i + 1 == n { 0 } else { i + 1 };
+        }
+        t[i] = e;
+    }
+
+    /// Add a slot known not to be indexed.
+    fn insert(&mut self, tag: u32, slot: u32) {
+        if (self.len + 1) * 4 > self.t.len() * 3 && self.t.len() < self.max || (self.len + 1) * 16 > self.t.len() * 15 {
+            self.grow();
+        }
+        Self::place(&mut self.t, u64::from(tag) << 32 | u64::from(slot + 1));
+        self.len += 1;
+    }
+
+    /// Double (up to the size at the cap): entries move by their tag alone.
+    #[cold]
+    fn grow(&mut self) {
+        let n = (self.t.len() * 2).max(16);
+        let n = if n > self.max && self.t.len() < self.max { self.max } else { n };
+        let mut t = vec![0u64; n];
+        advise_huge(&t);
+        for &e in &self.t {
+            if e != 0 {
+                Self::place(&mut t, e);
+            }
+        }
+        self.t = t;
+    }
+
+    /// Remove the entry at `i`; later entries of its run shift back.
+    fn remove_at(&mut self, mut i: usize) {
+        let n = self.t.len();
+        let mut j = i;
+        loop {
+            j = self.next(j);
+            let e = self.t[j];
+            if e == 0 {
+                break;
+            }
+            // The entry at j may move to the hole at i unless its home lies
+            // cyclically in (i, j].
+            let h = self.home((e >> 32) as u32);
+            let stays = if i <= j { i < h && h <= j } else { i < h || h <= j };
+            if !stays {
+                self.t[i] = e;
+                i = j;
+            }
+        }
+        self.t[i] = 0;
+        let _ = n;
+        self.len -= 1;
+    }
 }
 
 const CHUNK_BITS: u32 = 15;
@@ -154,10 +330,17 @@ impl Slab {
 
     fn push(&mut self, s: Slot) {
         if self.len == self.chunks.len() * CHUNK {
-            self.chunks.push(Vec::with_capacity(CHUNK));
+            let mut c = Vec::with_capacity(CHUNK);
+            advise_huge(c.spare_capacity_mut());
+            self.chunks.push(c);
         }
         self.chunks.last_mut().expect("a chunk with room").push(s);
         self.len += 1;
+    }
+
+    #[inline]
+    fn addr(&self, i: usize) -> *const Slot {
+        self.chunks[i >> CHUNK_BITS].as_ptr().wrapping_add(i & (CHUNK - 1))
     }
 }
 
@@ -179,7 +362,9 @@ impl std::ops::IndexMut<usize> for Slab {
 /// The per-page store: slab of slots + hash index + LRU list.
 pub struct PageStore {
     slots: Slab,
-    index: HashTable<u32>,
+    index: Index,
+    /// Hash seed per inode ref ([`inode_seed`]), set by [`Timelines`].
+    seeds: Vec<u64>,
     /// Counts moves to the LRU front (wrapping).
     clock: u32,
     /// Most recently used.
@@ -196,13 +381,15 @@ pub struct PageStore {
 
 impl PageStore {
     pub fn new(max_pages: usize) -> Self {
+        let cap = max_pages.clamp(1, NIL as usize - 1);
         Self {
             slots: Slab::default(),
-            index: HashTable::new(),
+            index: Index::new(cap),
+            seeds: Vec::new(),
             clock: 0,
             head: NIL,
             tail: NIL,
-            cap: max_pages.clamp(1, NIL as usize - 1),
+            cap,
             evicted: 0,
             pages_seen: 0,
         }
@@ -216,11 +403,54 @@ impl PageStore {
         self.slots.len() == 0
     }
 
-    pub fn get(&self, ino: InodeRef, pgoff: u64) -> Option<&Slot> {
+    /// Register the hash seed of inode ref `ino` (refs are dense, in order).
+    fn add_inode(&mut self, ino: InodeRef, seed: u64) {
+        debug_assert_eq!(ino as usize, self.seeds.len());
+        self.seeds.push(seed);
+    }
+
+    #[inline]
+    fn tag(&self, ino: InodeRef, pgoff: u64) -> u32 {
+        let seed = match self.seeds.get(ino as usize) {
+            Some(&s) => s,
+            None => bare_seed(ino),
+        };
+        page_tag(seed, pgoff)
+    }
+
+    #[inline]
+    fn find(&self, ino: InodeRef, pgoff: u64) -> Option<usize> {
         let slots = &self.slots;
-        self.index
-            .find(page_hash(ino, pgoff), |&i| slots[i as usize].ino == ino && slots[i as usize].pgoff == pgoff)
-            .map(|&i| &slots[i as usize])
+        self.index.find(self.tag(ino, pgoff), |i| {
+            let s = &slots[i as usize];
+            s.ino == ino && s.pgoff == pgoff
+        })
+    }
+
+    pub fn get(&self, ino: InodeRef, pgoff: u64) -> Option<&Slot> {
+        self.find(ino, pgoff).map(|at| &self.slots[(self.index.t[at] as u32 - 1) as usize])
+    }
+
+    /// First prefetch stage for a page `seed` (its inode's [`inode_seed`]):
+    /// the index entry's cache line.
+    #[inline]
+    pub fn prefetch_index(&self, seed: u64, pgoff: u64) {
+        if let Some(p) = self.index.entry_addr(page_tag(seed, pgoff)) {
+            prefetch(p);
+        }
+    }
+
+    /// Second stage, once the entry's line has had time to arrive: the
+    /// slot it names (both of its cache lines).
+    #[inline]
+    pub fn prefetch_slot(&self, seed: u64, pgoff: u64) {
+        if let Some(i) = self.index.guess(page_tag(seed, pgoff)) {
+            if (i as usize) < self.slots.len() {
+                let p = self.slots.addr(i as usize);
+                prefetch(p);
+                prefetch(p.cast::<u8>().wrapping_add(64));
+            }
+        }
     }
 
     fn unlink(&mut self, i: u32) {
@@ -246,9 +476,15 @@ impl PageStore {
     /// and marked most recently used.
     #[inline]
     pub fn touch(&mut self, ino: InodeRef, pgoff: u64) -> &mut Slot {
-        let h = page_hash(ino, pgoff);
+        let tag = self.tag(ino, pgoff);
         let slots = &self.slots;
-        let found = self.index.find(h, |&i| slots[i as usize].ino == ino && slots[i as usize].pgoff == pgoff).copied();
+        let found = self
+            .index
+            .find(tag, |i| {
+                let s = &slots[i as usize];
+                s.ino == ino && s.pgoff == pgoff
+            })
+            .map(|at| self.index.t[at] as u32 - 1);
         let i = match found {
             Some(i) => {
                 // A slot moved to the front fewer than cap/4 moves ago is in
@@ -262,40 +498,43 @@ impl PageStore {
                 }
                 i
             }
-            None => {
-                let fresh = Slot {
-                    ino,
-                    prev: NIL,
-                    next: NIL,
-                    hole_loads: 0,
-                    pgoff,
-                    stamp: 0,
-                    allocs: [Rec::default(); 2],
-                    inserts: [Rec::default(); 2],
-                };
-                let i = if self.slots.len() < self.cap {
-                    self.slots.push(fresh);
-                    (self.slots.len() - 1) as u32
-                } else {
-                    // Evict the least recently used page and reuse its slot.
-                    let v = self.tail;
-                    let (vino, vpg) = (self.slots[v as usize].ino, self.slots[v as usize].pgoff);
-                    if let Ok(e) = self.index.find_entry(page_hash(vino, vpg), |&j| j == v) {
-                        e.remove();
-                    }
-                    self.unlink(v);
-                    self.slots[v as usize] = fresh;
-                    self.evicted += weight(vpg);
-                    v
-                };
-                let slots = &self.slots;
-                self.index.insert_unique(h, i, |&j| page_hash(slots[j as usize].ino, slots[j as usize].pgoff));
-                self.link_front(i);
-                self.pages_seen += weight(pgoff);
-                i
-            }
+            None => self.add(ino, pgoff, tag),
         };
         &mut self.slots[i as usize]
+    }
+
+    /// A new page's slot: a fresh one below the cap, else the least
+    /// recently used page's, evicted.
+    fn add(&mut self, ino: InodeRef, pgoff: u64, tag: u32) -> u32 {
+        let fresh = Slot {
+            ino,
+            prev: NIL,
+            next: NIL,
+            hole_loads: 0,
+            pgoff,
+            stamp: 0,
+            allocs: [Rec::default(); 2],
+            inserts: [Rec::default(); 2],
+        };
+        let i = if self.slots.len() < self.cap {
+            self.slots.push(fresh);
+            (self.slots.len() - 1) as u32
+        } else {
+            // Evict the least recently used page and reuse its slot.
+            let v = self.tail;
+            let (vino, vpg) = (self.slots[v as usize].ino, self.slots[v as usize].pgoff);
+            let vtag = self.tag(vino, vpg);
+            let at = self.index.find(vtag, |j| j == v).expect("every slot is indexed");
+            self.index.remove_at(at);
+            self.unlink(v);
+            self.slots[v as usize] = fresh;
+            self.evicted += weight(vpg);
+            v
+        };
+        self.index.insert(tag, i);
+        self.link_front(i);
+        self.pages_seen += weight(pgoff);
+        i
     }
 
     /// Pages from most to least recently used (tests, dashboard).
@@ -455,6 +694,7 @@ impl Timelines {
         let r = *self.inode_index.entry((dev, ino)).or_insert(next);
         if r == next {
             self.inodes.push(Inode { dev, ino, ranges: Vec::new(), last_alloc: None, last_free: None });
+            self.pages.add_inode(r, inode_seed(dev, ino));
         }
         self.last_inode = Some(((dev, ino), r));
         r
@@ -527,6 +767,40 @@ impl Timelines {
                     hist.push(*ev);
                 }
             }
+        }
+    }
+
+    /// The slot key (`pgoff` or [`pmd_key`]) of the first page an event
+    /// will touch in the page store, if it touches one.
+    #[inline]
+    fn slot_key(ev: &Event) -> Option<u64> {
+        match ev.body {
+            Body::LoadHole { pgoff, size, .. } | Body::InsertMapping { pgoff, size, .. } => {
+                Some(if size == Size::Pmd { pmd_key(pgoff) } else { pgoff })
+            }
+            Body::MapBlocks { pgoff, npages, new: true, .. } if npages <= MAX_SLOT_RANGE => {
+                Some(if pgoff % PMD_PAGES == 0 && npages >= PMD_PAGES { pmd_key(pgoff) } else { pgoff })
+            }
+            _ => None,
+        }
+    }
+
+    /// Prefetch, first stage: the index entry of the page `ev` will touch.
+    /// Called for an event some places ahead in release order, so that by
+    /// the time it is applied its page costs no cache miss.
+    #[inline]
+    pub fn prefetch_index(&self, ev: &Event) {
+        if let Some(k) = Self::slot_key(ev) {
+            self.pages.prefetch_index(inode_seed(ev.dev, ev.ino), k);
+        }
+    }
+
+    /// Prefetch, second stage (after [`Timelines::prefetch_index`] for the
+    /// same event has had time to land): the page's slot.
+    #[inline]
+    pub fn prefetch_slot(&self, ev: &Event) {
+        if let Some(k) = Self::slot_key(ev) {
+            self.pages.prefetch_slot(inode_seed(ev.dev, ev.ino), k);
         }
     }
 

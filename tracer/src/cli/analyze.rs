@@ -76,9 +76,7 @@ pub fn drive<S: Sink + ?Sized>(input: &InputArgs, pipe: &mut Pipeline, sink: &mu
             match source::tracefile::open_ordered(path, path.display().to_string(), pipe.take_arrivals()) {
                 Ok(mut file) => {
                     while let Some(batch) = file.next_slice() {
-                        for r in batch {
-                            pipe.apply_released(r, sink);
-                        }
+                        pipe.apply_batch(batch, sink);
                     }
                     pipe.put_arrivals(file.into_state().expect("the reader returns the window at the end"));
                     continue;
