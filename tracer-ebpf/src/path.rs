@@ -217,10 +217,22 @@ pub fn iomap_iter(probe: Probe, flags: u32, target: impl FnOnce() -> Option<(u32
 #[inline(always)]
 pub fn lookup(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result: u8, new: u8, write: Option<u8>) {
     let (fault, fwrite) = note_lookup(result);
-    if fault == 0 && new != 0 && probe == Probe::IomapIterDstmap {
+    let write = write.or(fwrite).unwrap_or(new);
+    // iomap lookups (dstmap, or an fs ->iomap_begin return under kprobe or
+    // fentry: the lab saw no write teardown there) of a DAX write that allocated.
+    let iomap = matches!(
+        probe,
+        Probe::IomapIterDstmap
+            | Probe::FnExt4IomapBeginRet
+            | Probe::FnExt2IomapBeginRet
+            | Probe::FnXfsFileIomapBeginRet
+            | Probe::FnXfsReadIomapBeginRet
+            | Probe::FnXfsDirectWriteIomapBeginRet
+            | Probe::FnXfsDaxWriteIomapBeginRet
+    );
+    if fault == 0 && new != 0 && iomap {
         note_write_alloc(dev, ino, pgoff, npages);
     }
-    let write = write.or(fwrite).unwrap_or(new);
     emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
 }
 
