@@ -157,6 +157,8 @@ run_fs() {
         wait $dt
         echo $? > "$out/daxtrace.rc"
         say "fs $run daxtrace stopped at $(up)s"
+        # The host checks each copy's size (a full host disk cut one short).
+        wc -c < /tmp/events.jsonl > "$out/events.jsonl.size"
         dd if=/tmp/events.jsonl of="$out/events.jsonl" bs=1M 2>/dev/null
         rm -f /tmp/events.jsonl
     fi
@@ -165,6 +167,7 @@ run_fs() {
     # Large blocks: 9p pays a round trip per write, tracefs per read.
     dd if=$I/trace of=/tmp/kernel.trace bs=1M 2>/dev/null
     say "fs $run copying at $(up)s"
+    wc -c < /tmp/kernel.trace > "$out/kernel.trace.size"
     dd if=/tmp/kernel.trace of="$out/kernel.trace" bs=1M 2>/dev/null
     rm /tmp/kernel.trace
     for ev in $(cat /lab/events); do

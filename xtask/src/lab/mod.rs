@@ -465,6 +465,22 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
         }
         None => r.problems.push(format!("no workload report in {} (see workload.err)", dir.display())),
     }
+    // Copies out of the guest must be whole (9p writes onto a full host
+    // disk fail quietly inside the guest).
+    for f in ["kernel.trace", "events.jsonl"] {
+        let want = read(&format!("{f}.size")).ok().and_then(|t| t.trim().parse::<u64>().ok());
+        let got = fs::metadata(dir.join(f)).map(|m| m.len()).ok();
+        if let (Some(w), g) = (want, got) {
+            if g != Some(w) {
+                r.problems.push(format!(
+                    "{} is incomplete: {} of {w} bytes came out of the guest (is the host's disk full? `df {}`)",
+                    dir.join(f).display(),
+                    g.unwrap_or(0),
+                    dir.display()
+                ));
+            }
+        }
+    }
     let kernel_trace = read("kernel.trace").unwrap_or_default();
     r.kernel_overrun = compare::kernel_overrun(&read("kernel.stats").unwrap_or_default());
     if r.kernel_overrun > 0 {
