@@ -67,13 +67,14 @@ fn live_serve_counts_real_lookups_and_stops_cleanly() {
     };
     assert!(sample(&body, r#"daxtrace_allocated_pages_total{origin="write"}"#).unwrap() >= 16.0);
     assert!(sample(&body, r#"daxtrace_events_total{kind="map_blocks"}"#).unwrap() >= 2.0);
-    // The tracepoints attached on this host are in the state set.
+    // The attach points used on this host (tp_btf for every tracepoint
+    // here, by `auto`) are in the state set.
     assert!(
         body.lines().any(|l| l.starts_with("daxtrace_attach_status{")
-            && l.contains(r#"backend="tracepoint""#)
+            && l.contains(r#"step="lookup""#)
             && l.contains(r#"status="used""#)
             && l.ends_with(" 1")),
-        "no used tracepoint in:\n{body}"
+        "no used attach point for the block lookup in:\n{body}"
     );
     let fill = sample(&body, "daxtrace_ringbuf_fill_ratio").unwrap();
     assert!((0.0..=1.0).contains(&fill));
