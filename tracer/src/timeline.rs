@@ -188,13 +188,13 @@ pub(crate) fn advise_huge<T>(v: &[T]) {
 struct Index {
     t: Vec<u64>,
     len: usize,
-    /// Size at the page cap: load 0.8 there (10 B per page of the cap).
+    /// Size at the page cap: load 0.84 there (9.5 B per page of the cap).
     max: usize,
 }
 
 impl Index {
     fn new(cap: usize) -> Self {
-        Self { t: Vec::new(), len: 0, max: (cap + cap / 4 + 8).max(16) }
+        Self { t: Vec::new(), len: 0, max: (cap + cap * 3 / 16 + 8).max(16) }
     }
 
     #[inline]
