@@ -7,8 +7,8 @@
 //! the cap implies (docs/performance.md), which the peak must stay under:
 //!
 //! * per page of the cap: one `timeline::Slot` (128 B) + at most 12 B of hash
-//!   index (8-byte entries; the index stops doubling at 1.25 entries per page
-//!   of the cap: 10 B per page);
+//!   index (8-byte entries; the index stops doubling at 1.1875 entries per
+//!   page of the cap: 9.5 B per page);
 //! * plus the reorder window's own bound: `window_events + 1` entries of
 //!   `Event` (96 B each).
 
