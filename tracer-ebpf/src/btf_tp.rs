@@ -94,6 +94,18 @@ fn iomap_iter(a: &impl Args) {
     path::iomap_iter(Probe::IomapIter, flags, || path::inode_target(&o, kread::<u64>(iter, o.iter_inode).ok()?));
 }
 
+/// What an ext4 block lookup found: its return value and `m_flags`.
+#[inline(always)]
+pub(crate) fn ext4_result(ret: i32, mflags: u32) -> u8 {
+    if ret <= 0 {
+        MAP_HOLE
+    } else if mflags & EXT4_MAP_UNWRITTEN != 0 {
+        MAP_UNWRITTEN
+    } else {
+        MAP_MAPPED
+    }
+}
+
 /// `ext4_ext_map_blocks_exit(struct inode *, unsigned flags, struct ext4_map_blocks *, int ret)`.
 #[inline(always)]
 fn ext4_map_blocks(a: &impl Args) {
@@ -107,13 +119,7 @@ fn ext4_map_blocks(a: &impl Args) {
     else {
         return;
     };
-    let result = if ret <= 0 {
-        MAP_HOLE
-    } else if mflags & EXT4_MAP_UNWRITTEN != 0 {
-        MAP_UNWRITTEN
-    } else {
-        MAP_MAPPED
-    };
+    let result = ext4_result(ret, mflags);
     let shift = 12 - crate::blkbits();
     let write = u8::from(flags & EXT4_GET_BLOCKS_CREATE != 0);
     path::lookup(

@@ -29,7 +29,7 @@ use aya_ebpf::{
 use tracer_common::{
     Config, FaultBegin, FaultCtx, FaultEnd, Header, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe,
     Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE, INV_TRUNCATE,
-    INV_ZERO_RANGE, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
+    INV_ZERO_RANGE, MAP_MAPPED, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
 };
 
 #[unsafe(no_mangle)]
@@ -388,13 +388,7 @@ fn try_ext4_map_blocks(ctx: &Tp) -> Res {
     let mflags: u32 = read(ctx, f.kind)?;
     let ret: i32 = read(ctx, f.result)?;
     let flags: u32 = read(ctx, f.flags).unwrap_or(0);
-    let result = if ret <= 0 {
-        MAP_HOLE
-    } else if mflags & EXT4_MAP_UNWRITTEN != 0 {
-        MAP_UNWRITTEN
-    } else {
-        MAP_MAPPED
-    };
+    let result = btf_tp::ext4_result(ret, mflags);
     let new = u8::from(mflags & EXT4_MAP_NEW != 0);
     let (fault, _) = path::note_lookup(result);
     let write = u8::from(flags & EXT4_GET_BLOCKS_CREATE != 0);
