@@ -257,13 +257,8 @@ fn counts_equal_the_kernels_own_trace() {
     let fs = LoopFs::ext4("kt-counts", 256);
     let (dev, kdev) = fs.dev();
     let s = Stream::start(&["--dev", &dev], Stdio::piped());
-    let inst = Instance::new(kdev);
     // A workload touching every kind of record the host can produce.
-    mixed_workload(&fs);
-    std::thread::sleep(Duration::from_millis(200));
-    inst.stop();
-    std::thread::sleep(Duration::from_millis(200));
-    let (events, status, stderr) = s.stop(libc::SIGTERM);
+    let (events, status, stderr, inst) = mixed_run(s, &fs, kdev);
     assert!(status.success(), "{status:?}: {stderr}");
     let (kernel, overrun) = inst.counts();
     assert_eq!(overrun, 0, "the ftrace instance itself overran; enlarge its buffer");
@@ -388,6 +383,19 @@ fn bad_device_and_inode_are_one_line_errors() {
     }
 }
 
+/// `mixed_workload` traced by the running `s` and by a tracefs instance on
+/// the same device; `s` is stopped with SIGTERM (the stopped instance is
+/// returned for its counts).
+fn mixed_run(s: Stream, fs: &LoopFs, kdev: u64) -> (Vec<Value>, std::process::ExitStatus, String, Instance) {
+    let inst = Instance::new(kdev);
+    mixed_workload(fs);
+    std::thread::sleep(Duration::from_millis(200));
+    inst.stop();
+    std::thread::sleep(Duration::from_millis(200));
+    let (events, status, stderr) = s.stop(libc::SIGTERM);
+    (events, status, stderr, inst)
+}
+
 /// The workload of `counts_equal_the_kernels_own_trace`: O_DIRECT writes
 /// and reads of holes, punch, zero, collapse and truncate on 8 files.
 fn mixed_workload(fs: &LoopFs) {
@@ -442,12 +450,7 @@ fn backends_agree_with_each_other_and_the_kernel() {
         } else {
             asked
         };
-        let inst = Instance::new(kdev);
-        mixed_workload(&fs);
-        std::thread::sleep(Duration::from_millis(200));
-        inst.stop();
-        std::thread::sleep(Duration::from_millis(200));
-        let (events, status, stderr) = s.stop(libc::SIGTERM);
+        let (events, status, stderr, inst) = mixed_run(s, &fs, kdev);
         assert!(status.success(), "{backend}: {status:?}: {stderr}");
         // Every attach point went through the backend asked for: no fallback.
         let attached = ready.lines().find(|l| l.contains(" attached in ")).unwrap();
