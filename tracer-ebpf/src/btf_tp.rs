@@ -19,14 +19,14 @@ use tracer_common::{
     MAP_UNWRITTEN, NPAGES_TO_EOF, SIZE_PMD, SIZE_PTE,
 };
 
-use crate::path::{self, kread, offsets, ArgArray, Args};
+use crate::path::{self, offsets, ArgArray, Args, BtfArgs};
 use crate::{pages, EXT4_GET_BLOCKS_CREATE, EXT4_MAP_NEW, EXT4_MAP_UNWRITTEN, IOMAP_F_NEW, IOMAP_HOLE, IOMAP_MAPPED, IOMAP_UNWRITTEN};
 
 /// (offsets, dev, ino, vmf) for the fs_dax events: `(struct inode *, struct vm_fault *, ...)`.
 #[inline(always)]
 fn dax_args(a: &impl Args) -> Option<(BtfOffsets, u32, u64, u64)> {
     let o = offsets();
-    let (dev, ino) = path::inode_target(&o, a.arg(0))?;
+    let (dev, ino) = path::inode_target(a, &o, a.arg(0))?;
     Some((o, dev, ino, a.arg(1)))
 }
 
@@ -34,29 +34,29 @@ fn dax_args(a: &impl Args) -> Option<(BtfOffsets, u32, u64, u64)> {
 #[inline(always)]
 fn fault_begin(a: &impl Args, probe: Probe, size: u8) {
     let Some((o, dev, ino, vmf)) = dax_args(a) else { return };
-    let Ok(pgoff) = kread::<u64>(vmf, o.vmf_pgoff) else { return };
-    let flags: u32 = kread(vmf, o.vmf_flags).unwrap_or(0);
-    let address: u64 = kread(vmf, o.vmf_address).unwrap_or(0);
+    let Ok(pgoff) = a.load::<u64>(vmf, o.vmf_pgoff) else { return };
+    let flags: u32 = a.load(vmf, o.vmf_flags).unwrap_or(0);
+    let address: u64 = a.load(vmf, o.vmf_address).unwrap_or(0);
     path::fault_begin(probe, size, dev, ino, pgoff, flags, address);
 }
 
 #[inline(always)]
 fn fault_end(a: &impl Args, probe: Probe, size: u8, result_arg: usize) {
     let Some((o, dev, ino, vmf)) = dax_args(a) else { return };
-    let Ok(pgoff) = kread::<u64>(vmf, o.vmf_pgoff) else { return };
+    let Ok(pgoff) = a.load::<u64>(vmf, o.vmf_pgoff) else { return };
     path::fault_end(probe, size, dev, ino, Some(pgoff), a.arg(result_arg) as u32);
 }
 
 #[inline(always)]
 fn load_hole(a: &impl Args, probe: Probe, size: u8) {
     let Some((o, dev, ino, vmf)) = dax_args(a) else { return };
-    path::load_hole(probe, size, dev, ino, kread::<u64>(vmf, o.vmf_pgoff).ok());
+    path::load_hole(probe, size, dev, ino, a.load::<u64>(vmf, o.vmf_pgoff).ok());
 }
 
 #[inline(always)]
 fn insert(a: &impl Args, probe: Probe, size: u8) {
     let Some((o, dev, ino, vmf)) = dax_args(a) else { return };
-    path::insert(probe, size, dev, ino, kread::<u64>(vmf, o.vmf_pgoff).ok());
+    path::insert(probe, size, dev, ino, a.load::<u64>(vmf, o.vmf_pgoff).ok());
 }
 
 #[inline(always)]
@@ -74,13 +74,13 @@ pub(crate) fn iomap_result(ty: u16) -> u8 {
 #[inline(always)]
 fn iomap(a: &impl Args) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(&o, a.arg(0)) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
     let map = a.arg(1);
-    let (Ok(off), Ok(len), Ok(ty)) = (kread::<i64>(map, o.iomap_offset), kread::<u64>(map, o.iomap_length), kread::<u16>(map, o.iomap_type))
+    let (Ok(off), Ok(len), Ok(ty)) = (a.load::<i64>(map, o.iomap_offset), a.load::<u64>(map, o.iomap_length), a.load::<u16>(map, o.iomap_type))
     else {
         return;
     };
-    let flags: u16 = kread(map, o.iomap_flags).unwrap_or(0);
+    let flags: u16 = a.load(map, o.iomap_flags).unwrap_or(0);
     let (pgoff, npages) = pages(off as u64, len);
     path::lookup(Probe::IomapIterDstmap, dev, ino, pgoff, npages, iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
 }
@@ -90,8 +90,8 @@ fn iomap(a: &impl Args) {
 fn iomap_iter(a: &impl Args) {
     let o = offsets();
     let iter = a.arg(0);
-    let Ok(flags) = kread::<u32>(iter, o.iter_flags) else { return };
-    path::iomap_iter(Probe::IomapIter, flags, || path::inode_target(&o, kread::<u64>(iter, o.iter_inode).ok()?));
+    let Ok(flags) = a.load::<u32>(iter, o.iter_flags) else { return };
+    path::iomap_iter(Probe::IomapIter, flags, || path::inode_target(a, &o, a.load::<u64>(iter, o.iter_inode).ok()?));
 }
 
 /// What an ext4 block lookup found: its return value and `m_flags`.
@@ -110,12 +110,12 @@ pub(crate) fn ext4_result(ret: i32, mflags: u32) -> u8 {
 #[inline(always)]
 fn ext4_map_blocks(a: &impl Args) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(&o, a.arg(0)) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
     let flags = a.arg(1) as u32;
     let map = a.arg(2);
     let ret = a.arg(3) as i32;
     let (Ok(lblk), Ok(len), Ok(mflags)) =
-        (kread::<u32>(map, o.ext4_map_lblk), kread::<u32>(map, o.ext4_map_len), kread::<u32>(map, o.ext4_map_flags))
+        (a.load::<u32>(map, o.ext4_map_lblk), a.load::<u32>(map, o.ext4_map_len), a.load::<u32>(map, o.ext4_map_flags))
     else {
         return;
     };
@@ -148,9 +148,9 @@ fn xfs_vfs_inode(o: &BtfOffsets, ip: u64) -> u64 {
 #[inline(always)]
 fn xfs_alloc(a: &impl Args) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(&o, xfs_vfs_inode(&o, a.arg(0))) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, xfs_vfs_inode(&o, a.arg(0))) else { return };
     let irec = a.arg(4);
-    let (Ok(startoff), Ok(count)) = (kread::<u64>(irec, o.irec_startoff), kread::<u64>(irec, o.irec_blockcount)) else {
+    let (Ok(startoff), Ok(count)) = (a.load::<u64>(irec, o.irec_startoff), a.load::<u64>(irec, o.irec_blockcount)) else {
         return;
     };
     let shift = 12 - crate::blkbits();
@@ -161,7 +161,7 @@ fn xfs_alloc(a: &impl Args) {
 #[inline(always)]
 fn ext4_range(a: &impl Args, probe: Probe, reason: u8) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(&o, a.arg(0)) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
     let (pgoff, npages) = pages(a.arg(1), a.arg(2));
     path::invalidate(probe, dev, ino, pgoff, npages, reason);
 }
@@ -171,7 +171,7 @@ fn ext4_range(a: &impl Args, probe: Probe, reason: u8) {
 fn to_eof(a: &impl Args, probe: Probe, reason: u8, xfs: bool) {
     let o = offsets();
     let inode = if xfs { xfs_vfs_inode(&o, a.arg(0)) } else { a.arg(0) };
-    let Some((dev, ino)) = path::inode_target(&o, inode) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, inode) else { return };
     path::invalidate(probe, dev, ino, 0, NPAGES_TO_EOF, reason);
 }
 
@@ -179,8 +179,8 @@ macro_rules! typed_tp {
     ($btf:ident, $raw:ident, $body:expr) => {
         #[btf_tracepoint]
         pub fn $btf(ctx: BtfTracePointContext) -> u32 {
-            let f: fn(&ArgArray) = $body;
-            f(&ArgArray(ctx.as_ptr() as *const u64));
+            let f: fn(&BtfArgs) = $body;
+            f(&BtfArgs(ctx.as_ptr() as *const u64));
             0
         }
         #[raw_tracepoint]

@@ -85,7 +85,7 @@ fn fault_enter(a: &impl Args, probe: Probe, size: u8, vmf_arg: usize, vma_arg: O
         Some(i) => vma_inode(&o, a.arg(i)),
         None => path::vmf_inode(&o, vmf),
     };
-    let Some((dev, ino)) = path::inode_target(&o, inode) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, inode) else { return };
     let Ok(pgoff) = kread::<u64>(vmf, o.vmf_pgoff) else { return };
     let flags: u32 = kread(vmf, o.vmf_flags).unwrap_or(0);
     let address: u64 = kread(vmf, o.vmf_address).unwrap_or(0);
@@ -117,7 +117,7 @@ fn in_fault() -> Option<(u32, u64)> {
 #[inline(always)]
 fn iomap_enter(a: &impl Args) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(&o, a.arg(0)) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
     let c = Call { dev, _pad: 0, ino, ptr: a.arg(4), flags: a.arg(3), block: 0 };
     let _ = CALLS.insert(&key(SLOT_LOOKUP), &c, 0);
 }
@@ -147,7 +147,7 @@ fn iomap_exit(probe: Probe, ret: u64) {
 #[inline(always)]
 fn get_block_enter(a: &impl Args) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(&o, a.arg(0)) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
     let c = Call { dev, _pad: 0, ino, ptr: a.arg(2), flags: a.arg(3), block: a.arg(1) };
     let _ = CALLS.insert(&key(SLOT_LOOKUP), &c, 0);
 }

@@ -16,18 +16,18 @@ mod btf_tp;
 mod funcs;
 mod path;
 
-use core::ptr::{addr_of, read_volatile};
+use core::ptr::{addr_of, addr_of_mut, read_volatile};
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_comm, generated, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{generated, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
     macros::{map, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
     EbpfContext as _,
 };
 use tracer_common::{
-    Config, FaultBegin, FaultCtx, FaultEnd, Header, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe,
+    Config, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe,
     Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE, INV_TRUNCATE,
     INV_ZERO_RANGE, MAP_MAPPED, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
 };
@@ -57,17 +57,24 @@ static FAULT_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "ANY_FAULT")]
 static ANY_FAULT: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Per CPU: when this CPU last woke the ring buffer's reader (ns).
+/// Per CPU: when this CPU last looked at the ring buffer's fill (ns).
 #[map(name = "LAST_WAKE")]
 static LAST_WAKE: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Wake the reader at most once per this many ns per CPU. By default the
-/// kernel wakes it for every record written while it has caught up, which
-/// for a reader that keeps up is nearly every record: an irq_work and a
-/// self-IPI each, measured at ~1.5 us per event on the host VM (`cargo xtask
-/// bench-overhead`). The reader polls in slices of at most
+/// Records never wake the reader on their own: by default the kernel wakes
+/// it for every record written while it has caught up, which for a reader
+/// that keeps up is nearly every record (an irq_work and a self-IPI each,
+/// measured at ~1.5 us per event on the host VM, `cargo xtask
+/// bench-overhead`), and even one forced wakeup per ms per CPU showed in a
+/// profile of the host bench as ~90 ns per event (the self-IPI's APIC write
+/// traps to the hypervisor here). The reader polls in slices of at most
 /// `ringbuf::MAX_QUIET` (10 ms), so an unannounced record waits no longer.
-const WAKE_NS: u64 = 1_000_000;
+/// Only a ring filling faster than that is announced: at most once per
+/// `WAKE_CHECK_NS` per CPU a record looks at the unread bytes and wakes the
+/// reader when they pass `WAKE_BYTES`.
+const WAKE_CHECK_NS: u64 = 1_000_000;
+/// An eighth of the ring: far from full, yet rarely reached in 10 ms.
+const WAKE_BYTES: u64 = EVENTS_RING_BYTES as u64 / 8;
 
 /// A DAX write(2)'s iteration, and the newly allocated extent it is
 /// processing (`npages == 0`: none pending).
@@ -182,49 +189,91 @@ fn dropped(kind: Kind) {
     }
 }
 
-/// Submit flags for a record written at `ts`: see `WAKE_NS`.
+/// Submit flags for a record written at `ts`: see `WAKE_CHECK_NS`.
 #[inline(always)]
 fn wake_flags(ts: u64) -> u64 {
-    let Some(last) = LAST_WAKE.get_ptr_mut(0) else { return 0 };
+    let Some(last) = LAST_WAKE.get_ptr_mut(0) else { return u64::from(BPF_RB_NO_WAKEUP) };
     // SAFETY: per-CPU slot, no concurrent writer on this CPU.
     unsafe {
-        if ts.wrapping_sub(*last) >= WAKE_NS {
-            *last = ts;
-            u64::from(BPF_RB_FORCE_WAKEUP)
-        } else {
-            u64::from(BPF_RB_NO_WAKEUP)
+        if ts.wrapping_sub(*last) < WAKE_CHECK_NS {
+            return u64::from(BPF_RB_NO_WAKEUP);
         }
+        *last = ts;
+    }
+    if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= WAKE_BYTES {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
     }
 }
 
+/// Write one record straight into its ring-buffer reservation: every header
+/// field is one store (no record built on the stack and copied, no
+/// zeroed comm buffer: those were BPF `memset` calls and byte-by-byte
+/// copies), and the task's name is written by the helper in place.
 #[inline(always)]
-fn emit<P: 'static>(kind: Kind, probe: Probe, dev: u32, ino: u64, payload: P) {
+fn emit<P: Put + 'static>(kind: Kind, probe: Probe, dev: u32, ino: u64, payload: P) {
     let Some(mut entry) = EVENTS.reserve::<Record<P>>(0) else {
         dropped(kind);
         return;
     };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: plain helper without arguments.
-    let ts = unsafe { bpf_ktime_get_ns() };
-    let rec = Record {
-        header: Header {
-            kind: kind as u16,
-            probe: probe as u16,
-            // SAFETY: plain helper without arguments.
-            cpu: unsafe { bpf_get_smp_processor_id() },
-            ts,
-            tid: pid_tgid as u32,
-            pid: (pid_tgid >> 32) as u32,
-            dev,
-            _pad: 0,
-            ino,
-            comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        },
-        payload,
-    };
-    entry.write(rec);
+    let r = entry.as_mut_ptr();
+    // SAFETY: plain helpers without arguments.
+    let (ts, cpu, pid_tgid) = unsafe { (bpf_ktime_get_ns(), bpf_get_smp_processor_id(), generated::bpf_get_current_pid_tgid()) };
+    // SAFETY: `r` is the reserved record (size_of::<Record<P>>() bytes,
+    // 8-aligned); every byte of it is written below (the header's `_pad`
+    // with `dev`, the payload's padding by `Put`).
+    unsafe {
+        let h = addr_of_mut!((*r).header);
+        // kind (u16) then probe (u16): one store, little-endian.
+        addr_of_mut!((*h).kind).cast::<u32>().write(u32::from(kind as u16) | (u32::from(probe as u16) << 16));
+        addr_of_mut!((*h).cpu).write(cpu);
+        addr_of_mut!((*h).ts).write(ts);
+        // tid (low half) then pid: the helper's value as it is.
+        addr_of_mut!((*h).tid).cast::<u64>().write(pid_tgid);
+        // dev then `_pad` (0).
+        addr_of_mut!((*h).dev).cast::<u64>().write(u64::from(dev));
+        addr_of_mut!((*h).ino).write(ino);
+        // Fills all 16 bytes (NUL padded; zeroes if it fails).
+        generated::bpf_get_current_comm(addr_of_mut!((*h).comm).cast(), 16);
+        payload.put(addr_of_mut!((*r).payload));
+    }
     entry.submit(wake_flags(ts));
 }
+
+/// A payload written field by field into the ring buffer. A whole-struct
+/// write also writes its `_pad: [u8; N]` arrays, and a zeroed array is a
+/// call to a byte-loop `memset` subprogram in BPF (LLVM does not inline it
+/// here); every payload keeps its padding in its last 8 bytes (asserted
+/// below), so that word is zeroed with one store and the fields go over it.
+trait Put: Copy {
+    /// # Safety
+    /// `dst` is valid for writes of `Self` and 8-aligned.
+    unsafe fn put(self, dst: *mut Self);
+}
+
+macro_rules! put {
+    ($t:ty, $($f:ident),*) => {
+        const _: () = assert!(core::mem::offset_of!($t, _pad) >= core::mem::size_of::<$t>() - 8);
+        impl Put for $t {
+            #[inline(always)]
+            unsafe fn put(self, dst: *mut Self) {
+                // SAFETY: per the trait; the last word is inside `Self`.
+                unsafe {
+                    dst.cast::<u64>().add(core::mem::size_of::<$t>() / 8 - 1).write(0);
+                    $( addr_of_mut!((*dst).$f).write(self.$f); )*
+                }
+            }
+        }
+    };
+}
+
+put!(FaultBegin, fault, pgoff, address, flags, size, write);
+put!(FaultEnd, fault, pgoff, result, size);
+put!(MapBlocks, fault, pgoff, npages, result, new, write);
+put!(LoadHole, fault, pgoff, size);
+put!(InsertMapping, fault, pgoff, size, inferred);
+put!(Invalidate, pgoff, npages, reason);
 
 #[inline(always)]
 fn tid() -> u32 {

@@ -18,10 +18,11 @@ use crate::event::{Body, Event};
 const DROP_POLL: Duration = Duration::from_millis(100);
 
 /// Longest the reader sleeps without looking at the ring buffer. The
-/// programs wake it at most once per millisecond per CPU (tracer-ebpf's
-/// `WAKE_NS`: a wakeup per record cost ~1.5 us per event), so the last
-/// records of a burst are announced by nobody: they are seen within this
-/// much, far inside the reorder window.
+/// programs wake it only when the ring fills faster than this drains it
+/// (tracer-ebpf's `WAKE_CHECK_NS`: a wakeup per record cost ~1.5 us per
+/// event, one per ms per CPU still ~90 ns), so records are in general
+/// announced by nobody: they are seen within this much, far inside the
+/// reorder window.
 pub const MAX_QUIET: Duration = Duration::from_millis(10);
 
 /// Counters of the live source itself.
