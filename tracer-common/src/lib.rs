@@ -486,6 +486,13 @@ pub struct BtfOffsets {
     /// `struct iomap_iter` (5.15+): `inode`, `flags` (IOMAP_WRITE, IOMAP_DAX, ...).
     pub iter_inode: u16,
     pub iter_flags: u16,
+    /// `struct task_struct`: `pid`, `tgid`, `comm`, which the tp_btf
+    /// programs load from the current task instead of calling helpers
+    /// (absent: they call the helpers).
+    pub task_pid: u16,
+    pub task_tgid: u16,
+    pub task_comm: u16,
+    pub _pad: u16,
 }
 
 impl BtfOffsets {
@@ -516,6 +523,10 @@ impl BtfOffsets {
         bh_bit_unwritten: TpFields::ABSENT,
         iter_inode: TpFields::ABSENT,
         iter_flags: TpFields::ABSENT,
+        task_pid: TpFields::ABSENT,
+        task_tgid: TpFields::ABSENT,
+        task_comm: TpFields::ABSENT,
+        _pad: 0,
     };
 }
 
@@ -574,7 +585,7 @@ const _: () = {
     assert!(size_of::<Lost>() == 8);
     assert!(size_of::<FaultCtx>() == 40);
     assert!(size_of::<TpFields>() == 20);
-    assert!(size_of::<BtfOffsets>() == 52);
+    assert!(size_of::<BtfOffsets>() == 60);
     assert!(size_of::<Record<MapBlocks>>() == 88);
     assert!(Probe::ALL.len() + 1 == 18);
 };

@@ -37,26 +37,26 @@ fn fault_begin(a: &impl Args, probe: Probe, size: u8) {
     let Ok(pgoff) = a.load::<u64>(vmf, o.vmf_pgoff) else { return };
     let flags: u32 = a.load(vmf, o.vmf_flags).unwrap_or(0);
     let address: u64 = a.load(vmf, o.vmf_address).unwrap_or(0);
-    path::fault_begin(probe, size, dev, ino, pgoff, flags, address);
+    path::fault_begin(&a.cur(), probe, size, dev, ino, pgoff, flags, address);
 }
 
 #[inline(always)]
 fn fault_end(a: &impl Args, probe: Probe, size: u8, result_arg: usize) {
     let Some((o, dev, ino, vmf)) = dax_args(a) else { return };
     let Ok(pgoff) = a.load::<u64>(vmf, o.vmf_pgoff) else { return };
-    path::fault_end(probe, size, dev, ino, Some(pgoff), a.arg(result_arg) as u32);
+    path::fault_end(&a.cur(), probe, size, dev, ino, Some(pgoff), a.arg(result_arg) as u32);
 }
 
 #[inline(always)]
 fn load_hole(a: &impl Args, probe: Probe, size: u8) {
     let Some((o, dev, ino, vmf)) = dax_args(a) else { return };
-    path::load_hole(probe, size, dev, ino, a.load::<u64>(vmf, o.vmf_pgoff).ok());
+    path::load_hole(&a.cur(), probe, size, dev, ino, a.load::<u64>(vmf, o.vmf_pgoff).ok());
 }
 
 #[inline(always)]
 fn insert(a: &impl Args, probe: Probe, size: u8) {
     let Some((o, dev, ino, vmf)) = dax_args(a) else { return };
-    path::insert(probe, size, dev, ino, a.load::<u64>(vmf, o.vmf_pgoff).ok());
+    path::insert(&a.cur(), probe, size, dev, ino, a.load::<u64>(vmf, o.vmf_pgoff).ok());
 }
 
 #[inline(always)]
@@ -82,7 +82,7 @@ fn iomap(a: &impl Args) {
     };
     let flags: u16 = a.load(map, o.iomap_flags).unwrap_or(0);
     let (pgoff, npages) = pages(off as u64, len);
-    path::lookup(Probe::IomapIterDstmap, dev, ino, pgoff, npages, iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
+    path::lookup(&a.cur(), Probe::IomapIterDstmap, dev, ino, pgoff, npages, iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
 }
 
 /// `iomap_iter(struct iomap_iter *, const void *ops, unsigned long caller)`.
@@ -91,7 +91,7 @@ fn iomap_iter(a: &impl Args) {
     let o = offsets();
     let iter = a.arg(0);
     let Ok(flags) = a.load::<u32>(iter, o.iter_flags) else { return };
-    path::iomap_iter(Probe::IomapIter, flags, || path::inode_target(a, &o, a.load::<u64>(iter, o.iter_inode).ok()?));
+    path::iomap_iter(&a.cur(), Probe::IomapIter, flags, || path::inode_target(a, &o, a.load::<u64>(iter, o.iter_inode).ok()?));
 }
 
 /// What an ext4 block lookup found: its return value and `m_flags`.
@@ -123,6 +123,7 @@ fn ext4_map_blocks(a: &impl Args) {
     let shift = 12 - crate::blkbits();
     let write = u8::from(flags & EXT4_GET_BLOCKS_CREATE != 0);
     path::lookup(
+        &a.cur(),
         Probe::Ext4ExtMapBlocksExit,
         dev,
         ino,
@@ -154,7 +155,7 @@ fn xfs_alloc(a: &impl Args) {
         return;
     };
     let shift = 12 - crate::blkbits();
-    path::lookup(Probe::XfsIomapAlloc, dev, ino, startoff >> shift, (count >> shift).max(1), MAP_MAPPED, 1, Some(1));
+    path::lookup(&a.cur(), Probe::XfsIomapAlloc, dev, ino, startoff >> shift, (count >> shift).max(1), MAP_MAPPED, 1, Some(1));
 }
 
 /// `ext4_punch_hole/zero_range(inode, offset, len, mode)`, `ext4_collapse_range(inode, offset, len)`.
@@ -163,7 +164,7 @@ fn ext4_range(a: &impl Args, probe: Probe, reason: u8) {
     let o = offsets();
     let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
     let (pgoff, npages) = pages(a.arg(1), a.arg(2));
-    path::invalidate(probe, dev, ino, pgoff, npages, reason);
+    path::invalidate(&a.cur(), probe, dev, ino, pgoff, npages, reason);
 }
 
 /// `ext4_truncate_enter(inode)`, `xfs_free_file_space(ip)`: to EOF (they do not say where).
@@ -172,7 +173,7 @@ fn to_eof(a: &impl Args, probe: Probe, reason: u8, xfs: bool) {
     let o = offsets();
     let inode = if xfs { xfs_vfs_inode(&o, a.arg(0)) } else { a.arg(0) };
     let Some((dev, ino)) = path::inode_target(a, &o, inode) else { return };
-    path::invalidate(probe, dev, ino, 0, NPAGES_TO_EOF, reason);
+    path::invalidate(&a.cur(), probe, dev, ino, 0, NPAGES_TO_EOF, reason);
 }
 
 macro_rules! typed_tp {

@@ -19,7 +19,7 @@ use tracer_common::{BtfOffsets, Probe, TpFields, MAP_HOLE, MAP_MAPPED, MAP_UNWRI
 
 use crate::btf_tp::iomap_result;
 use crate::path::{self, kread, offsets, ArgArray, Args};
-use crate::{pages, tid, IOMAP_F_NEW};
+use crate::{pages, tid, Helpers, IOMAP_F_NEW};
 
 /// What an entry probe leaves for the return probe (or for probes inside
 /// the fault), keyed by (slot << 32 | tid).
@@ -62,6 +62,13 @@ fn key(slot: u64) -> u64 {
 pub struct Regs<'a>(&'a ProbeContext);
 
 impl Args for Regs<'_> {
+    type Cur = Helpers;
+
+    #[inline(always)]
+    fn cur(&self) -> Helpers {
+        Helpers
+    }
+
     #[inline(always)]
     fn arg(&self, n: usize) -> u64 {
         self.0.arg::<u64>(n).unwrap_or(0)
@@ -91,7 +98,7 @@ fn fault_enter(a: &impl Args, probe: Probe, size: u8, vmf_arg: usize, vma_arg: O
     let address: u64 = kread(vmf, o.vmf_address).unwrap_or(0);
     let c = Call { dev, _pad: 0, ino, ptr: 0, flags: 0, block: 0 };
     let _ = CALLS.insert(&key(SLOT_FAULT), &c, 0);
-    path::fault_begin(probe, size, dev, ino, pgoff, flags, address);
+    path::fault_begin(&Helpers, probe, size, dev, ino, pgoff, flags, address);
 }
 
 #[inline(always)]
@@ -100,7 +107,7 @@ fn fault_exit(probe: Probe, size: u8, ret: u64) {
     // SAFETY: copied out at once.
     let Some(c) = (unsafe { CALLS.get(&k) }).copied() else { return };
     let _ = CALLS.remove(&k);
-    path::fault_end(probe, size, c.dev, c.ino, None, ret as u32);
+    path::fault_end(&Helpers, probe, size, c.dev, c.ino, None, ret as u32);
 }
 
 /// The fault this task is in: (dev, ino), or None outside a traced fault.
@@ -140,7 +147,7 @@ fn iomap_exit(probe: Probe, ret: u64) {
     let flags: u16 = kread(c.ptr, o.iomap_flags).unwrap_or(0);
     let (pgoff, npages) = pages(off as u64, len);
     let write = u8::from(c.flags & IOMAP_WRITE != 0);
-    path::lookup(probe, c.dev, c.ino, pgoff, npages, iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), Some(write));
+    path::lookup(&Helpers, probe, c.dev, c.ino, pgoff, npages, iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), Some(write));
 }
 
 /// Legacy `get_block(inode, sector_t iblock, struct buffer_head *bh, int create)`: entry side.
@@ -181,6 +188,7 @@ fn get_block_exit(probe: Probe, ret: u64) {
     };
     let shift = 12 - crate::blkbits();
     path::lookup(
+        &Helpers,
         probe,
         c.dev,
         c.ino,
@@ -195,7 +203,7 @@ fn get_block_exit(probe: Probe, ret: u64) {
 #[inline(always)]
 fn hole(probe: Probe, size: u8) {
     let Some((dev, ino)) = in_fault() else { return };
-    path::load_hole(probe, size, dev, ino, None);
+    path::load_hole(&Helpers, probe, size, dev, ino, None);
 }
 
 /// An insert of real blocks (not the zero page, not an empty entry).
@@ -206,7 +214,7 @@ fn insert(probe: Probe, flags: u64, pmd: u64, zero: u64, empty: u64) {
     }
     let Some((dev, ino)) = in_fault() else { return };
     let size = if flags & pmd != 0 { SIZE_PMD } else { SIZE_PTE };
-    path::insert(probe, size, dev, ino, None);
+    path::insert(&Helpers, probe, size, dev, ino, None);
 }
 
 /// Entry probes: fentry and kprobe programs running one body.

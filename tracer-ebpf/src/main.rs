@@ -210,16 +210,16 @@ fn wake_flags(ts: u64) -> u64 {
 /// Write one record straight into its ring-buffer reservation: every header
 /// field is one store (no record built on the stack and copied, no
 /// zeroed comm buffer: those were BPF `memset` calls and byte-by-byte
-/// copies), and the task's name is written by the helper in place.
+/// copies); `c` writes the task's ids and name in place.
 #[inline(always)]
-fn emit<P: Put + 'static>(kind: Kind, probe: Probe, dev: u32, ino: u64, payload: P) {
+fn emit<P: Put + 'static>(c: &impl Cur, kind: Kind, probe: Probe, dev: u32, ino: u64, payload: P) {
     let Some(mut entry) = EVENTS.reserve::<Record<P>>(0) else {
         dropped(kind);
         return;
     };
     let r = entry.as_mut_ptr();
     // SAFETY: plain helpers without arguments.
-    let (ts, cpu, pid_tgid) = unsafe { (bpf_ktime_get_ns(), bpf_get_smp_processor_id(), generated::bpf_get_current_pid_tgid()) };
+    let (ts, cpu) = unsafe { (bpf_ktime_get_ns(), bpf_get_smp_processor_id()) };
     // SAFETY: `r` is the reserved record (size_of::<Record<P>>() bytes,
     // 8-aligned); every byte of it is written below (the header's `_pad`
     // with `dev`, the payload's padding by `Put`).
@@ -229,16 +229,71 @@ fn emit<P: Put + 'static>(kind: Kind, probe: Probe, dev: u32, ino: u64, payload:
         addr_of_mut!((*h).kind).cast::<u32>().write(u32::from(kind as u16) | (u32::from(probe as u16) << 16));
         addr_of_mut!((*h).cpu).write(cpu);
         addr_of_mut!((*h).ts).write(ts);
-        // tid (low half) then pid: the helper's value as it is.
-        addr_of_mut!((*h).tid).cast::<u64>().write(pid_tgid);
         // dev then `_pad` (0).
         addr_of_mut!((*h).dev).cast::<u64>().write(u64::from(dev));
         addr_of_mut!((*h).ino).write(ino);
-        // Fills all 16 bytes (NUL padded; zeroes if it fails).
-        generated::bpf_get_current_comm(addr_of_mut!((*h).comm).cast(), 16);
+        // tid (low half) then pid, and all 16 bytes of comm.
+        c.put_task(addr_of_mut!((*h).tid).cast::<u64>(), addr_of_mut!((*h).comm));
         payload.put(addr_of_mut!((*r).payload));
     }
     entry.submit(wake_flags(ts));
+}
+
+/// Where a record's task ids and name come from.
+pub trait Cur {
+    /// Write the current task's `tid | pid << 32` to `ids` and its name
+    /// (NUL padded) to `comm`.
+    ///
+    /// # Safety
+    /// Both are valid for writes.
+    unsafe fn put_task(&self, ids: *mut u64, comm: *mut [u8; 16]);
+}
+
+/// The helpers: every program type, every kernel.
+pub struct Helpers;
+
+impl Cur for Helpers {
+    #[inline(always)]
+    unsafe fn put_task(&self, ids: *mut u64, comm: *mut [u8; 16]) {
+        // SAFETY: per the trait; the helper fills all 16 bytes (zeroes if it fails).
+        unsafe {
+            ids.write(generated::bpf_get_current_pid_tgid());
+            generated::bpf_get_current_comm(comm.cast(), 16);
+        }
+    }
+}
+
+/// tp_btf programs: loads through `bpf_get_current_task_btf()` (a BTF
+/// pointer, loaded from like the programs' arguments) at BTF offsets.
+/// `bpf_get_current_comm` (a strscpy) was a fifth of `iomap_iter_dstmap`'s
+/// time in a profile of the host bench. The kernel keeps `comm` NUL padded
+/// (`__set_task_comm` uses strscpy_pad), and the decoder stops at the first
+/// NUL anyway, so events are the same as with the helpers.
+pub struct TaskBtf;
+
+impl Cur for TaskBtf {
+    #[inline(always)]
+    unsafe fn put_task(&self, ids: *mut u64, comm: *mut [u8; 16]) {
+        // SAFETY: as in `fields`.
+        let (op, ot, oc) = unsafe {
+            (read_volatile(addr_of!(CONFIG.btf.task_pid)), read_volatile(addr_of!(CONFIG.btf.task_tgid)), read_volatile(addr_of!(CONFIG.btf.task_comm)))
+        };
+        if op == TpFields::ABSENT || ot == TpFields::ABSENT || oc == TpFields::ABSENT {
+            // SAFETY: per the trait.
+            return unsafe { Helpers.put_task(ids, comm) };
+        }
+        // SAFETY: verifier-checked loads of task_struct members (offsets
+        // are constants from the frozen CONFIG); the writes per the trait.
+        unsafe {
+            let t = generated::bpf_get_current_task_btf() as u64;
+            let pid = read_volatile((t + u64::from(op)) as *const u32);
+            let tgid = read_volatile((t + u64::from(ot)) as *const u32);
+            ids.write((u64::from(tgid) << 32) | u64::from(pid));
+            let src = t + u64::from(oc);
+            comm.cast::<u64>().write(read_volatile(src as *const u64));
+            comm.cast::<u64>().add(1).write(read_volatile((src + 8) as *const u64));
+        }
+    }
 }
 
 /// A payload written field by field into the ring buffer. A whole-struct
@@ -307,7 +362,7 @@ fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
     if FAULTS.insert(&tid(), &fc, 0).is_ok() {
         path::note_any_fault();
     }
-    emit(Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address: 0, flags, size, write, _pad: [0; 2] });
+    emit(&Helpers, Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address: 0, flags, size, write, _pad: [0; 2] });
     Ok(())
 }
 
@@ -326,11 +381,11 @@ fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
         // and ended with NOPAGE without loading a hole inserted a mapping.
         if c.lookup_mapped != 0 && c.hole_loaded == 0 && c.insert_seen == 0 && result & VM_FAULT_NOPAGE != 0 {
             let first = if size == SIZE_PMD { pgoff & !(PMD_PAGES - 1) } else { pgoff };
-            emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
+            emit(&Helpers, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
         }
         let _ = FAULTS.remove(&t);
     }
-    emit(Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
+    emit(&Helpers, Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
     Ok(())
 }
 
@@ -358,7 +413,7 @@ fn try_load_hole(ctx: &Tp, probe: Probe, size: u8) -> Res {
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
+    emit(&Helpers, Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
     Ok(())
 }
 
@@ -385,7 +440,7 @@ fn try_insert(ctx: &Tp, probe: Probe, size: u8) -> Res {
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
+    emit(&Helpers, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
     Ok(())
 }
 
@@ -407,7 +462,7 @@ fn try_iomap(ctx: &Tp) -> Res {
     let flags: u16 = read(ctx, f.flags).unwrap_or(0);
     let (pgoff, npages) = pages(off as u64, len);
     // The tracepoint does not carry IOMAP_WRITE: `lookup` takes it from the fault.
-    path::lookup(probe, dev, ino, pgoff, npages, btf_tp::iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
+    path::lookup(&Helpers, probe, dev, ino, pgoff, npages, btf_tp::iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
     Ok(())
 }
 
@@ -416,7 +471,7 @@ fn try_iomap(ctx: &Tp) -> Res {
 fn try_iomap_iter(ctx: &Tp) -> Res {
     let f = fields(Probe::IomapIter);
     let flags: u32 = read(ctx, f.flags)?;
-    path::iomap_iter(Probe::IomapIter, flags, || target(ctx, &f));
+    path::iomap_iter(&Helpers, Probe::IomapIter, flags, || target(ctx, &f));
     Ok(())
 }
 
@@ -444,7 +499,7 @@ fn try_ext4_map_blocks(ctx: &Tp) -> Res {
     let shift = 12 - blkbits();
     let pgoff = (lblk as u64) >> shift;
     let npages = ((len as u64) >> shift).max(1);
-    emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    emit(&Helpers, Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
     Ok(())
 }
 
@@ -458,6 +513,7 @@ fn try_xfs_alloc(ctx: &Tp) -> Res {
     let (fault, _) = path::note_lookup(MAP_MAPPED);
     let shift = 12 - blkbits();
     emit(
+        &Helpers,
         Kind::MapBlocks,
         probe,
         dev,
@@ -479,7 +535,7 @@ fn try_invalidate(ctx: &Tp, probe: Probe, reason: u8) -> Res {
         let len: i64 = read(ctx, f.length)?;
         pages(off as u64, len as u64)
     };
-    emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
+    emit(&Helpers, Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
     Ok(())
 }
 

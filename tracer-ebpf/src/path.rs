@@ -14,14 +14,19 @@ use tracer_common::{
 };
 
 use crate::{
-    emit, next_fault_id, tid, WriteCtx, ANY_FAULT, CONFIG, FAULTS, FAULT_FLAG_WRITE, IOMAP_DAX, IOMAP_FAULT, IOMAP_WRITE,
+    emit, next_fault_id, Cur, Helpers, TaskBtf, tid, WriteCtx, ANY_FAULT, CONFIG, FAULTS, FAULT_FLAG_WRITE, IOMAP_DAX, IOMAP_FAULT, IOMAP_WRITE,
     VM_FAULT_NOPAGE, WRITES,
 };
 
 /// Where arguments come from: a u64 array (tp_btf, raw_tp, fentry) or the
 /// saved registers (kprobe).
 pub trait Args {
+    /// Where this program type's records take the task's ids and name.
+    type Cur: Cur;
+
     fn arg(&self, n: usize) -> u64;
+
+    fn cur(&self) -> Self::Cur;
 
     /// A `T` at `base + off` of kernel memory. A probe read by default:
     /// kprobe registers and raw_tp arguments are plain integers to the verifier.
@@ -35,6 +40,13 @@ pub trait Args {
 pub struct ArgArray(pub *const u64);
 
 impl Args for ArgArray {
+    type Cur = Helpers;
+
+    #[inline(always)]
+    fn cur(&self) -> Helpers {
+        Helpers
+    }
+
     #[inline(always)]
     fn arg(&self, n: usize) -> u64 {
         // SAFETY: the verifier checks the index against the attach point's
@@ -54,6 +66,13 @@ impl Args for ArgArray {
 pub struct BtfArgs(pub *const u64);
 
 impl Args for BtfArgs {
+    type Cur = TaskBtf;
+
+    #[inline(always)]
+    fn cur(&self) -> TaskBtf {
+        TaskBtf
+    }
+
     #[inline(always)]
     fn arg(&self, n: usize) -> u64 {
         // SAFETY: the verifier checks the index against the prototype.
@@ -106,34 +125,34 @@ pub fn vmf_inode(o: &BtfOffsets, vmf: u64) -> u64 {
 }
 
 #[inline(always)]
-pub fn fault_begin(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: u64, flags: u32, address: u64) {
+pub fn fault_begin(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff: u64, flags: u32, address: u64) {
     let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
     let fault = next_fault_id();
     let fc = FaultCtx { fault, pgoff, size, write, dev, ino, ..FaultCtx::default() };
     if FAULTS.insert(&tid(), &fc, 0).is_ok() {
         note_any_fault();
     }
-    emit(Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address, flags, size, write, _pad: [0; 2] });
+    emit(c, Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address, flags, size, write, _pad: [0; 2] });
 }
 
 /// `pgoff` None: the fault's own (a probe at the fault's return has no vmf).
 #[inline(always)]
-pub fn fault_end(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>, result: u32) {
+pub fn fault_end(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>, result: u32) {
     let t = tid();
     // SAFETY: the value is copied out at once.
     let fc = unsafe { FAULTS.get(&t) }.copied();
     let fault = fc.map_or(0, |c| c.fault);
     let pgoff = pgoff.unwrap_or(fc.map_or(0, |c| c.pgoff));
-    if let Some(c) = fc {
+    if let Some(f) = fc {
         // No probe on this kernel saw the insert: a fault that found blocks
         // and ended with NOPAGE without loading a hole inserted a mapping.
-        if c.lookup_mapped != 0 && c.hole_loaded == 0 && c.insert_seen == 0 && result & VM_FAULT_NOPAGE != 0 {
+        if f.lookup_mapped != 0 && f.hole_loaded == 0 && f.insert_seen == 0 && result & VM_FAULT_NOPAGE != 0 {
             let first = if size == SIZE_PMD { pgoff & !(PMD_PAGES - 1) } else { pgoff };
-            emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
+            emit(c, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
         }
         let _ = FAULTS.remove(&t);
     }
-    emit(Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
+    emit(c, Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
 }
 
 /// (fault id, the fault's pgoff) after marking the task's fault.
@@ -150,23 +169,23 @@ fn in_fault(mark: fn(&mut FaultCtx)) -> (u64, Option<u64>) {
 }
 
 #[inline(always)]
-pub fn load_hole(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>) {
+pub fn load_hole(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>) {
     let (fault, fpg) = in_fault(|c| c.hole_loaded = 1);
     let mut pgoff = pgoff.or(fpg).unwrap_or(0);
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
+    emit(c, Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
 }
 
 #[inline(always)]
-pub fn insert(probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>) {
+pub fn insert(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>) {
     let (fault, fpg) = in_fault(|c| c.insert_seen = 1);
     let mut pgoff = pgoff.or(fpg).unwrap_or(0);
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
+    emit(c, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
 }
 
 /// Some fault has begun since load: until then no lookup can be inside one,
@@ -223,7 +242,7 @@ pub fn note_write_alloc(dev: u32, ino: u64, pgoff: u64, npages: u64) {
 /// (`invalidate_inode_pages2_range`) has happened by now. `target` reads the
 /// (dev, ino) of the iteration's inode, only when needed.
 #[inline(always)]
-pub fn iomap_iter(probe: Probe, flags: u32, target: impl FnOnce() -> Option<(u32, u64)>) {
+pub fn iomap_iter(c: &impl Cur, probe: Probe, flags: u32, target: impl FnOnce() -> Option<(u32, u64)>) {
     // Reads, faults and non-DAX I/O (the common case) stop here, before
     // any map lookup: only a DAX write's iterations can have a pending extent.
     if flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) != IOMAP_WRITE | IOMAP_DAX {
@@ -236,7 +255,7 @@ pub fn iomap_iter(probe: Probe, flags: u32, target: impl FnOnce() -> Option<(u32
             if (*w).npages != 0 {
                 let (dev, ino, pgoff, npages) = ((*w).dev, (*w).ino, (*w).pgoff, (*w).npages);
                 (*w).npages = 0;
-                emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason: INV_WRITE, _pad: [0; 7] });
+                emit(c, Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason: INV_WRITE, _pad: [0; 7] });
             }
             (*w).flags = flags;
         },
@@ -251,7 +270,7 @@ pub fn iomap_iter(probe: Probe, flags: u32, target: impl FnOnce() -> Option<(u32
 /// A block lookup. `write` None: the caller's intent is not known to the
 /// probe; inside a fault take the fault's, outside one an allocation implies it.
 #[inline(always)]
-pub fn lookup(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result: u8, new: u8, write: Option<u8>) {
+pub fn lookup(c: &impl Cur, probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result: u8, new: u8, write: Option<u8>) {
     let (fault, fwrite) = note_lookup(result);
     let write = write.or(fwrite).unwrap_or(new);
     // iomap lookups (dstmap, or an fs ->iomap_begin return under kprobe or
@@ -269,10 +288,10 @@ pub fn lookup(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result:
     if fault == 0 && new != 0 && iomap {
         note_write_alloc(dev, ino, pgoff, npages);
     }
-    emit(Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    emit(c, Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
 }
 
 #[inline(always)]
-pub fn invalidate(probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, reason: u8) {
-    emit(Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
+pub fn invalidate(c: &impl Cur, probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, reason: u8) {
+    emit(c, Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
 }

@@ -209,6 +209,13 @@ impl KernelBtf {
                 None => missing.push(format!("{strukt}.{}", names[0])),
             }
         }
+        // The current task's ids and name, for the tp_btf programs; not
+        // "missing" when absent: those programs then call the helpers.
+        for (member, slot) in [("pid", &mut offsets.task_pid), ("tgid", &mut offsets.task_tgid), ("comm", &mut offsets.task_comm)] {
+            if let Some(off) = self.member_offset("task_struct", member).and_then(|o| u16::try_from(o).ok()) {
+                *slot = off;
+            }
+        }
         // Bit numbers of buffer_head state (legacy get_block results).
         for (variant, slot) in [("BH_Mapped", 0), ("BH_New", 1), ("BH_Unwritten", 2)] {
             if let Some(v) = self.enum_value("bh_state_bits", variant).and_then(|v| u16::try_from(v).ok()) {
@@ -292,6 +299,8 @@ mod tests {
         assert!(!k.has_tp_btf("no_such_event_here"));
         assert!(k.has_func("vfs_read"));
         assert!(!k.has_func("inode"), "a struct is not a function");
+        // task_struct: pid then tgid (two pid_t), comm later.
+        assert!(o.task_pid != TpFields::ABSENT && o.task_tgid == o.task_pid + 4 && o.task_comm > o.task_tgid, "{o:?}");
         // enum bh_state_bits: BH_Uptodate is 0 on every kernel; Mapped/New follow.
         assert!(o.bh_bit_mapped != TpFields::ABSENT && o.bh_bit_new == o.bh_bit_mapped + 1, "{o:?}");
     }
