@@ -69,6 +69,11 @@ pub struct Args {
     /// Host: use this daxtrace binary instead of building one (A/B comparisons).
     #[arg(long)]
     pub daxtrace: Option<PathBuf>,
+    /// Host: also run every daxtrace config with this binary, as
+    /// `... (before)`, interleaved in the same rounds: an A/B comparison
+    /// under the same load (e.g. a build of main before a change).
+    #[arg(long)]
+    pub daxtrace_before: Option<PathBuf>,
     /// JSON report (default: <lab cache>/results/bench-overhead-<setting>.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -143,6 +148,10 @@ fn host(a: &Args) -> Result<()> {
         Some(p) => p.canonicalize().with_context(|| format!("--daxtrace {}", p.display()))?,
         None => build_daxtrace()?,
     };
+    let daxtrace_before = match &a.daxtrace_before {
+        Some(p) => Some(p.canonicalize().with_context(|| format!("--daxtrace-before {}", p.display()))?),
+        None => None,
+    };
     let unpacked = tools::fetch()?;
     let tracepoints: Vec<String> = tracer_common::Probe::ALL
         .iter()
@@ -156,6 +165,7 @@ fn host(a: &Args) -> Result<()> {
     let scratch = scratch.canonicalize()?;
     let env = tools::Env {
         daxtrace: &daxtrace,
+        daxtrace_before: daxtrace_before.as_deref(),
         tools: &unpacked,
         tracepoints: &tracepoints,
         tracefs: &tracefs,
@@ -166,8 +176,10 @@ fn host(a: &Args) -> Result<()> {
     let mut tracers = vec![Tracer::Untraced];
     let per_backend: Vec<Option<String>> = if backends.is_empty() { vec![None] } else { backends.iter().cloned().map(Some).collect() };
     for b in per_backend {
-        for mode in [DxMode::Record, DxMode::Stream] {
-            tracers.push(Tracer::Daxtrace { mode, backend: b.clone() });
+        for before in if daxtrace_before.is_some() { vec![false, true] } else { vec![false] } {
+            for mode in [DxMode::Record, DxMode::Stream] {
+                tracers.push(Tracer::Daxtrace { mode, backend: b.clone(), before });
+            }
         }
     }
     tracers.push(Tracer::TraceCmd);
@@ -191,8 +203,8 @@ fn host(a: &Args) -> Result<()> {
         },
     });
     tracers.retain(|t| match t {
-        Tracer::Daxtrace { mode: DxMode::Stream, backend } => {
-            tracers_has_record(&skipped, backend.as_deref())
+        Tracer::Daxtrace { mode: DxMode::Stream, backend, before } => {
+            tracers_has_record(&skipped, backend.as_deref(), *before)
         }
         _ => true,
     });
@@ -238,8 +250,8 @@ fn host(a: &Args) -> Result<()> {
 }
 
 /// A stream config stays when its backend's record config attached.
-fn tracers_has_record(skipped: &[String], backend: Option<&str>) -> bool {
-    let rec = Tracer::Daxtrace { mode: DxMode::Record, backend: backend.map(String::from) }.name();
+fn tracers_has_record(skipped: &[String], backend: Option<&str>, before: bool) -> bool {
+    let rec = Tracer::Daxtrace { mode: DxMode::Record, backend: backend.map(String::from), before }.name();
     !skipped.iter().any(|s| s.starts_with(&format!("{rec}:")))
 }
 

@@ -177,7 +177,7 @@ mod tests {
             },
             ConfigResult {
                 name: "daxtrace".into(),
-                tracer: Tracer::Daxtrace { mode: DxMode::Record, backend: None },
+                tracer: Tracer::Daxtrace { mode: DxMode::Record, backend: None, before: false },
                 command: String::new(),
                 samples: vec![sample(0, 1_000_000, 1_300_000, tool(2000)), sample(1, 1_200_000, 1_500_000, tool(2000))],
                 summary: Summary::default(),

@@ -50,7 +50,8 @@ pub enum DxMode {
 #[serde(tag = "tool", rename_all = "kebab-case")]
 pub enum Tracer {
     Untraced,
-    Daxtrace { mode: DxMode, backend: Option<String> },
+    /// `before`: the `--daxtrace-before` binary (A/B in one run).
+    Daxtrace { mode: DxMode, backend: Option<String>, before: bool },
     TraceCmd,
     Bpftrace,
     /// bpftrace with empty probes on the same tracepoints: the floor any
@@ -62,13 +63,14 @@ impl Tracer {
     pub fn name(&self) -> String {
         match self {
             Tracer::Untraced => "untraced".into(),
-            Tracer::Daxtrace { mode, backend } => format!(
-                "daxtrace {}{}",
+            Tracer::Daxtrace { mode, backend, before } => format!(
+                "daxtrace {}{}{}",
                 match mode {
                     DxMode::Record => "record",
                     DxMode::Stream => "stream",
                 },
-                backend.as_ref().map(|b| format!(" --backend {b}")).unwrap_or_default()
+                backend.as_ref().map(|b| format!(" --backend {b}")).unwrap_or_default(),
+                if *before { " (before)" } else { "" }
             ),
             Tracer::TraceCmd => "trace-cmd record".into(),
             Tracer::Bpftrace => "bpftrace count()".into(),
@@ -100,6 +102,8 @@ pub struct ToolRun {
 /// Everything a run needs to start a tracer.
 pub struct Env<'a> {
     pub daxtrace: &'a Path,
+    /// `--daxtrace-before`: the binary of the `(before)` configs.
+    pub daxtrace_before: Option<&'a Path>,
     pub tools: &'a Unpacked,
     /// `category:event` names, the ones daxtrace attaches that exist here.
     pub tracepoints: &'a [String],
@@ -149,8 +153,9 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
     };
     match t {
         Tracer::Untraced => {}
-        Tracer::Daxtrace { mode, backend } => {
-            let mut c = Command::new(env.daxtrace);
+        Tracer::Daxtrace { mode, backend, before } => {
+            let bin = if *before { env.daxtrace_before.context("a (before) config without --daxtrace-before")? } else { env.daxtrace };
+            let mut c = Command::new(bin);
             match mode {
                 DxMode::Record => {
                     let out = env.scratch.join("daxtrace.dxt");
