@@ -6,8 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use btf_rs::{Btf, Type};
 use tracer_common::{BtfOffsets, TpFields};
+
+use super::btf_scan::RawBtf;
 
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 /// Modules whose types we read (split BTF over vmlinux), when loaded.
@@ -24,8 +25,8 @@ pub enum BtfError {
 /// The BTF we read offsets from: a base and the split BTFs of loaded modules.
 pub struct KernelBtf {
     pub source: PathBuf,
-    base: Btf,
-    modules: Vec<(String, Btf)>,
+    base: RawBtf,
+    modules: Vec<(String, RawBtf)>,
 }
 
 /// Where each [`BtfOffsets`] member comes from: (struct, member path), with
@@ -108,17 +109,11 @@ impl KernelBtf {
     /// `file`: the user's `--btf FILE`; None: the running kernel's.
     pub fn open(file: Option<&Path>) -> Result<Self, BtfError> {
         let unreadable = |path: &Path, e: &dyn std::fmt::Display| BtfError::Unreadable { path: path.to_path_buf(), why: e.to_string() };
-        // Read whole, then parse from memory: btf-rs's file reader asks the
-        // kernel for its position once per type (an lseek each), which made
-        // start-up slow (vmlinux: 1.4 s from the file, 0.9 s from memory on
-        // the loaded host; far more under TCG, where syscalls are dear).
-        let parse = |p: &Path, base: Option<&Btf>| -> Result<Btf, BtfError> {
+        // Read whole, then index in memory (see btf_scan: no type is decoded
+        // until asked for, so start-up does not pay for 100,000+ types).
+        let parse = |p: &Path, base: Option<&RawBtf>| -> Result<RawBtf, BtfError> {
             let bytes = std::fs::read(p).map_err(|e| unreadable(p, &e))?;
-            match base {
-                None => Btf::from_bytes(&bytes),
-                Some(b) => Btf::from_split_bytes(&bytes, b),
-            }
-            .map_err(|e| unreadable(p, &e))
+            RawBtf::parse(bytes, base).map_err(|e| unreadable(p, &e))
         };
         if let Some(f) = file {
             let base = parse(f, None)?;
@@ -142,61 +137,46 @@ impl KernelBtf {
         Ok(Self { source: vmlinux.to_path_buf(), base, modules })
     }
 
-    fn all(&self) -> impl Iterator<Item = &Btf> {
-        std::iter::once(&self.base).chain(self.modules.iter().map(|(_, b)| b))
+    /// Each blob with the base it is split over (None for the base itself).
+    fn all(&self) -> impl Iterator<Item = (&RawBtf, Option<&RawBtf>)> {
+        std::iter::once((&self.base, None)).chain(self.modules.iter().map(|(_, b)| (b, Some(&self.base))))
     }
 
     /// Byte offset of `member` in `struct name`, looking through anonymous
     /// structs and unions (e.g. `vm_fault`'s `pgoff` lives in one since 5.x).
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
-        for btf in self.all() {
-            let Ok(types) = btf.resolve_types_by_name(name) else { continue };
-            for t in types {
-                if let Type::Struct(s) = &t {
-                    if let Some(bits) = find_member(btf, s, member, 0) {
-                        return Some(bits / 8);
-                    }
-                }
-            }
-        }
-        None
+        self.all().find_map(|(btf, base)| {
+            btf.ids_named(base, name)
+                .into_iter()
+                .filter(|&id| btf.is_struct(base, id))
+                .find_map(|id| btf.member_bits(base, id, member))
+                .map(|bits| bits / 8)
+        })
     }
 
     /// Whether `name` is a function in BTF (an fentry target).
     pub fn has_func(&self, name: &str) -> bool {
-        self.all().any(|b| b.resolve_types_by_name(name).is_ok_and(|ts| ts.iter().any(|t| matches!(t, Type::Func(_)))))
+        self.all().any(|(btf, base)| btf.ids_named(base, name).into_iter().any(|id| btf.is_func(base, id)))
     }
 
     /// Whether `btf_trace_<event>` exists: the typedef tp_btf attaches through.
     pub fn has_tp_btf(&self, event: &str) -> bool {
         let name = format!("btf_trace_{event}");
-        self.all().any(|b| b.resolve_types_by_name(&name).is_ok_and(|ts| !ts.is_empty()))
+        self.all().any(|(btf, base)| !btf.ids_named(base, &name).is_empty())
     }
 
     /// The module whose split BTF holds `name` when vmlinux's does not
     /// (ext4's and xfs's functions and tracepoints, when they are modules).
     pub fn module_of(&self, name: &str) -> Option<&str> {
-        if self.base.resolve_types_by_name(name).is_ok_and(|ts| !ts.is_empty()) {
+        if !self.base.ids_named(None, name).is_empty() {
             return None;
         }
-        self.modules.iter().find(|(_, b)| b.resolve_types_by_name(name).is_ok_and(|ts| !ts.is_empty())).map(|(m, _)| m.as_str())
+        self.modules.iter().find(|(_, b)| !b.ids_named(Some(&self.base), name).is_empty()).map(|(m, _)| m.as_str())
     }
 
     /// Value of an enumerator (e.g. `BH_Mapped` of `enum bh_state_bits`).
     pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<u32> {
-        for btf in self.all() {
-            let Ok(types) = btf.resolve_types_by_name(enum_name) else { continue };
-            for t in types {
-                if let Type::Enum(e) = &t {
-                    for m in &e.members {
-                        if btf.resolve_name(m).is_ok_and(|n| n == variant) {
-                            return Some(m.val());
-                        }
-                    }
-                }
-            }
-        }
-        None
+        self.all().find_map(|(btf, base)| btf.ids_named(base, enum_name).into_iter().find_map(|id| btf.enum_value(base, id, variant)))
     }
 
     /// Every offset of [`MEMBERS`].
@@ -228,36 +208,6 @@ impl KernelBtf {
         }
         Resolved { offsets, missing }
     }
-}
-
-fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str, base_bits: u32) -> Option<u32> {
-    for m in &s.members {
-        let name = btf.resolve_name(m).unwrap_or_default();
-        if name == member {
-            return Some(base_bits + m.bit_offset());
-        }
-        if name.is_empty() {
-            // An anonymous struct/union: look inside it.
-            let mut t = btf.resolve_chained_type(m).ok()?;
-            loop {
-                match t {
-                    Type::Struct(ref inner) | Type::Union(ref inner) => {
-                        if let Some(b) = find_member(btf, inner, member, base_bits + m.bit_offset()) {
-                            return Some(b);
-                        }
-                        break;
-                    }
-                    Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) => {
-                        let Some(bt) = t.as_btf_type() else { break };
-                        let Ok(next) = btf.resolve_chained_type(bt) else { break };
-                        t = next;
-                    }
-                    _ => break,
-                }
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

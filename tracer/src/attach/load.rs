@@ -160,6 +160,7 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     let root = tracefs::find_or_mount()?;
     let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
     let desc = plan::describe(Some(&root), depth, &req)?;
+    let t_described = t0.elapsed();
     let mut plan = plan::plan(&desc, filter.backend);
     if plan.missing_required().contains(&Step::FaultBegin) && plan.missing_required().contains(&Step::Lookup) {
         return Err(AttachError::NothingToAttach);
@@ -174,9 +175,15 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
         config.filter_ino_on = 1;
         config.filter_ino = i;
     }
-    let mut ebpf = EbpfLoader::new().override_global(CONFIG_GLOBAL, &config, true).load(OBJECT)?;
-    // tp_btf and fentry resolve their target in the running kernel's BTF.
+    let t_btf = std::time::Instant::now();
+    // tp_btf and fentry resolve their target in the running kernel's BTF; the
+    // loader wants it too (aya's default parses it again: seconds under TCG).
     let kbtf = if plan.kernel.btf { Btf::from_sys_fs().ok() } else { None };
+    let t_btf = t_btf.elapsed();
+    let t_obj = std::time::Instant::now();
+    let mut ebpf = EbpfLoader::new().btf(kbtf.as_ref()).override_global(CONFIG_GLOBAL, &config, true).load(OBJECT)?;
+    let t_obj = t_obj.elapsed();
+    let t_attach = std::time::Instant::now();
     // A kernel that refuses a backend outright (EPERM: fentry on a locked-down
     // kernel) refuses it for every function: try it once, not per function.
     let mut refused: Vec<Backend> = Vec::new();
@@ -196,6 +203,13 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     for n in &plan.notes {
         tracing::info!("{n}");
     }
+    tracing::info!(
+        "start-up: described the kernel in {:.3}s, parsed its BTF for loading in {:.3}s, loaded the object in {:.3}s, loaded and attached programs in {:.3}s",
+        t_described.as_secs_f64(),
+        t_btf.as_secs_f64(),
+        t_obj.as_secs_f64(),
+        t_attach.elapsed().as_secs_f64()
+    );
     if plan.used().next().is_none() {
         return Err(AttachError::NothingToAttach);
     }

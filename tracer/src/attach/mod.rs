@@ -2,6 +2,7 @@
 //! loading and attaching our programs (`load`).
 
 pub mod btf;
+mod btf_scan;
 pub mod funcs;
 pub mod load;
 pub mod plan;

@@ -433,6 +433,8 @@ pub struct KernelFacts {
     pub kprobes: bool,
     pub tracefs: Option<PathBuf>,
     pub tracefs_readable: bool,
+    /// kallsyms was read: always by `probe`; by a live start only when BTF
+    /// cannot say whether a kprobe target exists.
     pub kallsyms_readable: bool,
     pub root: bool,
     pub can_trace: bool,
@@ -564,16 +566,29 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
     };
     let events_unknown =
         if tracefs_root.is_none() { "tracefs is not mounted".to_string() } else { "tracefs needs root to read".to_string() };
-    let kallsyms = if depth == Depth::Full || kprobes {
-        std::fs::read_to_string("/proc/kallsyms").ok().map(|t| parse_kallsyms(&t)).filter(|s| s.len() > 1)
-    } else {
-        None
-    };
+    let t = std::time::Instant::now();
     let kernel_btf = match KernelBtf::open(None) {
         Ok(k) => Some(k),
         Err(btf::BtfError::NoKernelBtf) => None,
         Err(e) => return Err(e),
     };
+    tracing::debug!("describe: BTF indexed {:.3}s", t.elapsed().as_secs_f64());
+    // kallsyms is 100,000+ lines the kernel formats on each read (seconds
+    // under TCG). A live start reads it only when BTF cannot say whether a
+    // kprobe target of this release exists (BTF lists every traceable
+    // function; kallsyms also has the ones renamed `.isra`, `.constprop`).
+    let t = std::time::Instant::now();
+    let ver = version(&release);
+    let btf_lacks_a_target = |k: &KernelBtf| {
+        TABLE.iter().any(|c| c.family == Family::Function && ver >= c.since && c.until.is_none_or(|u| ver < u) && !k.has_func(c.symbol))
+    };
+    let need_kallsyms = depth == Depth::Full || (kprobes && kernel_btf.as_ref().is_none_or(btf_lacks_a_target));
+    let kallsyms = if need_kallsyms {
+        std::fs::read_to_string("/proc/kallsyms").ok().map(|t| parse_kallsyms(&t)).filter(|s| s.len() > 1)
+    } else {
+        None
+    };
+    tracing::debug!("describe: kallsyms {:.3}s (read: {need_kallsyms})", t.elapsed().as_secs_f64());
     let file_btf = req.btf_file.as_deref().map(|f| KernelBtf::open(Some(f))).transpose()?;
     let btf = match (&kernel_btf, &file_btf) {
         (None, None) => None,
@@ -837,9 +852,12 @@ fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, 
                 }
                 _ => Status::Unsupported("fentry needs the running kernel's BTF".into()),
             },
-            _ => match &desc.kallsyms {
+            _ => match desc.kallsyms.as_ref().map(|syms| syms.contains(c.symbol)).or_else(|| {
+                // Not read (see `describe`): the running kernel's BTF knows its functions.
+                desc.btf.as_ref().filter(|b| b.kernel).map(|b| b.funcs.contains(c.symbol))
+            }) {
                 None => Status::Unknown("/proc/kallsyms is not readable".into()),
-                Some(syms) if !syms.contains(c.symbol) => Status::Missing,
+                Some(false) => Status::Missing,
                 Some(_) if !desc.kprobes => Status::Unsupported("in kallsyms, but this kernel has no kprobes (CONFIG_KPROBES off)".into()),
                 Some(_) if desc.btf.as_ref().and_then(|b| b.offsets).is_none() => {
                     Status::Unsupported("no BTF for struct offsets: name one with --btf FILE".into())

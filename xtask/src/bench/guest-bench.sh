@@ -47,8 +47,11 @@ run_one() {
     t0=$(up)
     case $cfg in
     untraced) ;;
-    daxtrace)
-        daxtrace record -o /tmp/dt.dxt > /tmp/tool.out 2>&1 &
+    daxtrace*)
+        backend=auto
+        [ "$cfg" != daxtrace ] && backend=${cfg#daxtrace-}
+        # Its start-up phases (tracer::attach at debug) go into tool.out too.
+        DAXTRACE_LOG=tracer::attach=debug daxtrace record --backend $backend -o /tmp/dt.dxt > /tmp/tool.out 2>&1 &
         pid=$!
         wait_for $pid /tmp/tool.out " attached in" || say "bench daxtrace did not attach"
         ;;

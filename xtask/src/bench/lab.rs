@@ -21,7 +21,19 @@ use super::tools;
 use crate::lab::{fetch, initramfs, qemu};
 
 const GUEST: &str = include_str!("guest-bench.sh");
-pub const CONFIGS: [&str; 4] = ["untraced", "daxtrace", "trace-cmd", "bpftrace"];
+/// `daxtrace` is `--backend auto`; `daxtrace-B` forces backend B (the guest
+/// kernel allows all four). `daxtrace-tracepoint` records the same events
+/// as trace-cmd and bpftrace, so its bytes per event compare with trace.dat's.
+pub const CONFIGS: [&str; 8] = [
+    "untraced",
+    "daxtrace",
+    "daxtrace-tracepoint",
+    "daxtrace-tp_btf",
+    "daxtrace-fentry",
+    "daxtrace-kprobe",
+    "trace-cmd",
+    "bpftrace",
+];
 
 /// One guest run: what its folder in the share says.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -214,7 +226,7 @@ fn read_run(dir: &Path, round: u32, cfg: &str, tracers: &tools::Unpacked) -> Res
     }
     let tool = read("tool.out");
     match cfg {
-        "daxtrace" => {
+        c if c.starts_with("daxtrace") => {
             r.reported_ready_s = tool.lines().find_map(tools::parse_daxtrace_ready);
             let (e, b, l) = tools::parse_daxtrace_record(&tool).with_context(|| format!("{}: no daxtrace summary:\n{tool}", dir.display()))?;
             (r.events, r.file_bytes, r.lost) = (e, Some(b), l);
