@@ -264,6 +264,100 @@ impl Snapshot {
     }
 }
 
+/// Places in [`Inflight`]'s direct-mapped table (24 bytes each: 3 KiB,
+/// small enough to stay in cache; several times the faults in flight at
+/// once on most machines, and the rest go to a map).
+const INFLIGHT_TABLE_BITS: u32 = 7;
+
+/// Faults awaiting their end, by fault id: what a `HashMap<u64, (u64, Size)>`
+/// holds, kept mostly in a small direct-mapped table where a begin and its
+/// end cost one indexed access each (a hash map costs a probe, an insert
+/// and a delete per fault). An id whose place is taken goes to a map.
+struct Inflight {
+    table: Box<[InflightEntry]>,
+    spill: HashMap<u64, (u64, Size)>,
+    /// Entries in both.
+    len: usize,
+}
+
+#[derive(Clone, Copy, Default)]
+struct InflightEntry {
+    fault: u64,
+    ts: u64,
+    /// `None`: the place is free.
+    size: Option<Size>,
+}
+
+impl Inflight {
+    fn new() -> Self {
+        Self { table: vec![InflightEntry::default(); 1 << INFLIGHT_TABLE_BITS].into_boxed_slice(), spill: HashMap::new(), len: 0 }
+    }
+
+    /// Fault ids are a per-CPU sequence above the CPU number: multiplied
+    /// so that consecutive ids of every CPU spread over the table.
+    #[inline]
+    fn place(fault: u64) -> usize {
+        (fault.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - INFLIGHT_TABLE_BITS)) as usize
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+
+    #[inline]
+    fn insert(&mut self, fault: u64, ts: u64, size: Size) {
+        let e = &mut self.table[Self::place(fault)];
+        match e.size {
+            Some(_) if e.fault != fault => {
+                if self.spill.insert(fault, (ts, size)).is_none() {
+                    self.len += 1;
+                }
+                return;
+            }
+            Some(_) => {}
+            None => {
+                // The id may wait in the map from when its place was taken.
+                if !self.spill.is_empty() && self.spill.remove(&fault).is_some() {
+                    self.len -= 1;
+                }
+                self.len += 1;
+            }
+        }
+        *e = InflightEntry { fault, ts, size: Some(size) };
+    }
+
+    #[inline]
+    fn remove(&mut self, fault: u64) -> Option<(u64, Size)> {
+        let e = &mut self.table[Self::place(fault)];
+        if let Some(size) = e.size.filter(|_| e.fault == fault) {
+            e.size = None;
+            self.len -= 1;
+            return Some((e.ts, size));
+        }
+        if self.spill.is_empty() {
+            return None;
+        }
+        let v = self.spill.remove(&fault)?;
+        self.len -= 1;
+        Some(v)
+    }
+
+    fn clear(&mut self) {
+        self.table.fill(InflightEntry::default());
+        self.spill.clear();
+        self.len = 0;
+    }
+}
+
+/// Files remembered by [`Counts::file`] (a direct-mapped cache).
+const RECENT_FILES: usize = 8;
+
+#[inline]
+fn file_way(dev: Dev, ino: u64) -> usize {
+    (ino ^ u64::from(dev.minor) ^ u64::from(dev.major) << 3) as usize % RECENT_FILES
+}
+
 /// Per-page counts. The page table is the dashboard's largest structure and
 /// each fault touches a random entry of it, so entries are small (24 bytes
 /// with the key; counts saturate at 2^32): the task is its thread id, named
@@ -318,7 +412,7 @@ pub struct Counts {
     head_bucket: Option<u64>,
     first_bucket: u64,
     totals: [u64; 9],
-    inflight: HashMap<u64, (u64, Size)>,
+    inflight: Inflight,
     unmatched: u64,
     lat_pte: Histogram<u64>,
     lat_pmd: Histogram<u64>,
@@ -334,8 +428,10 @@ pub struct Counts {
     /// The (thread, name) pairs last entered in `tasks`, by thread id modulo
     /// the size: a name already known costs one compare, not a lookup.
     task_seen: Box<[(u32, Comm); 64]>,
-    /// The last file looked up and its index (faults of one file come in runs).
-    last_file: Option<((Dev, u64), u32)>,
+    /// Files looked up lately and their indexes, by [`file_way`]: a file
+    /// seen lately costs one compare, not a map lookup (faults of a few
+    /// files come interleaved).
+    recent_files: [Option<((Dev, u64), u32)>; RECENT_FILES],
     /// Entries in all files' flat page arrays.
     dense_total: usize,
     hot_pages: Vec<HotPage>,
@@ -508,7 +604,7 @@ impl Counts {
             head_bucket: None,
             first_bucket: 0,
             totals: [0; 9],
-            inflight: HashMap::new(),
+            inflight: Inflight::new(),
             unmatched: 0,
             lat_pte: new_hist(),
             lat_pmd: new_hist(),
@@ -519,7 +615,7 @@ impl Counts {
             files: Vec::new(),
             tasks: HashMap::new(),
             task_seen: Box::new([(u32::MAX, Comm::default()); 64]),
-            last_file: None,
+            recent_files: [None; RECENT_FILES],
             dense_total: 0,
             hot_pages: Vec::new(),
             hot_files: Vec::new(),
@@ -554,14 +650,22 @@ impl Counts {
         self.totals[s as usize] += 1;
     }
 
+    #[inline]
+    fn recent_file(&self, dev: Dev, ino: u64) -> Option<u32> {
+        match self.recent_files[file_way(dev, ino)] {
+            Some((k, i)) if k == (dev, ino) => Some(i),
+            _ => None,
+        }
+    }
+
     /// Index of a file's stats, made on first sight ([`UNTRACKED`] beyond the cap).
+    #[inline]
     fn file(&mut self, dev: Dev, ino: u64) -> u32 {
-        match self.last_file {
-            Some((k, i)) if k == (dev, ino) => return i,
-            _ => {}
+        if let Some(i) = self.recent_file(dev, ino) {
+            return i;
         }
         if let Some(&i) = self.file_ix.get(&(dev, ino)) {
-            self.last_file = Some(((dev, ino), i));
+            self.recent_files[file_way(dev, ino)] = Some(((dev, ino), i));
             return i;
         }
         if self.files.len() >= MAX_TRACKED {
@@ -574,12 +678,20 @@ impl Counts {
     }
 
     /// A page's stats, made on first sight (`None` beyond the cap).
+    #[inline]
     fn page(&mut self, file: u32, pgoff: u64) -> Option<&mut PageStat> {
-        let f = self.files.get_mut(file as usize)?;
-        let have = f.dense.len();
-        if pgoff < have as u64 {
-            return Some(&mut f.dense[pgoff as usize]);
+        if pgoff < self.files.get(file as usize)?.dense.len() as u64 {
+            return Some(&mut self.files[file as usize].dense[pgoff as usize]);
         }
+        self.page_slow(file, pgoff)
+    }
+
+    /// [`Counts::page`] beyond the file's flat array so far (kept out of
+    /// line so that the common case inlines small).
+    #[inline(never)]
+    fn page_slow(&mut self, file: u32, pgoff: u64) -> Option<&mut PageStat> {
+        let f = &mut self.files[file as usize];
+        let have = f.dense.len();
         if pgoff < DENSE_PAGES {
             // Doubling (at least 64 pages) while the budget allows.
             let want = ((pgoff + 1).next_power_of_two() as usize).max(64);
@@ -737,7 +849,7 @@ impl Counts {
                     self.unmatched += self.inflight.len() as u64;
                     self.inflight.clear();
                 }
-                self.inflight.insert(fault, (ev.ts, size));
+                self.inflight.insert(fault, ev.ts, size);
                 let seen = &mut self.task_seen[ev.tid as usize % 64];
                 if *seen != (ev.tid, ev.comm) {
                     *seen = (ev.tid, ev.comm);
@@ -766,7 +878,7 @@ impl Counts {
                 f.pages += u64::from(new_page);
             }
             Body::FaultEnd { fault, .. } => {
-                if let Some((t0, size)) = self.inflight.remove(&fault) {
+                if let Some((t0, size)) = self.inflight.remove(fault) {
                     let lat = ev.ts.saturating_sub(t0).max(1);
                     let i = usize::from(size == Size::Pmd);
                     let h = if i == 1 { &mut self.lat_pmd } else { &mut self.lat_pte };
@@ -875,6 +987,35 @@ mod tests {
         assert_eq!(pages, [(1, 1 << 20, 6), (1, 1, 5), (2, 7, 4), (1, 0, 3)]);
         let files: Vec<_> = s.hot_files.iter().map(|f| (f.ino, f.faults, f.pages)).collect();
         assert_eq!(files, [(1, 14, 3), (2, 4, 1)]);
+    }
+
+    /// The in-flight table holds exactly what a map would, through ids that
+    /// share a place, repeated begins and ends without a begin.
+    #[test]
+    fn inflight_acts_as_a_map() {
+        let mut rng = crate::workload::Rng::new(5);
+        let mut t = Inflight::new();
+        let mut m: std::collections::HashMap<u64, (u64, Size)> = std::collections::HashMap::new();
+        // Few enough ids that places are shared and ids come back.
+        let ids: Vec<u64> = (0..2000).map(|_| rng.below(1 << 20)).collect();
+        let mut spilled = false;
+        for step in 0..200_000u64 {
+            let id = ids[rng.below(ids.len() as u64) as usize];
+            if rng.below(2) == 0 {
+                let size = if rng.below(2) == 0 { Size::Pte } else { Size::Pmd };
+                t.insert(id, step, size);
+                m.insert(id, (step, size));
+            } else {
+                assert_eq!(t.remove(id), m.remove(&id), "step {step} id {id}");
+            }
+            assert_eq!(t.len(), m.len());
+            spilled |= !t.spill.is_empty();
+            if step == 100_000 {
+                t.clear();
+                m.clear();
+            }
+        }
+        assert!(spilled, "the test never shared a place");
     }
 
     #[test]
