@@ -155,6 +155,14 @@ impl Pipeline {
     /// [`Pipeline::apply_released`] of each item of a batch in order, with
     /// the pages of items a few places ahead prefetched (see `prefetch_ahead`).
     pub fn apply_batch<S: Sink + ?Sized>(&mut self, batch: &[Released], sink: &mut S) {
+        self.apply_batch_then(batch, sink, |_, _| {});
+    }
+
+    /// [`Pipeline::apply_batch`], calling `after(k, sink)` once item `k` is
+    /// judged (a live display copies a finding's context out of the batch
+    /// there, before the next item changes anything).
+    #[inline]
+    pub fn apply_batch_then<S: Sink + ?Sized>(&mut self, batch: &[Released], sink: &mut S, mut after: impl FnMut(usize, &mut S)) {
         for (k, r) in batch.iter().enumerate() {
             if let Some(Released::Event(e)) = batch.get(k + AHEAD_INDEX) {
                 self.tl.prefetch_index(e);
@@ -163,6 +171,7 @@ impl Pipeline {
                 self.tl.prefetch_slot(e);
             }
             self.apply_released(r, sink);
+            after(k, sink);
         }
     }
 

@@ -668,15 +668,15 @@ fn staged(input: ReplayInput, narrow: Narrow, skip_bad: bool, mut feed: Feed) ->
                 let kept = kept.as_mut().expect("set above");
                 kept.push(items);
                 let batch = kept.batches.back().expect("just pushed");
-                for (i, r) in batch.iter().enumerate() {
-                    pipe.apply_released(r, dash);
+                // With the pages of items a few places ahead prefetched, as `analyze` judges.
+                pipe.apply_batch_then(batch, dash, |i, dash| {
                     if !dash.pending.is_empty() {
                         // Context: the recent items up to this one.
                         for key in std::mem::take(&mut dash.pending) {
                             captures.insert(key, page_events(kept.events(i + 1), &key));
                         }
                     }
-                }
+                });
                 while let Some(old) = kept.spare() {
                     // The stage may have ended already: then the buffer is freed.
                     let _ = back_tx.send(old);
