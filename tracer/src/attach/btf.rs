@@ -27,6 +27,10 @@ pub struct KernelBtf {
     pub source: PathBuf,
     base: RawBtf,
     modules: Vec<(String, RawBtf)>,
+    /// Per blob (base first, then modules): ids of the names given to
+    /// [`KernelBtf::prefetch`]; other names take the slower per-name walk.
+    index: Vec<std::collections::HashMap<String, Vec<u32>>>,
+    indexed: std::collections::HashSet<String>,
 }
 
 /// Where each [`BtfOffsets`] member comes from: (struct, member path), with
@@ -117,7 +121,7 @@ impl KernelBtf {
         };
         if let Some(f) = file {
             let base = parse(f, None)?;
-            return Ok(Self { source: f.to_path_buf(), base, modules: Vec::new() });
+            return Ok(Self { source: f.to_path_buf(), base, modules: Vec::new(), index: Vec::new(), indexed: Default::default() });
         }
         let vmlinux = Path::new(VMLINUX);
         if !vmlinux.exists() {
@@ -134,7 +138,21 @@ impl KernelBtf {
                 }
             }
         }
-        Ok(Self { source: vmlinux.to_path_buf(), base, modules })
+        Ok(Self { source: vmlinux.to_path_buf(), base, modules, index: Vec::new(), indexed: Default::default() })
+    }
+
+    /// Index `names` (and every struct and enum [`Self::resolve`] reads) in
+    /// one walk per blob, for the lookups that follow.
+    pub fn prefetch(&mut self, names: &[&str]) {
+        let mut all: Vec<&str> = names.to_vec();
+        all.extend(MEMBERS.iter().map(|m| m.1));
+        all.push("bh_state_bits");
+        all.sort_unstable();
+        all.dedup();
+        let mut index = vec![self.base.index_names(None, &all)];
+        index.extend(self.modules.iter().map(|(_, b)| b.index_names(Some(&self.base), &all)));
+        self.index = index;
+        self.indexed = all.iter().map(|s| (*s).to_string()).collect();
     }
 
     /// Each blob with the base it is split over (None for the base itself).
@@ -142,11 +160,19 @@ impl KernelBtf {
         std::iter::once((&self.base, None)).chain(self.modules.iter().map(|(_, b)| (b, Some(&self.base))))
     }
 
+    /// Ids named `name` in blob `i` of [`Self::all`].
+    fn ids(&self, i: usize, btf: &RawBtf, base: Option<&RawBtf>, name: &str) -> Vec<u32> {
+        if self.indexed.contains(name) {
+            return self.index[i].get(name).cloned().unwrap_or_default();
+        }
+        btf.ids_named(base, name)
+    }
+
     /// Byte offset of `member` in `struct name`, looking through anonymous
     /// structs and unions (e.g. `vm_fault`'s `pgoff` lives in one since 5.x).
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
-        self.all().find_map(|(btf, base)| {
-            btf.ids_named(base, name)
+        self.all().enumerate().find_map(|(i, (btf, base))| {
+            self.ids(i, btf, base, name)
                 .into_iter()
                 .filter(|&id| btf.is_struct(base, id))
                 .find_map(|id| btf.member_bits(base, id, member))
@@ -156,27 +182,33 @@ impl KernelBtf {
 
     /// Whether `name` is a function in BTF (an fentry target).
     pub fn has_func(&self, name: &str) -> bool {
-        self.all().any(|(btf, base)| btf.ids_named(base, name).into_iter().any(|id| btf.is_func(base, id)))
+        self.all().enumerate().any(|(i, (btf, base))| self.ids(i, btf, base, name).into_iter().any(|id| btf.is_func(base, id)))
     }
 
     /// Whether `btf_trace_<event>` exists: the typedef tp_btf attaches through.
     pub fn has_tp_btf(&self, event: &str) -> bool {
         let name = format!("btf_trace_{event}");
-        self.all().any(|(btf, base)| !btf.ids_named(base, &name).is_empty())
+        self.all().enumerate().any(|(i, (btf, base))| !self.ids(i, btf, base, &name).is_empty())
     }
 
     /// The module whose split BTF holds `name` when vmlinux's does not
     /// (ext4's and xfs's functions and tracepoints, when they are modules).
     pub fn module_of(&self, name: &str) -> Option<&str> {
-        if !self.base.ids_named(None, name).is_empty() {
+        if !self.ids(0, &self.base, None, name).is_empty() {
             return None;
         }
-        self.modules.iter().find(|(_, b)| !b.ids_named(Some(&self.base), name).is_empty()).map(|(m, _)| m.as_str())
+        self.modules
+            .iter()
+            .enumerate()
+            .find(|(i, (_, b))| !self.ids(i + 1, b, Some(&self.base), name).is_empty())
+            .map(|(_, (m, _))| m.as_str())
     }
 
     /// Value of an enumerator (e.g. `BH_Mapped` of `enum bh_state_bits`).
     pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<u32> {
-        self.all().find_map(|(btf, base)| btf.ids_named(base, enum_name).into_iter().find_map(|id| btf.enum_value(base, id, variant)))
+        self.all()
+            .enumerate()
+            .find_map(|(i, (btf, base))| self.ids(i, btf, base, enum_name).into_iter().find_map(|id| btf.enum_value(base, id, variant)))
     }
 
     /// Every offset of [`MEMBERS`].
@@ -245,6 +277,16 @@ mod tests {
         assert!(o.vmf_pgoff > o.vmf_vma && o.vmf_pgoff < 64);
         assert!(o.inode_i_ino > o.inode_i_sb);
         assert!(o.iomap_length > o.iomap_offset && o.iomap_type > o.iomap_length);
+        // The batched index gives the same answers as the per-name walk.
+        let mut p = KernelBtf::open(None).unwrap();
+        p.prefetch(&["vfs_read", "btf_trace_iomap_iter_dstmap", "no_such_function_here"]);
+        assert_eq!(p.resolve().offsets, o);
+        assert_eq!(p.resolve().missing, r.missing);
+        for f in ["vfs_read", "no_such_function_here"] {
+            assert_eq!(p.has_func(f), k.has_func(f), "{f}");
+            assert_eq!(p.module_of(f), k.module_of(f), "{f}");
+        }
+        assert!(p.has_tp_btf("iomap_iter_dstmap"));
         assert!(k.has_tp_btf("iomap_iter_dstmap"));
         assert!(!k.has_tp_btf("no_such_event_here"));
         assert!(k.has_func("vfs_read"));

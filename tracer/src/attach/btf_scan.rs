@@ -138,6 +138,43 @@ impl RawBtf {
         out
     }
 
+    /// Ids of this blob's types for each of `wanted` that it names: one walk
+    /// of the strings and one of the type records, where [`Self::ids_named`]
+    /// walks both per name (start-up asks about a hundred names; under TCG
+    /// each walk costs milliseconds).
+    pub fn index_names(&self, base: Option<&RawBtf>, wanted: &[&str]) -> std::collections::HashMap<String, Vec<u32>> {
+        use std::collections::HashMap;
+        let mut lens = [false; 256];
+        for w in wanted {
+            lens[w.len().min(255)] = true;
+        }
+        // String offset -> index in `wanted`, from this blob's strings and the base's.
+        let mut by_off: HashMap<u32, usize> = HashMap::new();
+        let mut scan = |btf: &RawBtf| {
+            let strs = &btf.data[btf.strs.clone()];
+            let mut at = 0;
+            for s in strs.split(|&b| b == 0) {
+                if lens[s.len().min(255)] {
+                    if let Some(i) = wanted.iter().position(|w| w.as_bytes() == s) {
+                        by_off.insert(btf.str_base + u32::try_from(at).unwrap_or(u32::MAX), i);
+                    }
+                }
+                at += s.len() + 1;
+            }
+        };
+        scan(self);
+        if let Some(b) = base {
+            scan(b);
+        }
+        let mut out: HashMap<String, Vec<u32>> = HashMap::new();
+        for (i, n) in self.names.iter().enumerate() {
+            if let Some(&w) = by_off.get(n) {
+                out.entry(wanted[w].to_string()).or_default().push(self.first_id + u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        out
+    }
+
     /// (kind, kind_flag, vlen, size_or_type, record offset) of type `id`.
     fn record<'a>(&'a self, base: Option<&'a RawBtf>, id: u32) -> Option<(&'a RawBtf, u32, bool, usize, u32, usize)> {
         let btf = match base {
@@ -320,6 +357,13 @@ mod tests {
         // A name that is only a suffix of a stored string is not a match.
         assert!(btf.ids_named(None, "trace_iomap_iter").is_empty());
         assert!(btf.ids_named(None, "iomap_pte_fault").is_empty());
+        // The batched index answers as the per-name walk does.
+        let names = ["vm_fault", "buffer_head", "dax_iomap_pte_fault", "btf_trace_iomap_iter", "int", "iomap_pte_fault", "absent"];
+        let idx = btf.index_names(None, &names);
+        for n in names {
+            assert_eq!(idx.get(n).cloned().unwrap_or_default(), btf.ids_named(None, n), "{n}");
+        }
+        assert!(!idx.contains_key("iomap_pte_fault") && !idx.contains_key("absent"));
         let e = btf.ids_named(None, "bh_state_bits")[0];
         assert_eq!(btf.enum_value(None, e, "BH_New"), Some(6));
         assert_eq!(btf.enum_value(None, e, "BH_Lock"), None);
@@ -336,6 +380,9 @@ mod tests {
         assert_eq!(ids, vec![9], "ids continue after the base's 8 types");
         assert_eq!(split.member_bits(Some(&base), 9, "m_lblk"), Some(32));
         assert!(split.ids_named(Some(&base), "vm_fault").is_empty(), "the base's types are the base's");
+        let idx = split.index_names(Some(&base), &["ext4_map_blocks", "vm_fault"]);
+        assert_eq!(idx.get("ext4_map_blocks"), Some(&vec![9]));
+        assert!(!idx.contains_key("vm_fault"));
         // Ids below first_id resolve in the base.
         assert_eq!(split.kind(Some(&base), 1), Some(KIND_INT));
     }

@@ -158,6 +158,7 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
         return Err(AttachError::NoBtf);
     }
     let root = tracefs::find_or_mount()?;
+    tracing::debug!("start-up: checks and tracefs {:.3}s", t0.elapsed().as_secs_f64());
     let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
     let desc = plan::describe(Some(&root), depth, &req)?;
     let t_described = t0.elapsed();

@@ -552,6 +552,7 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
     let release = kernel_release();
     let tracefs_root = tracefs_root.map(Path::to_path_buf).or_else(tracefs::find);
     let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    let t = std::time::Instant::now();
     let events = match &tracefs_root {
         Some(root) if std::fs::read_dir(root.join("events")).is_ok() => {
             let mut m = HashMap::new();
@@ -564,32 +565,50 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
         }
         _ => None,
     };
+    tracing::debug!("describe: tracepoint formats {:.3}s", t.elapsed().as_secs_f64());
     let events_unknown =
         if tracefs_root.is_none() { "tracefs is not mounted".to_string() } else { "tracefs needs root to read".to_string() };
     let t = std::time::Instant::now();
+    // Every name the facts below ask about, looked up in one walk per blob.
+    let wanted: Vec<String> = TABLE
+        .iter()
+        .map(|c| match c.family {
+            Family::Function => c.symbol.to_string(),
+            Family::Tracepoint => format!("btf_trace_{}", c.symbol.split_once(':').map_or(c.symbol, |x| x.1)),
+        })
+        .collect();
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let kernel_btf = match KernelBtf::open(None) {
-        Ok(k) => Some(k),
+        Ok(mut k) => {
+            k.prefetch(&wanted);
+            Some(k)
+        }
         Err(btf::BtfError::NoKernelBtf) => None,
         Err(e) => return Err(e),
     };
     tracing::debug!("describe: BTF indexed {:.3}s", t.elapsed().as_secs_f64());
     // kallsyms is 100,000+ lines the kernel formats on each read (seconds
-    // under TCG). A live start reads it only when BTF cannot say whether a
-    // kprobe target of this release exists (BTF lists every traceable
-    // function; kallsyms also has the ones renamed `.isra`, `.constprop`).
+    // under TCG). A live start with the kernel's BTF does without it: BTF
+    // lists the functions of vmlinux and of every loaded module, which is
+    // what a kprobe can reach. `probe` (Depth::Full) still reads it.
     let t = std::time::Instant::now();
-    let ver = version(&release);
-    let btf_lacks_a_target = |k: &KernelBtf| {
-        TABLE.iter().any(|c| c.family == Family::Function && ver >= c.since && c.until.is_none_or(|u| ver < u) && !k.has_func(c.symbol))
-    };
-    let need_kallsyms = depth == Depth::Full || (kprobes && kernel_btf.as_ref().is_none_or(btf_lacks_a_target));
+    let need_kallsyms = depth == Depth::Full || (kprobes && kernel_btf.is_none());
     let kallsyms = if need_kallsyms {
         std::fs::read_to_string("/proc/kallsyms").ok().map(|t| parse_kallsyms(&t)).filter(|s| s.len() > 1)
     } else {
         None
     };
     tracing::debug!("describe: kallsyms {:.3}s (read: {need_kallsyms})", t.elapsed().as_secs_f64());
-    let file_btf = req.btf_file.as_deref().map(|f| KernelBtf::open(Some(f))).transpose()?;
+    let file_btf = req
+        .btf_file
+        .as_deref()
+        .map(|f| {
+            KernelBtf::open(Some(f)).map(|mut b| {
+                b.prefetch(&wanted);
+                b
+            })
+        })
+        .transpose()?;
     let btf = match (&kernel_btf, &file_btf) {
         (None, None) => None,
         (k, f) => {
