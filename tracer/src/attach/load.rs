@@ -157,6 +157,12 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     if filter.btf.is_none() && !Path::new(super::btf::VMLINUX).exists() {
         return Err(AttachError::NoBtf);
     }
+    // aya parses the kernel's whole BTF twice: in `EbpfLoader::new` (for CO-RE
+    // relocations, which our object has none of) and for tp_btf/fentry
+    // targets. Under TCG each parse takes up to a second, so both run on
+    // their own threads while the kernel is described.
+    let kernel_btf = Path::new(super::btf::VMLINUX).exists().then(|| std::thread::spawn(|| Btf::from_sys_fs().ok()));
+    let loader = std::thread::spawn(EbpfLoader::new);
     let root = tracefs::find_or_mount()?;
     tracing::debug!("start-up: checks and tracefs {:.3}s", t0.elapsed().as_secs_f64());
     let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
@@ -177,12 +183,12 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
         config.filter_ino = i;
     }
     let t_btf = std::time::Instant::now();
-    // tp_btf and fentry resolve their target in the running kernel's BTF; the
-    // loader wants it too (aya's default parses it again: seconds under TCG).
-    let kbtf = if plan.kernel.btf { Btf::from_sys_fs().ok() } else { None };
+    // tp_btf and fentry resolve their target in the running kernel's BTF.
+    let kbtf = kernel_btf.and_then(|j| j.join().ok().flatten()).filter(|_| plan.kernel.btf);
+    let mut loader = loader.join().map_err(|_| AttachError::LoaderPanicked)?;
     let t_btf = t_btf.elapsed();
     let t_obj = std::time::Instant::now();
-    let mut ebpf = EbpfLoader::new().btf(kbtf.as_ref()).override_global(CONFIG_GLOBAL, &config, true).load(OBJECT)?;
+    let mut ebpf = loader.override_global(CONFIG_GLOBAL, &config, true).load(OBJECT)?;
     let t_obj = t_obj.elapsed();
     let t_attach = std::time::Instant::now();
     // A kernel that refuses a backend outright (EPERM: fentry on a locked-down
@@ -205,7 +211,7 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
         tracing::info!("{n}");
     }
     tracing::info!(
-        "start-up: described the kernel in {:.3}s, parsed its BTF for loading in {:.3}s, loaded the object in {:.3}s, loaded and attached programs in {:.3}s",
+        "start-up: described the kernel in {:.3}s, then waited {:.3}s for the BTF parsed beside it, loaded the object in {:.3}s, loaded and attached programs in {:.3}s",
         t_described.as_secs_f64(),
         t_btf.as_secs_f64(),
         t_obj.as_secs_f64(),

@@ -30,6 +30,8 @@ pub enum AttachError {
     NothingToAttach,
     #[error("this daxtrace was built without its eBPF programs (DAXTRACE_EBPF=stub): rebuild without it (`cargo xtask setup` installs bpf-linker)")]
     StubObject,
+    #[error("the thread preparing aya's eBPF loader panicked (a bug): please report it with `daxtrace probe --json`")]
+    LoaderPanicked,
     #[error("loading the eBPF object failed: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("program {program}: {source}")]
