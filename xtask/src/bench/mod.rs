@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::util::root;
 
+mod bpfstats;
 mod lab;
 mod proc;
 mod report;
@@ -74,6 +75,12 @@ pub struct Args {
     /// under the same load (e.g. a build of main before a change).
     #[arg(long)]
     pub daxtrace_before: Option<PathBuf>,
+    /// Host: also report daxtrace's eBPF programs' cost per run, from the
+    /// kernel's own accounting (kernel.bpf_stats_enabled, on during the
+    /// timed loops only). The accounting adds two clock reads per program
+    /// run, so the timings of such a run include it.
+    #[arg(long)]
+    pub bpf_stats: bool,
     /// JSON report (default: <lab cache>/results/bench-overhead-<setting>.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -221,7 +228,7 @@ fn host(a: &Args) -> Result<()> {
     let mut results = Vec::new();
     for kind in kinds {
         let ops = if kind == Kind::Read { a.read_ops } else { a.write_ops };
-        results.push(one_workload(kind, ops, a.rounds, &tracers, &env, &fsys)?);
+        results.push(one_workload(kind, ops, a.rounds, &tracers, &env, &fsys, a.bpf_stats)?);
     }
     drop(fsys);
 
@@ -255,7 +262,15 @@ fn tracers_has_record(skipped: &[String], backend: Option<&str>, before: bool) -
     !skipped.iter().any(|s| s.starts_with(&format!("{rec}:")))
 }
 
-fn one_workload(kind: Kind, ops: u64, rounds: u32, tracers: &[Tracer], env: &tools::Env, fsys: &workload::LoopFs) -> Result<WorkloadResult> {
+fn one_workload(
+    kind: Kind,
+    ops: u64,
+    rounds: u32,
+    tracers: &[Tracer],
+    env: &tools::Env,
+    fsys: &workload::LoopFs,
+    bpf_stats: bool,
+) -> Result<WorkloadResult> {
     let mut wl = workload::Workload::open(fsys, kind)?;
     // Warm the caches and the extent tree; not measured.
     wl.run(ops / 10)?;
@@ -283,8 +298,20 @@ fn one_workload(kind: Kind, ops: u64, rounds: u32, tracers: &[Tracer], env: &too
             let started = tools::start(&c.tracer, env).with_context(|| c.name.clone())?;
             // Let the tool's start-up work (threads, first reads) settle.
             std::thread::sleep(Duration::from_millis(200));
+            // daxtrace's programs only: bpftrace's are not all found by name here.
+            let pid = if bpf_stats && matches!(c.tracer, Tracer::Daxtrace { .. }) { started.pid() } else { None };
+            let accounting = pid.map(|_| bpfstats::Enabled::new()).transpose()?;
+            let before = pid.map(bpfstats::snapshot);
             let timing = wl.run(ops)?;
-            let tool = started.finish(env).with_context(|| c.name.clone())?;
+            let progs = match (pid, &before) {
+                (Some(p), Some(b)) => bpfstats::between(b, &bpfstats::snapshot(p)),
+                _ => Vec::new(),
+            };
+            drop(accounting);
+            let mut tool = started.finish(env).with_context(|| c.name.clone())?;
+            if let Some(t) = &mut tool {
+                t.progs = progs;
+            }
             if let Some(t) = &tool {
                 c.command.clone_from(&t.command);
             }
@@ -355,6 +382,7 @@ fn print_report(r: &Report) {
             w.calibration.by_kind
         );
         print!("{}", report::table(&w.configs));
+        print!("{}", report::prog_table(&w.configs, w.ops_per_run));
         println!("  bytes/event on this workload:");
         println!("    daxtrace JSON Lines (stream --json)   {:>8.1}", w.calibration.jsonl_bytes_per_event);
         for c in &w.configs {

@@ -97,6 +97,9 @@ pub struct ToolRun {
     pub data_bytes: Option<u64>,
     /// The command line, for the report.
     pub command: String,
+    /// `--bpf-stats`: the tool's eBPF programs that ran in the timed loop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub progs: Vec<super::bpfstats::ProgStat>,
 }
 
 /// Everything a run needs to start a tracer.
@@ -224,6 +227,11 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
 }
 
 impl Started {
+    /// The tool's process (None: untraced).
+    pub fn pid(&self) -> Option<i32> {
+        self.run.as_ref().map(Running::pid)
+    }
+
     /// Stop the tracer (SIGINT, as a user would) and read what it says.
     pub fn finish(mut self, env: &Env) -> Result<Option<ToolRun>> {
         let Some(r) = self.run.take() else { return Ok(None) };
