@@ -73,6 +73,7 @@ struct LabReport {
     setting: &'static str,
     guest_kernel: String,
     host_loadavg_start: String,
+    qemu_nice: i32,
     host_loadavg_end: String,
     bench_rounds: u32,
     workload: String,
@@ -89,6 +90,8 @@ pub struct LabArgs {
     pub passes: u32,
     pub configs: Vec<String>,
     pub out: Option<PathBuf>,
+    /// QEMU's nice value.
+    pub nice: i32,
 }
 
 pub fn run(a: &LabArgs) -> Result<()> {
@@ -153,6 +156,7 @@ pub fn run(a: &LabArgs) -> Result<()> {
         timeout: Duration::from_secs(4 * 3600),
         log: share.join("console.log"),
         tcg: qemu::Tcg::Multi,
+        nice: Some(a.nice),
     })?;
     if !o.ok() {
         bail!(
@@ -172,6 +176,7 @@ pub fn run(a: &LabArgs) -> Result<()> {
         setting: "lab",
         guest_kernel: kernel.release.clone(),
         host_loadavg_start: loadavg_start,
+        qemu_nice: a.nice,
         host_loadavg_end: super::loadavg(),
         bench_rounds: a.rounds,
         workload: format!("lab-workload --rounds {} --pages {} --passes {} on ext4 -o dax (/dev/pmem0)", a.workload_rounds, a.pages, a.passes),
@@ -277,8 +282,8 @@ pub fn summarize(runs: &[LabRun], configs: &[String]) -> Vec<LabConfig> {
 fn table(r: &LabReport) -> String {
     let show = |s: Option<Spread>, p: usize| s.map_or_else(|| "-".into(), |s| format!("{:.p$} {:.p$} {:.p$}", s.min, s.median, s.max, p = p));
     let mut t = format!(
-        "\nbench-overhead (lab): guest {} under TCG, {}; {} rounds, order rotated; host load average {} at start, {} at end\n",
-        r.guest_kernel, r.workload, r.bench_rounds, r.host_loadavg_start, r.host_loadavg_end
+        "\nbench-overhead (lab): guest {} under TCG, {}; {} rounds, order rotated; QEMU at nice {}; host load average {} at start, {} at end\n",
+        r.guest_kernel, r.workload, r.bench_rounds, r.qemu_nice, r.host_loadavg_start, r.host_loadavg_end
     );
     t += &format!(
         "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}\n",

@@ -61,6 +61,11 @@ pub struct Args {
     /// Lab: pages per racing file.
     #[arg(long, default_value_t = 1024)]
     pub lab_pages: usize,
+    /// Lab: QEMU's nice value. Negative by default, so that builds and tests
+    /// running beside the benchmark take less of the CPU from the guest
+    /// (setting it below 0 needs root).
+    #[arg(long, default_value_t = -10, allow_hyphen_values = true)]
+    pub lab_nice: i32,
     /// Lab: reader passes per round.
     #[arg(long, default_value_t = 3)]
     pub lab_passes: u32,
@@ -137,6 +142,7 @@ pub fn run(a: Args) -> Result<()> {
                 pages: a.lab_pages,
                 passes: a.lab_passes,
                 configs,
+                nice: a.lab_nice,
                 out: a.out.clone(),
             })
         }

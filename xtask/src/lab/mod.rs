@@ -278,6 +278,7 @@ pub fn run(a: Args) -> Result<bool> {
                 timeout: pass.timeout,
                 log: log.clone(),
                 tcg: a.tcg,
+                nice: None,
             })?;
             let flakes: Vec<String> = o
                 .troubles
