@@ -655,6 +655,15 @@ impl FaultState {
 }
 
 /// Everything the detector remembers.
+/// A watched page's history, and the fault ids in it: a fault's end joins
+/// the history of the pages its fault touched, found without a walk over
+/// the history (which grows for as long as the page is watched).
+#[derive(Default)]
+struct Watched {
+    hist: Vec<Event>,
+    faults: hashbrown::HashSet<u64>,
+}
+
 pub struct Timelines {
     pub pages: PageStore,
     inodes: Vec<Inode>,
@@ -666,7 +675,7 @@ pub struct Timelines {
     /// pid and comm per task (from fault_begin, write(2) allocations and
     /// invalidations) for findings' steps; per-page records keep only tid and cpu.
     tasks: HashMap<u32, (u32, Comm)>,
-    watched: HashMap<PageKey, Vec<Event>>,
+    watched: HashMap<PageKey, Watched>,
 }
 
 impl Timelines {
@@ -738,7 +747,7 @@ impl Timelines {
     }
 
     pub fn history(&self, key: &PageKey) -> Option<&[Event]> {
-        self.watched.get(key).map(Vec::as_slice)
+        self.watched.get(key).map(|w| w.hist.as_slice())
     }
 
     fn record_watched(&mut self, ev: &Event) {
@@ -752,9 +761,9 @@ impl Timelines {
             }
             Body::FaultEnd { fault, .. } => {
                 // A fault's end belongs to the pages whose history holds the fault.
-                for hist in self.watched.values_mut() {
-                    if hist.iter().any(|e| e.body.fault() == Some(fault)) {
-                        hist.push(*ev);
+                for w in self.watched.values_mut() {
+                    if w.faults.contains(&fault) {
+                        w.hist.push(*ev);
                     }
                 }
                 None
@@ -762,9 +771,10 @@ impl Timelines {
             Body::Lost { .. } => None,
         };
         if let Some((s, e)) = span {
-            for (k, hist) in &mut self.watched {
+            for (k, w) in &mut self.watched {
                 if k.dev == ev.dev && k.ino == ev.ino && s <= k.pgoff && k.pgoff < e {
-                    hist.push(*ev);
+                    w.faults.extend(ev.body.fault());
+                    w.hist.push(*ev);
                 }
             }
         }
@@ -976,6 +986,34 @@ mod tests {
     fn slot_is_compact() {
         assert_eq!(std::mem::size_of::<Rec>(), 24);
         assert_eq!(std::mem::size_of::<Slot>(), 128);
+    }
+
+    /// A watched page's history: the events covering it (a PMD fault over
+    /// it included) and the ends of exactly the faults among them.
+    #[test]
+    fn watched_history_takes_the_ends_of_its_faults() {
+        let dev = Dev::new(259, 0);
+        let ev = |ts, body| Event { ts, cpu: 0, tid: 1, pid: 1, comm: Comm::new("t"), dev, ino: 7, probe: 0, body };
+        let end = |ts, fault| ev(ts, Body::FaultEnd { fault, result: crate::event::FaultResult::Nopage });
+        let begin = |ts, fault, pgoff, size| ev(ts, Body::FaultBegin { fault, pgoff, size, write: false });
+        let key = PageKey { dev, ino: 7, pgoff: 3 };
+        let mut t = Timelines::new(100);
+        t.watch(key);
+        let events = [
+            begin(1, 10, 3, Size::Pte),
+            begin(2, 11, 4, Size::Pte),
+            ev(3, Body::LoadHole { fault: 10, pgoff: 3, size: Size::Pte }),
+            end(4, 11),
+            end(5, 10),
+            begin(6, 12, 0, Size::Pmd),
+            end(7, 12),
+            end(8, 13),
+        ];
+        for e in &events {
+            t.apply_with(e, None);
+        }
+        let ts: Vec<u64> = t.history(&key).unwrap().iter().map(|e| e.ts).collect();
+        assert_eq!(ts, [1, 3, 5, 6, 7]);
     }
 
     #[test]
