@@ -447,16 +447,22 @@ mod tests {
         assert!(st.findings > 0, "{st:?}");
     }
 
+    /// 300 events each swapped with one up to 400 places later (a few us;
+    /// the tests' window is 2 us): some arrive late.
+    fn swap_nearby(events: &mut [Event], seed: u64) {
+        let mut rng = Rng::new(seed);
+        for _ in 0..300 {
+            let i = rng.below(events.len() as u64 - 400) as usize;
+            events.swap(i, i + 1 + rng.below(399) as usize);
+        }
+    }
+
     /// `apply_batch` (with its prefetching) tells the sink exactly what
     /// `apply_released` item by item does, evictions and late events included.
     #[test]
     fn apply_batch_equals_apply_released() {
         let mut events = Workload { inodes: 3, pages_per_inode: 200, ..Workload::default() }.generate(30_000);
-        let mut rng = Rng::new(11);
-        for _ in 0..300 {
-            let i = rng.below(events.len() as u64 - 400) as usize;
-            events.swap(i, i + 1 + rng.below(399) as usize);
-        }
+        swap_nearby(&mut events, 11);
         let cfg = PipelineConfig { window_ns: 2_000, window_events: 64, max_pages: 50 };
         let run = |batch: bool| {
             let mut p = Pipeline::new(cfg);
@@ -487,12 +493,7 @@ mod tests {
     #[test]
     fn split_pipeline_equals_push_with_late_events() {
         let mut events = Workload { inodes: 2, pages_per_inode: 64, ..Workload::default() }.generate(30_000);
-        // Events moved up to 400 places (a few us; the window is 2 us): some are late.
-        let mut rng = Rng::new(7);
-        for _ in 0..300 {
-            let i = rng.below(events.len() as u64 - 400) as usize;
-            events.swap(i, i + 1 + rng.below(399) as usize);
-        }
+        swap_nearby(&mut events, 7);
         let st = both_ways(&events, PipelineConfig { window_ns: 2_000, window_events: 64, max_pages: 20 });
         assert!(st.late > 0 && st.evicted > 0, "{st:?}");
     }
