@@ -433,8 +433,8 @@ pub struct KernelFacts {
     pub kprobes: bool,
     pub tracefs: Option<PathBuf>,
     pub tracefs_readable: bool,
-    /// kallsyms was read: always by `probe`; by a live start only when BTF
-    /// cannot say whether a kprobe target exists.
+    /// kallsyms was read: always by `probe`; by a live start only when the
+    /// kernel has no BTF (its BTF lists the functions a kprobe can reach).
     pub kallsyms_readable: bool,
     pub root: bool,
     pub can_trace: bool,
@@ -877,7 +877,7 @@ fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, 
             }) {
                 None => Status::Unknown("/proc/kallsyms is not readable".into()),
                 Some(false) => Status::Missing,
-                Some(_) if !desc.kprobes => Status::Unsupported("in kallsyms, but this kernel has no kprobes (CONFIG_KPROBES off)".into()),
+                Some(_) if !desc.kprobes => Status::Unsupported("the function exists, but this kernel has no kprobes (CONFIG_KPROBES off)".into()),
                 Some(_) if desc.btf.as_ref().and_then(|b| b.offsets).is_none() => {
                     Status::Unsupported("no BTF for struct offsets: name one with --btf FILE".into())
                 }
