@@ -502,15 +502,23 @@ pub fn spawn(
     tx: SyncSender<AppEvent>,
     requests: Receiver<Request>,
 ) -> thread::JoinHandle<Option<String>> {
+    pipeline_thread(cfg, source, tx, requests, move |feed| match replay.pace {
+        Pace::Unpaced => staged(replay.input, replay.narrow, replay.skip_bad, feed),
+        Pace::Speed(x) => paced(replay.input, x, replay.narrow, replay.skip_bad, feed),
+    })
+}
+
+/// The pipeline's thread: `run` drives a [`Feed`] made on it.
+fn pipeline_thread(
+    cfg: PipelineConfig,
+    source: SourceInfo,
+    tx: SyncSender<AppEvent>,
+    requests: Receiver<Request>,
+    run: impl FnOnce(Feed) -> Option<String> + Send + 'static,
+) -> thread::JoinHandle<Option<String>> {
     thread::Builder::new()
         .name("daxtrace-pipeline".into())
-        .spawn(move || {
-            let feed = Feed::new(cfg, source, tx, requests);
-            match replay.pace {
-                Pace::Unpaced => staged(replay.input, replay.narrow, replay.skip_bad, feed),
-                Pace::Speed(x) => paced(replay.input, x, replay.narrow, replay.skip_bad, feed),
-            }
-        })
+        .spawn(move || run(Feed::new(cfg, source, tx, requests)))
         .expect("spawning a thread")
 }
 
@@ -796,10 +804,7 @@ pub fn spawn_live(
     tx: SyncSender<AppEvent>,
     requests: Receiver<Request>,
 ) -> thread::JoinHandle<Option<String>> {
-    thread::Builder::new()
-        .name("daxtrace-pipeline".into())
-        .spawn(move || live(&filter, deadline, Feed::new(cfg, source, tx, requests)))
-        .expect("spawning a thread")
+    pipeline_thread(cfg, source, tx, requests, move |feed| live(&filter, deadline, feed))
 }
 
 fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<String> {
