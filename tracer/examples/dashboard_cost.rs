@@ -7,10 +7,15 @@
 //! The events go through the arrival side (reorder window) once; then, in
 //! alternating rounds, the judging side with no sink (`analyze`'s cost) and
 //! with the dashboard sink, and the dashboard sink alone over the same items.
+//! Then the stage where an unpaced replay counts the panes (`top --replay
+//! --speed 0`: the reorder window's thread, `tui::feed`): the window alone
+//! (`analyze`'s order stage) against the window plus [`Counts`] over what it
+//! releases, the events arriving in decoder-sized chunks as from a trace file.
 
 use tracer::pipeline::{Pipeline, PipelineConfig, Released, Sink};
 use tracer::source::tracefile::synth::Workload;
-use tracer::tui::snapshot::Dashboard;
+use tracer::event::Event;
+use tracer::tui::snapshot::{Counts, Dashboard};
 
 /// CPU time of this thread (wall time on a shared machine overstates costs).
 fn cpu_now() -> std::time::Duration {
@@ -64,4 +69,56 @@ fn main() {
     }
     let (b, d, a) = (median(&mut bare), median(&mut dash), median(&mut alone));
     println!("median of {rounds}: judging {b:.1} ns/event, with dashboard {d:.1} (+{:.0}%), dashboard alone {a:.1}", 100.0 * (d - b) / b);
+
+    // The order stage: chunks as the trace file's decoder hands them on.
+    let chunks: Vec<Vec<Event>> = {
+        let evs: Vec<Event> = Workload::new(1).take(n).collect();
+        evs.chunks(CHUNK).map(<[Event]>::to_vec).collect()
+    };
+    let order = |counts: Option<&mut Counts>| {
+        let mut arrivals = Pipeline::new(PipelineConfig::default()).take_arrivals();
+        let mut out: Vec<Released> = Vec::with_capacity(CHUNK + 1024);
+        let c = cpu_now();
+        match counts {
+            None => {
+                for chunk in &chunks {
+                    out.clear();
+                    for &ev in chunk {
+                        arrivals.push(ev, &mut out);
+                    }
+                    std::hint::black_box(&out);
+                }
+            }
+            Some(counts) => {
+                for chunk in &chunks {
+                    out.clear();
+                    for &ev in chunk {
+                        // As `tui::feed::StageOut::push`: count what each arrival releases.
+                        let from = out.len();
+                        arrivals.push(ev, &mut out);
+                        for r in &out[from..] {
+                            match r {
+                                Released::Event(e) | Released::Late(e) => counts.on_event(e),
+                            }
+                        }
+                    }
+                    std::hint::black_box(&out);
+                }
+            }
+        }
+        (cpu_now() - c).as_secs_f64() * 1e9 / n as f64
+    };
+    let (mut win, mut counted) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        win.push(order(None));
+        let mut counts = Counts::new();
+        counted.push(order(Some(&mut counts)));
+        std::hint::black_box(counts.view(true));
+        println!("round: order stage {:.1} ns/event, with the panes' counts {:.1}", win.last().unwrap(), counted.last().unwrap());
+    }
+    let (w, c) = (median(&mut win), median(&mut counted));
+    println!("median of {rounds}: order stage {w:.1} ns/event, with the panes' counts {c:.1} (+{:.1} ns/event, +{:.0}%)", c - w, 100.0 * (c - w) / w);
 }
+
+/// Events per decoded chunk of a trace file (about what `tracefile` hands on).
+const CHUNK: usize = 65_536;

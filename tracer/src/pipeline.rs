@@ -230,6 +230,11 @@ impl Pipeline {
         self.tl.watch(key);
     }
 
+    /// Stop keeping a page's history ([`Pipeline::watch`]); what was kept is dropped.
+    pub fn unwatch(&mut self, key: &PageKey) {
+        self.tl.unwatch(key);
+    }
+
     /// The full history of a watched page: every released event covering it
     /// (ranges, PMD spans and invalidations to EOF included), in order.
     pub fn timeline(&self, key: &PageKey) -> Option<&[Event]> {

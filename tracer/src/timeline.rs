@@ -151,7 +151,7 @@ fn page_tag(seed: u64, pgoff: u64) -> u32 {
 
 /// Ask the CPU to start loading a cache line (a hint: never faults).
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint; it never dereferences or faults on any address.
     unsafe {
@@ -744,6 +744,11 @@ impl Timelines {
     /// Ask for the full history of one page (kept from now on).
     pub fn watch(&mut self, key: PageKey) {
         self.watched.entry(key).or_default();
+    }
+
+    /// Stop keeping a page's history (and drop what was kept).
+    pub fn unwatch(&mut self, key: &PageKey) {
+        self.watched.remove(key);
     }
 
     pub fn history(&self, key: &PageKey) -> Option<&[Event]> {

@@ -5,8 +5,10 @@
 //!
 //! Drill-down: the UI asks to follow a page ([`Request::Watch`]). Its story is
 //! the context captured from the recent events when a finding was raised on
-//! it, what the recent events hold at request time, and from then on the
-//! pipeline's own history of the page (`Pipeline::watch`).
+//! it (the page's events from the ordering's first fault on:
+//! `snapshot::finding_context`), what the recent events hold at request
+//! time, and from then on the pipeline's own history of the page
+//! (`Pipeline::watch`, dropped when the UI stops watching).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::app::{Level, Notification};
 use super::event::{offer, AppEvent};
-use super::snapshot::{page_events, Counts, CountsView, Dashboard, FeedState, PageTimeline, SnapshotBase, SourceInfo, TimelineRow, RECENT};
+use super::snapshot::{finding_context, page_events, Counts, CountsView, Dashboard, FeedState, PageTimeline, SnapshotBase, SourceInfo, TimelineRow, RECENT};
 use crate::event::{Body, Dev, Event, PageKey};
 use crate::attach::{Filter, Status};
 use crate::pipeline::{ArrivalCounts, Arrivals, Pipeline, PipelineConfig, Released, Stats};
@@ -50,8 +52,10 @@ pub enum Request {
 /// Finding contexts for drill-down, the newest [`MAX_CAPTURES`] pages.
 #[derive(Default)]
 struct Captures {
-    map: HashMap<PageKey, Vec<Event>>,
+    /// A page's context and the number of the insert that put it there.
+    map: HashMap<PageKey, (Vec<Event>, u64)>,
     order: VecDeque<PageKey>,
+    inserts: u64,
 }
 
 impl Captures {
@@ -64,12 +68,28 @@ impl Captures {
                 }
             }
         }
-        self.map.insert(key, ctx);
+        self.inserts += 1;
+        self.map.insert(key, (ctx, self.inserts));
     }
 
     fn get(&self, key: &PageKey) -> Option<&Vec<Event>> {
-        self.map.get(key)
+        self.map.get(key).map(|(c, _)| c)
     }
+
+    /// Changes when the page's context is replaced (a newer finding on it).
+    fn version(&self, key: &PageKey) -> u64 {
+        self.map.get(key).map_or(0, |&(_, n)| n)
+    }
+}
+
+/// What the watched page's timeline was made from: it is rebuilt (copied,
+/// sorted, formatted) only when one of these changed, not every publish.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PageStamp {
+    key: PageKey,
+    capture: u64,
+    history: usize,
+    gap: bool,
 }
 
 /// The recent events of an unpaced replay: its latest batches themselves,
@@ -105,6 +125,13 @@ impl Kept {
             .map(|r| match r {
                 Released::Event(e) | Released::Late(e) => e,
             })
+    }
+
+    /// The batches as runs of items, oldest first, the newest one cut at
+    /// `upto` (the rest is not judged yet).
+    fn runs(&self, upto: usize) -> Vec<&[Released]> {
+        let last = self.batches.len().saturating_sub(1);
+        self.batches.iter().enumerate().map(|(i, b)| if i == last { &b[..upto.min(b.len())] } else { &b[..] }).collect()
     }
 
     fn push(&mut self, batch: Vec<Released>) {
@@ -183,6 +210,8 @@ struct Feed {
     watch: Option<PageKey>,
     /// Context of the watched page at request time (recent events).
     watch_base: Vec<Event>,
+    /// The watched page's timeline as last published, and what it was made from.
+    page_cache: Option<(PageStamp, Arc<PageTimeline>)>,
     captures: Captures,
     /// Unpaced replay: the recent events are its latest batches, not the dashboard's copy.
     kept: Option<Kept>,
@@ -222,6 +251,7 @@ impl Feed {
             noted_findings: 0,
             watch: None,
             watch_base: Vec::new(),
+            page_cache: None,
             captures: Captures::default(),
             kept: None,
             ui_gone: false,
@@ -251,12 +281,15 @@ impl Feed {
         }
     }
 
-    /// Copy the context of newly found pages out of the recent events.
+    /// Copy the context of new findings out of the recent events.
     #[cold]
     fn capture(&mut self) {
-        for key in std::mem::take(&mut self.dash.pending) {
-            let ctx = self.recent_for(&key);
-            self.captures.insert(key, ctx);
+        for f in std::mem::take(&mut self.dash.pending) {
+            let ctx = match &self.kept {
+                Some(k) => finding_context(&k.runs(usize::MAX), &f),
+                None => self.dash.finding_context(&f),
+            };
+            self.captures.insert(f.page, ctx);
         }
     }
 
@@ -297,24 +330,38 @@ impl Feed {
     }
 
     fn request(&mut self, r: Request) {
-        match r {
-            Request::Watch(Some(key)) => {
-                self.watch_base = self.recent_for(&key);
-                self.pipe.watch(key);
-                self.watch = Some(key);
-            }
-            Request::Watch(None) => {
-                self.watch = None;
-                self.watch_base.clear();
-            }
+        // The pipeline keeps a watched page's whole history, at a cost per
+        // event: only the page on screen stays watched.
+        if let Some(old) = self.watch.take() {
+            self.pipe.unwatch(&old);
+        }
+        self.watch_base.clear();
+        self.page_cache = None;
+        if let Request::Watch(Some(key)) = r {
+            self.watch_base = self.recent_for(&key);
+            self.pipe.watch(key);
+            self.watch = Some(key);
         }
         // Answer now rather than at the next period: the user is waiting.
         self.publish();
     }
 
-    /// The watched page's story: finding context + request-time context + history since.
-    fn page(&self) -> Option<PageTimeline> {
+    /// The watched page's story: finding context + request-time context +
+    /// history since; the last one again while none of them changed.
+    fn page(&mut self) -> Option<Arc<PageTimeline>> {
         let key = self.watch?;
+        let gap = self.gap(&key);
+        let stamp = PageStamp {
+            key,
+            capture: self.captures.version(&key),
+            history: self.pipe.timeline(&key).map_or(0, <[Event]>::len),
+            gap,
+        };
+        if let Some((s, page)) = &self.page_cache {
+            if *s == stamp {
+                return Some(page.clone());
+            }
+        }
         let mut events: Vec<Event> = Vec::new();
         if let Some(c) = self.captures.get(&key) {
             events.extend_from_slice(c);
@@ -325,20 +372,23 @@ impl Feed {
         }
         events.sort_by_key(|e| e.ts);
         events.dedup();
-        // A gap is possible when the finding's context ended before the oldest
-        // event the request-time context could see.
-        let gap = match (self.captures.get(&key).and_then(|c| c.last()), self.watch_base.first()) {
-            (Some(c), Some(_)) | (Some(c), None) => {
-                self.recent_oldest_ts().is_some_and(|oldest| oldest > c.ts)
-            }
-            _ => false,
-        };
-        Some(PageTimeline {
+        let page = Arc::new(PageTimeline {
             key,
             missing: events.is_empty(),
             gap,
             rows: events.iter().map(TimelineRow::from_event).collect(),
-        })
+        });
+        self.page_cache = Some((stamp, page.clone()));
+        Some(page)
+    }
+
+    /// A gap is possible when the finding's context ended before the oldest
+    /// event the request-time context could see.
+    fn gap(&self, key: &PageKey) -> bool {
+        self.captures
+            .get(key)
+            .and_then(|c| c.last())
+            .is_some_and(|c| self.recent_oldest_ts().is_some_and(|oldest| oldest > c.ts))
     }
 
     /// Publish if anything changed since the last snapshot (an idle source
@@ -679,9 +729,9 @@ fn staged(input: ReplayInput, narrow: Narrow, skip_bad: bool, mut feed: Feed) ->
                 // With the pages of items a few places ahead prefetched, as `analyze` judges.
                 pipe.apply_batch_then(batch, dash, |i, dash| {
                     if !dash.pending.is_empty() {
-                        // Context: the recent items up to this one.
-                        for key in std::mem::take(&mut dash.pending) {
-                            captures.insert(key, page_events(kept.events(i + 1), &key));
+                        // Context: among the kept items up to this one.
+                        for f in std::mem::take(&mut dash.pending) {
+                            captures.insert(f.page, finding_context(&kept.runs(i + 1), &f));
                         }
                     }
                 });
@@ -882,5 +932,65 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
             feed.hold(Ok(start));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Comm, Size};
+
+    fn feed() -> (Feed, Receiver<AppEvent>) {
+        let (tx, rx) = super::super::event::channel();
+        let (_req, req_rx) = mpsc::channel();
+        (Feed::new(PipelineConfig::default(), SourceInfo::default(), tx, req_rx), rx)
+    }
+
+    fn key(pgoff: u64) -> PageKey {
+        PageKey { dev: Dev::new(259, 0), ino: 1, pgoff }
+    }
+
+    fn fault(ts: u64, id: u64, pgoff: u64) -> Event {
+        let body = Body::FaultBegin { fault: id, pgoff, size: Size::Pte, write: false };
+        Event { ts, cpu: 0, tid: 1, pid: 1, comm: Comm::new("t"), dev: Dev::new(259, 0), ino: 1, probe: 0, body }
+    }
+
+    /// `Watch(None)` stops the pipeline keeping the page's history (a cost
+    /// per event for as long as it is kept), and watching another page
+    /// stops watching the first.
+    #[test]
+    fn unwatching_drops_the_pipelines_history() {
+        let (mut f, _rx) = feed();
+        f.request(Request::Watch(Some(key(1))));
+        assert!(f.pipe.timeline(&key(1)).is_some());
+        f.request(Request::Watch(None));
+        assert_eq!(f.pipe.timeline(&key(1)), None);
+        assert!(f.page().is_none());
+        f.request(Request::Watch(Some(key(1))));
+        f.request(Request::Watch(Some(key(2))));
+        assert_eq!(f.pipe.timeline(&key(1)), None);
+        assert!(f.pipe.timeline(&key(2)).is_some());
+    }
+
+    /// The watched page's timeline is made again only when its story changed.
+    #[test]
+    fn watched_timeline_is_rebuilt_only_when_it_changed() {
+        let (mut f, _rx) = feed();
+        f.request(Request::Watch(Some(key(1))));
+        let a = f.page().unwrap();
+        assert!(a.missing);
+        assert!(Arc::ptr_eq(&a, &f.page().unwrap()), "nothing changed: the same timeline");
+        // Events released on another page leave it as it was.
+        for (i, ts) in (1..=3).zip([1_000, 2_000, 3_000]) {
+            f.push(fault(ts, i, 2));
+        }
+        f.pipe.finish(&mut f.dash);
+        assert!(Arc::ptr_eq(&a, &f.page().unwrap()));
+        f.push(fault(4_000, 4, 1));
+        f.pipe.finish(&mut f.dash);
+        let b = f.page().unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(b.rows.len(), 1);
+        assert!(Arc::ptr_eq(&b, &f.page().unwrap()));
     }
 }

@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 
 use crate::detect::Finding;
 use crate::event::{Body, Comm, Dev, Event, MapResult, PageKey, Size};
-use crate::pipeline::{Sink, Stats};
+use crate::pipeline::{Released, Sink, Stats};
 
 /// Width of one rate bucket, in nanoseconds of trace (kernel) time.
 pub const BUCKET_NS: u64 = 1_000_000_000;
@@ -241,8 +241,9 @@ pub struct Snapshot {
     pub hot_files: Vec<HotFile>,
     /// Newest first.
     pub findings: Vec<Arc<Finding>>,
-    /// The page the UI asked to follow (drill-down), refreshed with every publish.
-    pub page: Option<PageTimeline>,
+    /// The page the UI asked to follow (drill-down), as of this publish
+    /// (shared with earlier snapshots while the page's story is unchanged).
+    pub page: Option<Arc<PageTimeline>>,
 }
 
 impl Snapshot {
@@ -402,6 +403,42 @@ const DENSE_BUDGET: usize = 1 << 20;
 /// No entry: the table was full when the file was first seen.
 const UNTRACKED: u32 = u32::MAX;
 
+/// Page updates queued ahead of their stats' cache line ([`Counts::page_later`]).
+const PAGE_LAG: usize = 16;
+
+#[derive(Clone, Copy)]
+enum PageOp {
+    Fault,
+    Hole,
+    Alloc,
+}
+
+/// One page's count to add: `file` is [`UNTRACKED`] in an empty place.
+#[derive(Clone, Copy)]
+struct PageUpdate {
+    file: u32,
+    op: PageOp,
+    /// The faulting thread (`Fault` only).
+    tid: u32,
+    pgoff: u64,
+}
+
+impl PageUpdate {
+    const NONE: PageUpdate = PageUpdate { file: UNTRACKED, op: PageOp::Fault, tid: 0, pgoff: 0 };
+}
+
+/// A ring of the last [`PAGE_LAG`] page updates, oldest at `next`.
+struct Lag {
+    q: [PageUpdate; PAGE_LAG],
+    next: usize,
+}
+
+impl Lag {
+    fn new() -> Self {
+        Self { q: [PageUpdate::NONE; PAGE_LAG], next: 0 }
+    }
+}
+
 /// The per-event aggregates behind the rates, latency and hot panes. Run
 /// by the [`Dashboard`] sink, or (unpaced replay) by the arrival stage over
 /// the same released events, which then hands on [`CountsView`]s.
@@ -410,6 +447,9 @@ pub struct Counts {
     ring: Vec<[u64; 9]>,
     head: usize,
     head_bucket: Option<u64>,
+    /// Trace time where the head bucket starts (`head_bucket * BUCKET_NS`):
+    /// an event of the current second costs a compare, not a division.
+    head_start: u64,
     first_bucket: u64,
     totals: [u64; 9],
     inflight: Inflight,
@@ -434,6 +474,8 @@ pub struct Counts {
     recent_files: [Option<((Dev, u64), u32)>; RECENT_FILES],
     /// Entries in all files' flat page arrays.
     dense_total: usize,
+    /// Page updates waiting for their stats' cache line: see [`Lag`].
+    lag: Lag,
     hot_pages: Vec<HotPage>,
     hot_files: Vec<HotFile>,
 }
@@ -454,9 +496,9 @@ pub struct Dashboard {
     count_events: bool,
     findings: VecDeque<Arc<Finding>>,
     recent: Recent,
-    /// Pages of findings raised since the feeding thread last looked: their
-    /// context is copied out of `recent` after the current push.
-    pub pending: Vec<PageKey>,
+    /// Findings raised since the feeding thread last looked: their context
+    /// is copied out of the recent events after the current push.
+    pub pending: Vec<Arc<Finding>>,
     /// Copy every event into `recent`. Off when the feeding thread keeps the
     /// recent events itself (unpaced replay keeps its batches).
     keep_recent: bool,
@@ -466,26 +508,101 @@ pub struct Dashboard {
 /// it completes, so the newest events hold it (about 5 MiB, allocated once).
 pub const RECENT: usize = 1 << 16;
 
+/// A ring of the newest [`RECENT`] events, late ones marked as such (the
+/// context search relies on the others being in time order).
 struct Recent {
-    buf: Vec<Event>,
+    buf: Vec<Released>,
     next: usize,
 }
 
 impl Recent {
-    fn push(&mut self, ev: &Event) {
+    fn push(&mut self, r: Released) {
         if self.buf.len() < RECENT {
-            self.buf.push(*ev);
+            self.buf.push(r);
         } else {
-            self.buf[self.next] = *ev;
+            self.buf[self.next] = r;
         }
         self.next = (self.next + 1) % RECENT;
     }
 
-    /// Oldest first.
-    fn iter(&self) -> impl DoubleEndedIterator<Item = &Event> + Clone {
+    /// The ring in two runs, oldest first.
+    fn slices(&self) -> [&[Released]; 2] {
         let (a, b) = if self.buf.len() < RECENT { (&self.buf[..], &[][..]) } else { self.buf.split_at(self.next) };
-        b.iter().chain(a.iter())
+        [b, a]
     }
+}
+
+fn released_event(r: &Released) -> &Event {
+    match r {
+        Released::Event(e) | Released::Late(e) => e,
+    }
+}
+
+/// Items a finding's context search walks back from its first step to
+/// find the begins of the ordering's faults (a fault lasts microseconds;
+/// one that began further back is shown from its first step on).
+const CONTEXT_BACK: usize = 4096;
+
+/// A finding's context among `items` (runs of released items, oldest
+/// first, in release order): the events of its page from the begin of the
+/// ordering's first fault on, with the ends of the faults among them. The
+/// start is found by a binary search on time for the first step, then a
+/// walk back to the faults' begins, not by a pass over every item.
+pub fn finding_context(items: &[&[Released]], f: &Finding) -> Vec<Event> {
+    let start_ts = f.steps.iter().map(|s| s.ts).min().unwrap_or(f.ts);
+    // Released events are in time order; a late one is older than the
+    // event released before it, so counting it as "not before" can only
+    // move the boundary earlier (more items looked at, none missed).
+    let before = |r: &Released| matches!(r, Released::Event(e) if e.ts < start_ts);
+    let (mut run, mut at) = (0, 0);
+    for (i, s) in items.iter().enumerate().rev() {
+        if s.first().is_some_and(before) {
+            // Lowest index whose predecessor is before and itself is not.
+            let (mut lo, mut hi) = (0, s.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if before(&s[mid]) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            (run, at) = (i, lo);
+            break;
+        }
+    }
+    // Walk back to the begins of the ordering's faults.
+    let key = &f.page;
+    let mut need: Vec<u64> = f.steps.iter().filter_map(|s| s.fault).collect();
+    need.sort_unstable();
+    need.dedup();
+    let (mut r, mut i, mut walked) = (run, at, 0);
+    while !need.is_empty() && walked < CONTEXT_BACK {
+        if i == 0 {
+            if r == 0 {
+                break;
+            }
+            r -= 1;
+            i = items[r].len();
+            continue;
+        }
+        i -= 1;
+        walked += 1;
+        let e = released_event(&items[r][i]);
+        if let Body::FaultBegin { fault, .. } = e.body {
+            if e.dev == key.dev && e.ino == key.ino {
+                if let Ok(k) = need.binary_search(&fault) {
+                    need.remove(k);
+                    (run, at) = (r, i);
+                }
+            }
+        }
+    }
+    let from = items.get(run..).unwrap_or(&[]).iter().enumerate().flat_map(|(k, s)| {
+        let s: &[Released] = if k == 0 { s.get(at..).unwrap_or(&[]) } else { s };
+        s.iter().map(released_event)
+    });
+    page_events(from, key)
 }
 
 /// Does `ev` touch `key`'s page (directly, through a range or a PMD span)?
@@ -566,12 +683,17 @@ impl Dashboard {
 
     /// The recent events touching `key` (oldest first).
     pub fn recent_for(&self, key: &PageKey) -> Vec<Event> {
-        page_events(self.recent.iter(), key)
+        page_events(self.recent.slices().into_iter().flatten().map(released_event), key)
+    }
+
+    /// `f`'s context among the recent events ([`finding_context`]).
+    pub fn finding_context(&self, f: &Finding) -> Vec<Event> {
+        finding_context(&self.recent.slices(), f)
     }
 
     /// Timestamp of the oldest event still held for context.
     pub fn recent_oldest_ts(&self) -> Option<u64> {
-        self.recent.iter().next().map(|e| e.ts)
+        self.recent.slices().into_iter().flatten().next().map(|r| released_event(r).ts)
     }
 
     /// Copy the aggregates into a snapshot. `stats` and the rest come from the feeding thread.
@@ -602,6 +724,7 @@ impl Counts {
             ring: vec![[0; 9]; BUCKETS],
             head: 0,
             head_bucket: None,
+            head_start: 0,
             first_bucket: 0,
             totals: [0; 9],
             inflight: Inflight::new(),
@@ -617,17 +740,29 @@ impl Counts {
             task_seen: Box::new([(u32::MAX, Comm::default()); 64]),
             recent_files: [None; RECENT_FILES],
             dense_total: 0,
+            lag: Lag::new(),
             hot_pages: Vec::new(),
             hot_files: Vec::new(),
         }
     }
 
-    /// Move the ring so that the bucket of `ts` is the head; zero what is skipped.
+    /// The ring place of `ts`'s bucket (the head: events come in time order).
+    #[inline]
     fn bucket(&mut self, ts: u64) -> usize {
+        if self.head_bucket.is_some() && ts.wrapping_sub(self.head_start) < BUCKET_NS {
+            return self.head;
+        }
+        self.bucket_slow(ts)
+    }
+
+    /// Move the ring so that the bucket of `ts` is the head; zero what is skipped.
+    #[inline(never)]
+    fn bucket_slow(&mut self, ts: u64) -> usize {
         let b = ts / BUCKET_NS;
         match self.head_bucket {
             None => {
                 self.head_bucket = Some(b);
+                self.head_start = b * BUCKET_NS;
                 self.first_bucket = b;
             }
             Some(h) if b > h => {
@@ -637,6 +772,7 @@ impl Counts {
                     self.ring[self.head] = [0; 9];
                 }
                 self.head_bucket = Some(b);
+                self.head_start = b * BUCKET_NS;
             }
             // Events are released in time order; an older one (a late arrival)
             // is counted in the current bucket rather than rewriting the past.
@@ -708,6 +844,57 @@ impl Counts {
         Some(self.pages.entry(r).or_default())
     }
 
+    /// Queue a page update, starting the load of its stats now: it is
+    /// applied [`PAGE_LAG`] updates later, when the line has arrived. The
+    /// page stats are the one structure an event touches at a random place
+    /// (the event stream keeps evicting it), so done at once each update
+    /// waited for a cache miss. First in, first applied: the same result.
+    #[inline]
+    fn page_later(&mut self, u: PageUpdate) {
+        if let Some(f) = self.files.get(u.file as usize) {
+            if let Some(p) = f.dense.get(u.pgoff as usize) {
+                crate::timeline::prefetch(p);
+            }
+        }
+        let old = std::mem::replace(&mut self.lag.q[self.lag.next], u);
+        self.lag.next = (self.lag.next + 1) % PAGE_LAG;
+        if old.file != UNTRACKED {
+            self.apply_page(old);
+        }
+    }
+
+    #[inline]
+    fn apply_page(&mut self, u: PageUpdate) {
+        let Some(p) = self.page(u.file, u.pgoff) else { return };
+        let new_page = match u.op {
+            PageOp::Fault => {
+                p.faults = p.faults.saturating_add(1);
+                p.tid = u.tid;
+                p.faults == 1
+            }
+            PageOp::Hole => {
+                p.holes = p.holes.saturating_add(1);
+                false
+            }
+            PageOp::Alloc => {
+                p.allocs = p.allocs.saturating_add(1);
+                false
+            }
+        };
+        self.files[u.file as usize].pages += u64::from(new_page);
+    }
+
+    /// Apply every queued page update (before the page stats are read).
+    fn settle(&mut self) {
+        for i in 0..PAGE_LAG {
+            let at = (self.lag.next + i) % PAGE_LAG;
+            let u = std::mem::replace(&mut self.lag.q[at], PageUpdate::NONE);
+            if u.file != UNTRACKED {
+                self.apply_page(u);
+            }
+        }
+    }
+
     fn comm(&self, tid: u32) -> Comm {
         self.tasks.get(&tid).copied().unwrap_or_default()
     }
@@ -715,6 +902,7 @@ impl Counts {
     /// What the panes show now. `refresh_hot`: recompute the hot tables (a
     /// walk over every page seen), else the last ones are reused.
     pub fn view(&mut self, refresh_hot: bool) -> CountsView {
+        self.settle();
         let rates = Series::ALL
             .iter()
             .map(|&s| {
@@ -782,7 +970,7 @@ pub struct SnapshotBase {
     pub state: FeedState,
     pub stats: Stats,
     pub events_per_sec: f64,
-    pub page: Option<PageTimeline>,
+    pub page: Option<Arc<PageTimeline>>,
     /// Recompute the hot pages and files tables (else the last ones are reused).
     pub refresh_hot: bool,
     /// The rates, latency and hot panes when they are counted elsewhere
@@ -814,7 +1002,7 @@ impl Sink for Dashboard {
     #[inline]
     fn on_event(&mut self, ev: &Event) {
         if self.keep_recent {
-            self.recent.push(ev);
+            self.recent.push(Released::Event(*ev));
         }
         if self.count_events {
             self.counts.on_event(ev);
@@ -824,15 +1012,21 @@ impl Sink for Dashboard {
     /// Late events are out of order but real: counted like the others (the
     /// rate buckets put an older one in the current second).
     fn on_late(&mut self, ev: &Event) {
-        self.on_event(ev);
+        if self.keep_recent {
+            self.recent.push(Released::Late(*ev));
+        }
+        if self.count_events {
+            self.counts.on_event(ev);
+        }
     }
 
     fn on_finding(&mut self, f: &Finding) {
         if self.findings.len() == MAX_FINDINGS {
             self.findings.pop_front();
         }
-        self.findings.push_back(Arc::new(f.clone()));
-        self.pending.push(f.page);
+        let f = Arc::new(f.clone());
+        self.findings.push_back(f.clone());
+        self.pending.push(f);
     }
 }
 
@@ -864,18 +1058,10 @@ impl Counts {
                 if file == UNTRACKED {
                     return;
                 }
-                let new_page = match self.page(file, pgoff) {
-                    Some(p) => {
-                        p.faults = p.faults.saturating_add(1);
-                        p.tid = ev.tid;
-                        p.faults == 1
-                    }
-                    None => false,
-                };
                 let f = &mut self.files[file as usize];
                 f.faults += 1;
                 f.tid = ev.tid;
-                f.pages += u64::from(new_page);
+                self.page_later(PageUpdate { file, op: PageOp::Fault, tid: ev.tid, pgoff });
             }
             Body::FaultEnd { fault, .. } => {
                 if let Some((t0, size)) = self.inflight.remove(fault) {
@@ -892,17 +1078,13 @@ impl Counts {
                 if new {
                     self.count(slot, Series::Allocations);
                     let file = self.file(ev.dev, ev.ino);
-                    if let Some(p) = self.page(file, pgoff) {
-                        p.allocs = p.allocs.saturating_add(1);
-                    }
+                    self.page_later(PageUpdate { file, op: PageOp::Alloc, tid: ev.tid, pgoff });
                 }
             }
             Body::LoadHole { pgoff, .. } => {
                 self.count(slot, Series::HoleLoads);
                 let file = self.file(ev.dev, ev.ino);
-                if let Some(p) = self.page(file, pgoff) {
-                    p.holes = p.holes.saturating_add(1);
-                }
+                self.page_later(PageUpdate { file, op: PageOp::Hole, tid: ev.tid, pgoff });
             }
             Body::InsertMapping { .. } => self.count(slot, Series::Inserts),
             Body::Invalidate { .. } => self.count(slot, Series::Invalidations),
@@ -989,6 +1171,49 @@ mod tests {
         assert_eq!(files, [(1, 14, 3), (2, 4, 1)]);
     }
 
+    /// Page counts are applied some updates late (their stats prefetched):
+    /// whenever the panes are made, they equal counts kept at once.
+    #[test]
+    fn page_counts_are_exact_whenever_viewed() {
+        let mut rng = crate::workload::Rng::new(11);
+        let mut c = Counts::new();
+        let mut want: std::collections::HashMap<PageKey, (u64, u64, u64)> = std::collections::HashMap::new();
+        for id in 1..20_000u64 {
+            let ino = 1 + rng.below(3);
+            // Some pages beyond the flat per-file arrays (the page table).
+            let pgoff = if rng.below(10) == 0 { (1 << 20) + rng.below(50) } else { rng.below(300) };
+            let key = PageKey { dev: Dev::new(259, 0), ino, pgoff };
+            let w = want.entry(key).or_default();
+            match rng.below(3) {
+                0 => {
+                    c.on_event(&ev(id, ino, Body::FaultBegin { fault: id, pgoff, size: Size::Pte, write: false }));
+                    w.0 += 1;
+                }
+                1 => {
+                    c.on_event(&ev(id, ino, Body::LoadHole { fault: id, pgoff, size: Size::Pte }));
+                    w.1 += 1;
+                }
+                _ => {
+                    let body = Body::MapBlocks { fault: Some(id), pgoff, npages: 1, result: MapResult::Mapped, new: true, write: true };
+                    c.on_event(&ev(id, ino, body));
+                    w.2 += 1;
+                }
+            }
+            if rng.below(500) == 0 || id == 19_999 {
+                let v = c.view(true);
+                let mut rank: Vec<_> = want.iter().filter(|(_, w)| w.0 > 0).map(|(k, w)| (w.0, *k, *w)).collect();
+                rank.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                let rank: Vec<_> = rank.into_iter().take(HOT_ROWS).map(|(_, k, w)| (k, w)).collect();
+                let got: Vec<_> = v.hot_pages.iter().map(|p| (p.key, (p.faults, p.holes, p.allocs))).collect();
+                assert_eq!(got, rank, "after {id} events");
+                for f in &v.hot_files {
+                    let pages = want.iter().filter(|(k, w)| k.ino == f.ino && w.0 > 0).count() as u64;
+                    assert_eq!(f.pages, pages, "file {} after {id} events", f.ino);
+                }
+            }
+        }
+    }
+
     /// The in-flight table holds exactly what a map would, through ids that
     /// share a place, repeated begins and ends without a begin.
     #[test]
@@ -1029,6 +1254,86 @@ mod tests {
         assert_eq!((top[0].1, top[1].1), (96, 193));
         // Values 6..=96 occur twice each: the 50 largest are 96..=72, two of each.
         assert_eq!(top.last().unwrap().0, 72);
+    }
+
+    fn step(role: crate::detect::Role, ts: u64, fault: Option<u64>) -> crate::detect::Step {
+        crate::detect::Step { role, ts, tid: 1, pid: 1, cpu: 0, comm: Comm::new("t"), fault }
+    }
+
+    /// A stale mapping on page 5 of inode 1 (fault 7: begin, lookup, a hole
+    /// punch, the insert) after an older fault on the page and thousands of
+    /// other pages' events, and the finding that names it.
+    fn context_case() -> (Vec<Released>, Finding, Vec<Event>) {
+        use crate::detect::Role;
+        use crate::event::{FaultResult, InvalidateReason};
+        let mut items = Vec::new();
+        let mut ts = 1_000;
+        let mut push = |items: &mut Vec<Released>, ino: u64, body: Body| {
+            ts += 10;
+            items.push(Released::Event(ev(ts, ino, body)));
+            ts
+        };
+        // An older fault on the page: not part of the ordering.
+        push(&mut items, 1, Body::FaultBegin { fault: 3, pgoff: 5, size: Size::Pte, write: false });
+        push(&mut items, 1, Body::FaultEnd { fault: 3, result: FaultResult::Nopage });
+        let filler = |items: &mut Vec<Released>, push: &mut dyn FnMut(&mut Vec<Released>, u64, Body) -> u64, n: u64| {
+            for k in 0..n {
+                push(items, 2, Body::FaultBegin { fault: 100 + k, pgoff: 5, size: Size::Pte, write: false });
+            }
+        };
+        filler(&mut items, &mut push, 3000);
+        let begin = Body::FaultBegin { fault: 7, pgoff: 5, size: Size::Pte, write: true };
+        push(&mut items, 1, begin);
+        filler(&mut items, &mut push, 50);
+        let lookup = Body::MapBlocks { fault: Some(7), pgoff: 5, npages: 1, result: MapResult::Mapped, new: false, write: true };
+        let t_lookup = push(&mut items, 1, lookup);
+        filler(&mut items, &mut push, 50);
+        let t_inv = push(&mut items, 1, Body::Invalidate { pgoff: 0, npages: 16, reason: InvalidateReason::PunchHole });
+        let insert = Body::InsertMapping { fault: 7, pgoff: 5, size: Size::Pte, inferred: false };
+        let t_ins = push(&mut items, 1, insert);
+        let f = Finding {
+            rule: crate::detect::Rule::InsertAfterInvalidate,
+            severity: crate::detect::Severity::StaleMapping,
+            page: PageKey { dev: Dev::new(259, 0), ino: 1, pgoff: 5 },
+            ts: t_ins,
+            steps: vec![step(Role::Lookup, t_lookup, Some(7)), step(Role::Invalidate, t_inv, None), step(Role::Insert, t_ins, Some(7))],
+        };
+        let want: Vec<Event> = items.iter().map(released_event).filter(|e| e.ino == 1 && e.ts > 1_020).copied().collect();
+        assert_eq!(want.len(), 4);
+        (items, f, want)
+    }
+
+    /// The context is the page's events from the begin of the ordering's
+    /// fault to the finding: not the older fault, not other pages, however
+    /// the items are split into runs.
+    #[test]
+    fn finding_context_is_the_ordering_from_its_faults_begin() {
+        let (items, f, want) = context_case();
+        assert_eq!(finding_context(&[&items], &f), want);
+        for cut in [1, 2, 3000, 3002, 3003, 3030, items.len() - 1] {
+            let (a, b) = items.split_at(cut);
+            assert_eq!(finding_context(&[a, b], &f), want, "cut at {cut}");
+            let (b, c) = b.split_at(b.len() / 2);
+            assert_eq!(finding_context(&[a, b, c, &[]], &f), want, "cut at {cut}");
+        }
+        // Without the items before the fault's begin, the same.
+        assert_eq!(finding_context(&[&items[3002..]], &f), want);
+        // A fault whose begin is gone: shown from the first step on.
+        assert_eq!(finding_context(&[&items[3003..]], &f), want[1..]);
+    }
+
+    /// Late items (older than the event released before them) anywhere in
+    /// the runs never make the search skip the ordering's events.
+    #[test]
+    fn finding_context_survives_late_items() {
+        let (items, f, want) = context_case();
+        for at in (1..items.len()).step_by(37).chain([3001, 3002, 3003, 3053, 3054, 3104]) {
+            let mut v = items.clone();
+            v.insert(at, Released::Late(ev(5, 2, Body::FaultBegin { fault: 9, pgoff: 5, size: Size::Pte, write: false })));
+            assert_eq!(finding_context(&[&v], &f), want, "late item at {at}");
+            let (a, b) = v.split_at(at.min(v.len() - 1));
+            assert_eq!(finding_context(&[a, b], &f), want, "late item at {at}, runs cut there");
+        }
     }
 
     #[test]
