@@ -1,7 +1,11 @@
 //! Quick throughput check of the pipeline on the synthetic workload (the
 //! criterion bench `pipeline` is the reference figure).
 //!
-//!     cargo run --release -p tracer --example throughput -- [events] [window_ns] [pages_per_inode] [inodes]
+//!     cargo run --release -p tracer --example throughput -- [events] [window_ns] [pages_per_inode] [inodes] [rounds]
+//!
+//! `rounds` (default 4) is the number of steady rounds; with
+//! `THROUGHPUT_STEADY_ONLY=1` only the steady decode+pipeline case runs
+//! (for profiling it alone with `perf record`).
 //!
 //! Three runs each of: the pipeline on in-memory `Event`s, then the same
 //! events as kernel ring-buffer records decoded (`tracer::decode`) and pushed
@@ -32,6 +36,8 @@ fn main() {
     let window_ns: u64 = args.next().map_or(100_000_000, |a| a.parse().unwrap());
     let pages: u64 = args.next().map_or(1 << 16, |a| a.parse().unwrap());
     let inodes: u64 = args.next().map_or(16, |a| a.parse().unwrap());
+    let rounds: u64 = args.next().map_or(4, |a| a.parse().unwrap());
+    let steady_only = std::env::var_os("THROUGHPUT_STEADY_ONLY").is_some();
     let events = Workload { inodes, pages_per_inode: pages, ..Workload::default() }.generate(n);
     let mut buf = Vec::new();
     let mut spans = Vec::with_capacity(events.len());
@@ -41,7 +47,7 @@ fn main() {
         spans.push((start, buf.len()));
     }
     for decode in [false, true] {
-        for _ in 0..3 {
+        for _ in 0..if steady_only { 0 } else { 3 } {
             let mut p = Pipeline::new(PipelineConfig { window_ns, ..PipelineConfig::default() });
             let t = std::time::Instant::now();
             let c = cpu_now();
@@ -75,8 +81,11 @@ fn main() {
     }
     let span = events.iter().map(|e| e.ts).max().unwrap_or(0) + 1;
     for decode in [false, true] {
+        if steady_only && !decode {
+            continue;
+        }
         let mut p = Pipeline::new(PipelineConfig { window_ns, ..PipelineConfig::default() });
-        for round in 0..4u64 {
+        for round in 0..rounds {
             let off = round * span;
             let before = p.stats().events;
             let t = std::time::Instant::now();

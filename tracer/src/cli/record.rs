@@ -8,6 +8,11 @@
 //!                                                          a chunk + stats record every second
 //! ```
 //!
+//! Events cross the queue in batches (what one poll of the ring buffer
+//! drained, at most [`BATCH`]), their buffers sent back for reuse: a send and
+//! a wakeup per event would cost more than writing the event, above all in
+//! an emulated guest where every futex call is slow.
+//!
 //! The source side never blocks on the disk and the queue never grows: when
 //! the disk is slower than the kernel, the excess is counted, written into
 //! the file as `lost` events and shown on the progress line. SIGINT, SIGTERM,
@@ -16,7 +21,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,6 +96,8 @@ impl Stop {
 struct Shared {
     /// Events the full queue turned away.
     dropped: AtomicU64,
+    /// Events on the queue (sent, not yet written): the queue's bound.
+    queued: AtomicU64,
     /// Set by the writer when `--max-size` is reached.
     full: AtomicBool,
     /// Why the source side stopped (`Stop as u8`), read by the writer for the footer.
@@ -124,9 +131,17 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
     record(&a, &header, source, &stop_flag)
 }
 
-/// The source side of the queue: filter, offer to the writer, never wait.
+/// Most events in one batch on the queue.
+const BATCH: usize = 1024;
+
+/// The source side of the queue: filter, batch, offer to the writer, never wait.
 struct Feeder<'a> {
-    tx: mpsc::SyncSender<Event>,
+    tx: mpsc::Sender<Vec<Event>>,
+    /// Most events on the queue (`--queue`).
+    bound: u64,
+    /// Batches the writer is done with, for reuse.
+    spent: mpsc::Receiver<Vec<Event>>,
+    batch: Vec<Event>,
     shared: &'a Shared,
     filter: &'a super::live::LiveArgs,
     /// Events offered (for replay pacing).
@@ -140,15 +155,34 @@ impl Feeder<'_> {
         if self.filter.dev.is_some_and(|d| d != ev.dev) || self.filter.inode.is_some_and(|i| i != ev.ino) {
             return;
         }
-        match self.tx.try_send(ev) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            // The writer failed; its error is reported when it is joined.
-            Err(TrySendError::Disconnected(_)) => self.writer_gone = true,
+        self.batch.push(ev);
+        if self.batch.len() >= BATCH {
+            self.flush();
         }
         self.sent += 1;
+    }
+
+    /// Offer the batch to the writer (after each poll, and when full).
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        // What the queue has room for goes; the rest is counted as lost.
+        let room = self.bound.saturating_sub(self.shared.queued.load(Ordering::Acquire));
+        if (self.batch.len() as u64) > room {
+            let cut = usize::try_from(room).unwrap_or(usize::MAX);
+            self.shared.dropped.fetch_add((self.batch.len() - cut) as u64, Ordering::Relaxed);
+            self.batch.truncate(cut);
+            if cut == 0 {
+                return;
+            }
+        }
+        self.shared.queued.fetch_add(self.batch.len() as u64, Ordering::AcqRel);
+        let next = self.spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        if self.tx.send(std::mem::replace(&mut self.batch, next)).is_err() {
+            // The writer failed; its error is reported when it is joined.
+            self.writer_gone = true;
+        }
     }
 }
 
@@ -157,7 +191,10 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
     let writer = TraceWriter::create(&a.output, header, WriterOptions { zstd_level: a.zstd_level, ..WriterOptions::default() })
         .with_context(|| format!("cannot create {}", a.output.display()))?;
     let shared = Arc::new(Shared::default());
-    let (tx, rx) = mpsc::sync_channel::<Event>(a.queue.max(1));
+    // Bounded by `Shared::queued` (events, not batches): `--queue` holds
+    // as many events whatever the batches' sizes.
+    let (tx, rx) = mpsc::channel::<Vec<Event>>();
+    let (spent_tx, spent) = mpsc::sync_channel::<Vec<Event>>(a.queue.div_ceil(BATCH).clamp(1, 64));
     let max_size = a.max_size.map(|s| s.as_u64());
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
     bar.set_style(ProgressStyle::with_template("{spinner} recording {msg}").expect("valid template"));
@@ -166,14 +203,14 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
         let bar = bar.clone();
         std::thread::Builder::new()
             .name("trace-writer".into())
-            .spawn(move || write_loop(writer, &rx, &shared, max_size, &bar))
+            .spawn(move || write_loop(writer, &rx, &spent_tx, &shared, max_size, &bar))
             .context("cannot start the writer thread")?
     };
 
     let start = Instant::now();
     let mut stop = Stop::EndOfInput;
     let mut source_error = None;
-    let mut feed = Feeder { tx, shared: &shared, filter: &a.live, sent: 0, writer_gone: false };
+    let mut feed = Feeder { tx, bound: a.queue.max(1) as u64, spent, batch: Vec::with_capacity(BATCH), shared: &shared, filter: &a.live, sent: 0, writer_gone: false };
     loop {
         if stop_flag.load(Ordering::Relaxed) {
             stop = Stop::Signal;
@@ -192,7 +229,9 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
         }
         match &mut source {
             Source::Live(src) => {
-                if let Err(e) = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev)) {
+                let r = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev));
+                feed.flush();
+                if let Err(e) = r {
                     source_error = Some(anyhow::Error::new(e).context("reading the ring buffer"));
                     break;
                 }
@@ -202,6 +241,8 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
                 Some(Ok(ev)) => {
                     feed.push(ev);
                     if a.replay_rate > 0 && feed.sent % 256 == 0 {
+                        // A paced replay's events reach the file as they come.
+                        feed.flush();
                         // Pace a replay: sleep until `sent` events are due.
                         let due = Duration::from_secs_f64(feed.sent as f64 / a.replay_rate as f64);
                         if let Some(wait) = due.checked_sub(start.elapsed()) {
@@ -220,10 +261,12 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
     if let Source::Live(src) = source {
         // Detach, then drain what the kernel still holds and its last drop count.
         let st = src.finish(&mut |ev| feed.push(ev));
+        feed.flush();
         if st.undecodable > 0 {
             eprintln!("daxtrace: warning: {} ring-buffer records did not decode", st.undecodable);
         }
     }
+    feed.flush();
     let Feeder { tx, .. } = feed;
     if source_error.is_some() {
         stop = Stop::InputError;
@@ -256,7 +299,8 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
 /// chunk, write a stats record and update the progress line.
 fn write_loop(
     mut w: TraceWriter<std::fs::File>,
-    rx: &mpsc::Receiver<Event>,
+    rx: &mpsc::Receiver<Vec<Event>>,
+    spent: &mpsc::SyncSender<Vec<Event>>,
     shared: &Shared,
     max_size: Option<u64>,
     bar: &ProgressBar,
@@ -300,17 +344,15 @@ fn write_loop(
     };
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(ev) => {
-                last_ts = ev.ts;
-                w.write_event(&ev);
-                // Drain what is queued without a timer check per event.
-                while let Ok(ev) = rx.try_recv() {
-                    last_ts = ev.ts;
-                    w.write_event(&ev);
-                    if w.events() % 4096 == 0 {
-                        break;
-                    }
+            Ok(mut batch) => {
+                for ev in &batch {
+                    w.write_event(ev);
                 }
+                last_ts = batch.last().map_or(last_ts, |e| e.ts);
+                shared.queued.fetch_sub(batch.len() as u64, Ordering::AcqRel);
+                batch.clear();
+                // Back for reuse; if the source has enough spare, it is freed.
+                let _ = spent.try_send(batch);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
