@@ -39,6 +39,13 @@ wait_for() {
     return 1
 }
 
+# cpu_ticks PID: CPU used so far by PID and its children (trace-cmd records
+# in one child per CPU), clock ticks (1/100 s). No comm here has a space.
+cpu_ticks() {
+    # cat, not awk on the files: a process gone meanwhile must not end the sum.
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '$1 == p || $4 == p { t += $14 + $15 } END { print t + 0 }'
+}
+
 run_one() {
     r=$1 cfg=$2
     o=$B/out/$r-$cfg
@@ -73,6 +80,7 @@ run_one() {
     echo $? > "$o/workload.rc"
     t2=$(up)
     if [ -n "$pid" ]; then
+        cpu_ticks $pid > "$o/tool.cpu"
         kill -INT $pid
         wait $pid
         echo $? > "$o/tool.rc"

@@ -52,6 +52,9 @@ pub struct LabRun {
     pub data_bytes: Option<u64>,
     /// lab-workload's data check: must stay 0 under every tracer.
     pub mismatches: u64,
+    /// CPU the tracer used (its threads and child processes) from its start
+    /// to the workload's end, guest clock ticks / 100.
+    pub tool_cpu_s: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -66,6 +69,8 @@ pub struct LabConfig {
     pub lost: u64,
     pub file_bytes_per_event: Option<Spread>,
     pub data_bytes_per_event: Option<Spread>,
+    /// The tracer's own CPU per event, microseconds of guest CPU.
+    pub tool_cpu_us_per_event: Option<Spread>,
 }
 
 #[derive(Serialize)]
@@ -229,6 +234,7 @@ fn read_run(dir: &Path, round: u32, cfg: &str, tracers: &tools::Unpacked) -> Res
     if cfg != "untraced" && times.len() == 4 {
         r.ready_s = Some(times[1] - times[0]);
     }
+    r.tool_cpu_s = read("tool.cpu").trim().parse::<f64>().ok().map(|ticks| ticks / 100.0);
     let tool = read("tool.out");
     match cfg {
         c if c.starts_with("daxtrace") => {
@@ -274,6 +280,7 @@ pub fn summarize(runs: &[LabRun], configs: &[String]) -> Vec<LabConfig> {
                 lost: mine.iter().map(|r| r.lost).sum(),
                 file_bytes_per_event: col(&|r| Some(r.file_bytes? as f64 / r.events.max(1) as f64)),
                 data_bytes_per_event: col(&|r| Some(r.data_bytes? as f64 / r.events.max(1) as f64)),
+                tool_cpu_us_per_event: col(&|r| Some(r.tool_cpu_s? * 1e6 / r.events.max(1) as f64)),
             }
         })
         .collect()
@@ -286,12 +293,12 @@ fn table(r: &LabReport) -> String {
         r.guest_kernel, r.workload, r.bench_rounds, r.qemu_nice, r.host_loadavg_start, r.host_loadavg_end
     );
     t += &format!(
-        "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}\n",
-        "config", "workload s min/med/max", "+% vs untraced", "ready s", "daxtrace's own s", "events min/med/max", "lost", "bytes/event file"
+        "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}  {:>17}\n",
+        "config", "workload s min/med/max", "+% vs untraced", "ready s", "daxtrace's own s", "events min/med/max", "lost", "bytes/event file", "tool cpu us/event"
     );
     for c in &r.configs {
         t += &format!(
-            "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}\n",
+            "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}  {:>17}\n",
             c.config,
             show(c.workload_s, 2),
             show(c.added_pct, 1),
@@ -303,7 +310,8 @@ fn table(r: &LabReport) -> String {
                 (Some(f), Some(d)) => format!("{:.1} (data {:.1})", f.median, d.median),
                 (Some(f), None) => format!("{:.2}", f.median),
                 _ => "-".into(),
-            }
+            },
+            show(c.tool_cpu_us_per_event, 2)
         );
     }
     t
