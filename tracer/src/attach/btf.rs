@@ -191,6 +191,14 @@ impl KernelBtf {
         self.all().enumerate().any(|(i, (btf, base))| !self.ids(i, btf, base, &name).is_empty())
     }
 
+    /// vmlinux's id of the function `name` (`func`) or of the typedef
+    /// `name`: the first of that kind, as aya's `id_by_type_name_kind`
+    /// answers (tp_btf and fentry attach by this id).
+    pub fn vmlinux_id(&self, name: &str, func: bool) -> Option<u32> {
+        let kind = if func { super::btf_scan::KIND_FUNC } else { super::btf_scan::KIND_TYPEDEF };
+        self.ids(0, &self.base, None, name).into_iter().filter(|&id| self.base.kind(None, id) == Some(kind)).min()
+    }
+
     /// The module whose split BTF holds `name` when vmlinux's does not
     /// (ext4's and xfs's functions and tracepoints, when they are modules).
     pub fn module_of(&self, name: &str) -> Option<&str> {

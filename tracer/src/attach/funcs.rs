@@ -59,7 +59,9 @@ pub fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, backend: Backend, probe: Probe
             }
             "fx_" => {
                 let p: &mut FExit = prog.try_into().map_err(perr)?;
-                p.load(symbol, btf.ok_or(AttachError::NoBtf)?).map_err(perr)?;
+                if p.fd().is_err() {
+                    p.load(symbol, btf.ok_or(AttachError::NoBtf)?).map_err(perr)?;
+                }
                 p.attach().map_err(perr)?;
             }
             _ => {

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use aya::programs::{BtfTracePoint, RawTracePoint, TracePoint};
+use aya::programs::{BtfTracePoint, Program, RawTracePoint, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use tracer_common::{Config, CONFIG_GLOBAL};
 
@@ -157,12 +157,12 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     if filter.btf.is_none() && !Path::new(super::btf::VMLINUX).exists() {
         return Err(AttachError::NoBtf);
     }
-    // aya parses the kernel's whole BTF twice: in `EbpfLoader::new` (for CO-RE
-    // relocations, which our object has none of) and for tp_btf/fentry
-    // targets. Under TCG each parse takes up to a second, so both run on
-    // their own threads while the kernel is described.
-    let kernel_btf = Path::new(super::btf::VMLINUX).exists().then(|| std::thread::spawn(|| Btf::from_sys_fs().ok()));
-    let loader = std::thread::spawn(EbpfLoader::new);
+    let loader = std::thread::spawn(|| {
+        let t = std::time::Instant::now();
+        let (l, parsed) = loader_without_kernel_btf();
+        tracing::debug!("start-up: aya's loader ready after {:.3}s (kernel BTF parsed: {parsed})", t.elapsed().as_secs_f64());
+        l
+    });
     let root = tracefs::find_or_mount()?;
     tracing::debug!("start-up: checks and tracefs {:.3}s", t0.elapsed().as_secs_f64());
     let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
@@ -182,15 +182,26 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
         config.filter_ino_on = 1;
         config.filter_ino = i;
     }
+    // tp_btf and fentry resolve their target in the running kernel's BTF,
+    // by ids btf_scan found while describing it: built beside the object load.
+    let ids = desc.btf.as_ref().filter(|f| f.kernel && plan.kernel.btf).map(|f| f.vmlinux_ids.clone()).unwrap_or_default();
+    let target_btf = std::thread::spawn(move || aya_target_btf(&ids));
     let t_btf = std::time::Instant::now();
-    // tp_btf and fentry resolve their target in the running kernel's BTF.
-    let kbtf = kernel_btf.and_then(|j| j.join().ok().flatten()).filter(|_| plan.kernel.btf);
     let mut loader = loader.join().map_err(|_| AttachError::LoaderPanicked)?;
     let t_btf = t_btf.elapsed();
     let t_obj = std::time::Instant::now();
-    let mut ebpf = loader.override_global(CONFIG_GLOBAL, &config, true).load(OBJECT)?;
+    loader.override_global(CONFIG_GLOBAL, &config, true);
+    // The function programs' entry/return pairing map is preallocated (an
+    // LRU hash): without a function backend in the plan, a token size.
+    if !plan.entries.iter().any(|e| e.backend.family() == plan::Family::Function && e.status == plan::Status::Available) {
+        loader.map_max_entries(CALLS_MAP, CALLS_UNUSED);
+    }
+    let mut ebpf = loader.load(OBJECT)?;
     let t_obj = t_obj.elapsed();
     let t_attach = std::time::Instant::now();
+    let kbtf = target_btf.join().map_err(|_| AttachError::LoaderPanicked)?;
+    let preloaded = preload(&mut ebpf, kbtf.as_ref(), &plan);
+    let t_preload = t_attach.elapsed();
     // A kernel that refuses a backend outright (EPERM: fentry on a locked-down
     // kernel) refuses it for every function: try it once, not per function.
     let mut refused: Vec<Backend> = Vec::new();
@@ -211,16 +222,198 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
         tracing::info!("{n}");
     }
     tracing::info!(
-        "start-up: described the kernel in {:.3}s, then waited {:.3}s for the BTF parsed beside it, loaded the object in {:.3}s, loaded and attached programs in {:.3}s",
+        "start-up: described the kernel in {:.3}s, then waited {:.3}s for aya's loader, loaded the object in {:.3}s, loaded and attached programs in {:.3}s ({preloaded} verified on {} threads in {:.3}s)",
         t_described.as_secs_f64(),
         t_btf.as_secs_f64(),
         t_obj.as_secs_f64(),
-        t_attach.elapsed().as_secs_f64()
+        t_attach.elapsed().as_secs_f64(),
+        PRELOAD_THREADS,
+        t_preload.as_secs_f64()
     );
     if plan.used().next().is_none() {
         return Err(AttachError::NothingToAttach);
     }
     Ok(Loaded { ebpf, plan, ready_after: t0.elapsed() })
+}
+
+/// aya's loader, without the kernel BTF it would parse for nothing.
+///
+/// aya 0.14's `EbpfLoader::new` always parses all of vmlinux's BTF, for the
+/// CO-RE relocations of an object; ours has none (offsets come in `CONFIG`,
+/// see `no_core_relocations` below), so the parse (up to a second under TCG,
+/// one of the largest pieces of start-up there) serves nothing, and aya has no
+/// constructor without it (`.btf(None)` only drops it afterwards). Run on its
+/// own thread, this takes that thread out of the shared filesystem context
+/// (`unshare(CLONE_FS)`: root directory and cwd become the thread's own) and
+/// chroots it into `/sys/kernel/btf`, where `/sys/kernel/btf/vmlinux` does
+/// not resolve: the read fails at once and the loader starts without BTF,
+/// exactly as after `.btf(None)`. Nothing outside the thread changes; the
+/// thread ends here. Without the privilege to chroot (CAP_SYS_CHROOT) it
+/// parses as before. Returns the loader and whether the BTF was parsed.
+fn loader_without_kernel_btf() -> (EbpfLoader<'static>, bool) {
+    let dir = c"/sys/kernel/btf";
+    // SAFETY: plain syscalls with a valid NUL-terminated path; they change
+    // only this thread's filesystem context once unshared from the others'.
+    let isolated = unsafe { libc::unshare(libc::CLONE_FS) == 0 && libc::chroot(dir.as_ptr()) == 0 && libc::chdir(c"/".as_ptr()) == 0 };
+    let mut l = EbpfLoader::new();
+    if isolated {
+        // Whatever this thread saw, the loader relocates nothing.
+        l.btf(None);
+        return (l, false);
+    }
+    (l, true)
+}
+
+/// The function programs' pairing map (tracer-ebpf/src/funcs.rs) and its
+/// size when no function program can run.
+const CALLS_MAP: &str = "CALLS";
+const CALLS_UNUSED: u32 = 64;
+
+/// Program loads (the verifier) run on this many threads: the guests and
+/// the host have 2 CPUs, and privileged loads verify concurrently.
+const PRELOAD_THREADS: usize = 2;
+
+/// Load (verify) the programs the plan's choice will attach, on
+/// [`PRELOAD_THREADS`] threads, before `choose` attaches them one by one
+/// (each `attach_one` then finds its program loaded). Under TCG the verifier
+/// is most of start-up's kernel time. Which programs: a dry run of `choose`
+/// that takes each entry whose programs load; one that fails to load is
+/// refused in the next dry run, as the real choice will refuse it, so its
+/// fallback is loaded too. Failures are left for `attach_one` to meet again
+/// and report. Returns how many programs were loaded here.
+fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &AttachPlan) -> usize {
+    let mut failed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut loaded = 0;
+    // Each round falls back one backend further; there are five.
+    for _ in 0..5 {
+        let mut want: Vec<(String, &'static str)> = Vec::new();
+        let mut dry = plan.clone();
+        dry.choose(&mut |e| {
+            let progs = entry_programs(e);
+            if progs.is_empty() || progs.iter().any(|(n, _)| failed.contains(n)) {
+                return Err(String::new());
+            }
+            for p in progs {
+                if !want.iter().any(|w| w.0 == p.0) {
+                    want.push(p);
+                }
+            }
+            Ok(())
+        });
+        let jobs: Vec<(&str, &mut Program, &'static str)> = ebpf
+            .programs_mut()
+            .filter(|(_, p)| p.fd().is_err())
+            .filter_map(|(n, p)| want.iter().find(|w| w.0 == n).map(|w| (n, p, w.1)))
+            .collect();
+        if jobs.is_empty() {
+            break;
+        }
+        let queue = std::sync::Mutex::new(jobs);
+        let fails = std::sync::Mutex::new(Vec::new());
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..PRELOAD_THREADS {
+                s.spawn(|| loop {
+                    let Some((name, prog, target)) = queue.lock().map_or(None, |mut q| q.pop()) else { break };
+                    match load_program(prog, target, btf) {
+                        Ok(()) => {
+                            done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::debug!("start-up: {name} did not load ({e}); its entry will fall back");
+                            if let Ok(mut f) = fails.lock() {
+                                f.push(name.to_string());
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        loaded += done.into_inner();
+        let fails = fails.into_inner().unwrap_or_default();
+        if fails.is_empty() {
+            break;
+        }
+        failed.extend(fails);
+    }
+    loaded
+}
+
+/// The programs `attach_one` loads for entry `e`, each with its load target
+/// (the function, or the tracepoint's event name).
+fn entry_programs(e: &Entry) -> Vec<(String, &'static str)> {
+    let Some(probe) = e.probe else { return Vec::new() };
+    if e.backend.family() == plan::Family::Function {
+        return super::funcs::programs(e.backend, probe).into_iter().map(|n| (n, e.symbol)).collect();
+    }
+    let ev = probe.tracepoint().split_once(':').map_or("", |x| x.1);
+    e.backend.program(probe).map(|n| vec![(n, ev)]).unwrap_or_default()
+}
+
+/// Load one program unless it is loaded already.
+fn load_program(prog: &mut Program, target: &str, btf: Option<&Btf>) -> Result<(), String> {
+    if prog.fd().is_ok() {
+        return Ok(());
+    }
+    let btf = || btf.ok_or_else(|| "no kernel BTF".to_string());
+    let r = match prog {
+        Program::TracePoint(p) => p.load(),
+        Program::BtfTracePoint(p) => p.load(target, btf()?),
+        Program::RawTracePoint(p) => p.load(),
+        Program::FEntry(p) => p.load(target, btf()?),
+        Program::FExit(p) => p.load(target, btf()?),
+        Program::KProbe(p) => p.load(),
+        _ => return Err("not a tracing program".into()),
+    };
+    r.map_err(|e| short_error(&e.to_string()))
+}
+
+/// A stand-in for vmlinux's BTF that answers aya's tp_btf and fentry/fexit
+/// target lookups with the kernel's own type ids, which btf_scan found while
+/// describing the kernel. aya takes those targets only from a parsed
+/// `aya::Btf` and asks it one thing, `id_by_type_name_kind` (the first type
+/// of that kind and name, by id); parsing vmlinux's whole BTF for it took up
+/// to a second under TCG. Here each name sits at its kernel id, placeholder
+/// records (nameless pointers) in between.
+pub fn aya_target_btf(ids: &[(String, u32, bool)]) -> Option<Btf> {
+    const PTR: u32 = 2;
+    const TYPEDEF: u32 = 8;
+    const FUNC: u32 = 12;
+    let max = ids.iter().map(|x| x.1).max()?;
+    let mut strs = vec![0u8];
+    let mut named: std::collections::HashMap<u32, (u32, u32)> = std::collections::HashMap::new();
+    for (name, id, func) in ids {
+        named.entry(*id).or_insert_with(|| {
+            let off = u32::try_from(strs.len()).unwrap_or(u32::MAX);
+            strs.extend_from_slice(name.as_bytes());
+            strs.push(0);
+            (off, if *func { FUNC } else { TYPEDEF })
+        });
+    }
+    let mut types = Vec::with_capacity(max as usize * 12);
+    for id in 1..=max {
+        let (name, kind) = named.get(&id).copied().unwrap_or((0, PTR));
+        for w in [name, kind << 24, 0] {
+            types.extend_from_slice(&w.to_ne_bytes());
+        }
+    }
+    let (tlen, slen) = (u32::try_from(types.len()).ok()?, u32::try_from(strs.len()).ok()?);
+    // btf_header: magic, version 1, flags 0, hdr_len 24, type_off, type_len, str_off, str_len.
+    let mut blob = Vec::with_capacity(24 + types.len() + strs.len());
+    blob.extend_from_slice(&0xeb9f_u16.to_ne_bytes());
+    blob.extend_from_slice(&[1, 0]);
+    for w in [24, 0, tlen, tlen, slen] {
+        blob.extend_from_slice(&w.to_ne_bytes());
+    }
+    blob.extend_from_slice(&types);
+    blob.extend_from_slice(&strs);
+    match Btf::parse(&blob, aya::Endianness::default()) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::warn!("cannot build the BTF of attach targets ({e}); tp_btf and fentry are unavailable");
+            None
+        }
+    }
 }
 
 /// One line of an attach error: aya puts the whole verifier log in it; keep
@@ -236,7 +429,7 @@ pub fn short_error(e: &str) -> String {
     if verdict.is_empty() { head.to_string() } else { format!("{head}: verifier: {verdict}") }
 }
 
-/// Load and attach one entry's program.
+/// Load (unless [`preload`] did) and attach one entry's program.
 fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, e: &Entry) -> Result<(), AttachError> {
     let Some(probe) = e.probe else { return Err(AttachError::NoProgram(e.symbol.to_string())) };
     if e.backend.family() == plan::Family::Function {
@@ -249,21 +442,74 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, e: &Entry) -> Result<(), Attac
     match e.backend {
         Backend::Tracepoint => {
             let p: &mut TracePoint = prog.try_into().map_err(perr)?;
-            p.load().map_err(perr)?;
+            if p.fd().is_err() {
+                p.load().map_err(perr)?;
+            }
             p.attach(cat, ev).map_err(perr)?;
         }
         Backend::TpBtf => {
             let btf = btf.ok_or(AttachError::NoBtf)?;
             let p: &mut BtfTracePoint = prog.try_into().map_err(perr)?;
-            p.load(ev, btf).map_err(perr)?;
+            if p.fd().is_err() {
+                p.load(ev, btf).map_err(perr)?;
+            }
             p.attach().map_err(perr)?;
         }
         Backend::RawTp => {
             let p: &mut RawTracePoint = prog.try_into().map_err(perr)?;
-            p.load().map_err(perr)?;
+            if p.fd().is_err() {
+                p.load().map_err(perr)?;
+            }
             p.attach(ev).map_err(perr)?;
         }
         Backend::Fentry | Backend::Kprobe => unreachable!("function family handled above"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya_obj::btf::BtfKind;
+
+    /// The loader runs without the kernel's BTF (`loader_without_kernel_btf`):
+    /// right only while the object asks for no CO-RE relocation.
+    #[test]
+    fn no_core_relocations() {
+        if OBJECT.is_empty() {
+            eprintln!("stub eBPF object; skipped");
+            return;
+        }
+        let obj = aya_obj::Object::parse(OBJECT).expect("the embedded object parses");
+        assert!(!obj.has_btf_relocations(), "the eBPF object has CO-RE relocations: the loader must keep the kernel's BTF");
+    }
+
+    /// The stand-in answers every lookup the plan can make as aya's own
+    /// parse of the running kernel's BTF does (ids, and absence).
+    #[test]
+    fn target_btf_answers_as_the_kernels_own() {
+        let Ok(real) = Btf::from_sys_fs() else {
+            eprintln!("no kernel BTF here; skipped");
+            return;
+        };
+        let desc = plan::describe(None, plan::Depth::Attachable, &Request::default()).expect("describe");
+        let facts = desc.btf.expect("kernel BTF facts");
+        assert!(!facts.vmlinux_ids.is_empty());
+        let ours = aya_target_btf(&facts.vmlinux_ids).expect("built");
+        let mut asked = 0;
+        for c in plan::TABLE {
+            let (name, kind) = match c.family {
+                plan::Family::Function => (c.symbol.to_string(), BtfKind::Func),
+                plan::Family::Tracepoint => (format!("btf_trace_{}", c.symbol.split_once(':').map_or(c.symbol, |x| x.1)), BtfKind::Typedef),
+            };
+            let want = real.id_by_type_name_kind(&name, kind).ok();
+            assert_eq!(ours.id_by_type_name_kind(&name, kind).ok(), want, "{name}");
+            asked += usize::from(want.is_some());
+        }
+        assert!(asked > 5, "the running kernel has tp_btf targets for the table's tracepoints");
+        // A function is not a typedef, and an unknown name is unknown.
+        assert!(ours.id_by_type_name_kind("btf_trace_iomap_iter", BtfKind::Func).is_err());
+        assert!(ours.id_by_type_name_kind("no_such_function_here", BtfKind::Func).is_err());
+        assert!(aya_target_btf(&[]).is_none());
+    }
 }

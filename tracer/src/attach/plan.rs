@@ -485,6 +485,10 @@ pub struct BtfFacts {
     /// from this build (aya 0.14 loads against vmlinux's BTF only and never
     /// passes a module's BTF object, `attach_btf_obj_fd`).
     pub in_module: HashMap<String, String>,
+    /// vmlinux's type ids of the table's functions (FUNC) and
+    /// `btf_trace_<event>` typedefs, by name: what tp_btf and fentry attach
+    /// by (see `load::aya_target_btf`). Running kernel only.
+    pub vmlinux_ids: Vec<(String, u32, bool)>,
 }
 
 /// A kernel, as the plan sees it: the running one, or a recorded fixture.
@@ -620,6 +624,9 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
                     match c.family {
                         Family::Function if k.has_func(c.symbol) => {
                             facts.funcs.insert(c.symbol.to_string());
+                            if let Some(id) = k.vmlinux_id(c.symbol, true) {
+                                facts.vmlinux_ids.push((c.symbol.to_string(), id, true));
+                            }
                             if let Some(m) = k.module_of(c.symbol) {
                                 facts.in_module.insert(c.symbol.to_string(), m.to_string());
                             }
@@ -628,6 +635,10 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
                             let ev = c.symbol.split_once(':').map_or(c.symbol, |x| x.1);
                             if k.has_tp_btf(ev) {
                                 facts.tp_btf.insert(ev.to_string());
+                                let name = format!("btf_trace_{ev}");
+                                if let Some(id) = k.vmlinux_id(&name, false) {
+                                    facts.vmlinux_ids.push((name, id, false));
+                                }
                                 if let Some(m) = k.module_of(&format!("btf_trace_{ev}")) {
                                     facts.in_module.insert(format!("btf_trace_{ev}"), m.to_string());
                                 }
@@ -1156,6 +1167,7 @@ mod tests {
                 offsets: Some(offsets),
                 missing: vec![],
                 in_module: HashMap::new(),
+                vmlinux_ids: Vec::new(),
             }),
             events: Some(events),
             ..KernelDesc::default()
@@ -1204,6 +1216,7 @@ mod tests {
                 offsets: Some(offsets),
                 missing: vec![],
                 in_module: [("ext4_iomap_begin", "ext4"), ("btf_trace_ext4_punch_hole", "ext4")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+                vmlinux_ids: Vec::new(),
             }),
             events: Some(events),
             kallsyms: Some(funcs.iter().map(|f| f.to_string()).collect()),

@@ -22,6 +22,8 @@ NPROBES=$(wc -l < $B/events)
 /usr/sbin/mkfs.ext4 -q -F -b 4096 -E stride=512,stripe_width=512 /dev/pmem0 > /tmp/mkfs.log 2>&1 || fail "mkfs.ext4"
 mount -t ext4 -o dax /dev/pmem0 /mnt || fail "mount ext4 -o dax"
 cat /sys/block/pmem0/dev > $B/dev
+# The A/B binary runs from memory like the initramfs's, not paged in over 9p.
+[ -f $B/bin/daxtrace-before ] && cp $B/bin/daxtrace-before /tmp/daxtrace-before
 
 # wait_for PID FILE PATTERN [FDS]: until FILE has PATTERN (and, with FDS,
 # PID holds at least FDS perf-event descriptors); 1 if PID dies or 300 s pass.
@@ -55,10 +57,13 @@ run_one() {
     case $cfg in
     untraced) ;;
     daxtrace*)
+        # daxtrace[-BACKEND][@before]: @before runs the A/B binary (copied from the share).
+        dt=daxtrace name=${cfg%@before}
+        [ "$name" != "$cfg" ] && dt=/tmp/daxtrace-before
         backend=auto
-        [ "$cfg" != daxtrace ] && backend=${cfg#daxtrace-}
+        [ "$name" != daxtrace ] && backend=${name#daxtrace-}
         # Its start-up phases (tracer::attach at debug) go into tool.out too.
-        DAXTRACE_LOG=tracer::attach=debug daxtrace record --backend $backend -o /tmp/dt.dxt > /tmp/tool.out 2>&1 &
+        DAXTRACE_LOG=tracer::attach=debug $dt record --backend $backend -o /tmp/dt.dxt > /tmp/tool.out 2>&1 &
         pid=$!
         wait_for $pid /tmp/tool.out " attached in" || say "bench daxtrace did not attach"
         ;;

@@ -97,13 +97,26 @@ pub struct LabArgs {
     pub out: Option<PathBuf>,
     /// QEMU's nice value.
     pub nice: i32,
+    /// A daxtrace binary to run instead of building one.
+    pub daxtrace: Option<PathBuf>,
+    /// A second daxtrace run as `<config>@before` beside each daxtrace
+    /// config, in the same rounds (A/B under the same host load).
+    pub daxtrace_before: Option<PathBuf>,
 }
 
 pub fn run(a: &LabArgs) -> Result<()> {
     let t0 = Instant::now();
     let loadavg_start = super::loadavg();
-    let (daxtrace, workload) = crate::lab::build_binaries(true)?;
-    let daxtrace = daxtrace.context("daxtrace was not built")?;
+    let (built, workload) = crate::lab::build_binaries(a.daxtrace.is_none())?;
+    let daxtrace = match &a.daxtrace {
+        Some(p) => p.canonicalize().with_context(|| format!("--daxtrace {}", p.display()))?,
+        None => built.context("daxtrace was not built")?,
+    };
+    let mut configs = a.configs.clone();
+    if a.daxtrace_before.is_some() {
+        // Each daxtrace config right after its A/B twin, so both see the same load.
+        configs = configs.into_iter().flat_map(|c| if c.starts_with("daxtrace") { vec![format!("{c}@before"), c] } else { vec![c] }).collect();
+    }
     let cache = fetch::cache_dir();
     let mut fetcher = fetch::Fetcher::new(&cache)?;
     let qtools = fetcher.tools()?;
@@ -132,6 +145,10 @@ pub fn run(a: &LabArgs) -> Result<()> {
     let events: Vec<String> = events.iter().map(|s| (*s).to_string()).collect();
     fs::write(b.join("events"), events.join("\n") + "\n")?;
     fs::write(b.join("count.bt"), tools::bpftrace_script(&events) + "\n")?;
+    if let Some(p) = &a.daxtrace_before {
+        // Same libraries as the initramfs's daxtrace (one workspace, one toolchain).
+        fs::copy(p, b.join("bin").join("daxtrace-before")).with_context(|| format!("--daxtrace-before {}", p.display()))?;
+    }
     for bin in [&tracers.trace_cmd, &tracers.bpftrace] {
         fs::copy(bin, b.join("bin").join(bin.file_name().unwrap_or_default()))?;
         for lib in libs(bin, &tracers.lib_path)? {
@@ -146,7 +163,7 @@ pub fn run(a: &LabArgs) -> Result<()> {
         "lab.daxtrace=1".to_string(),
         "lab.bench=1".to_string(),
         format!("lab.benchrounds={}", a.rounds),
-        format!("lab.configs={}", a.configs.join(",")),
+        format!("lab.configs={}", configs.join(",")),
         format!("lab.rounds={}", a.workload_rounds),
         format!("lab.pages={}", a.pages),
         format!("lab.passes={}", a.passes),
@@ -172,11 +189,11 @@ pub fn run(a: &LabArgs) -> Result<()> {
     }
     let mut runs = Vec::new();
     for round in 1..=a.rounds {
-        for cfg in &a.configs {
+        for cfg in &configs {
             runs.push(read_run(&b.join("out").join(format!("{round}-{cfg}")), round, cfg, &tracers)?);
         }
     }
-    let configs = summarize(&runs, &a.configs);
+    let configs = summarize(&runs, &configs);
     let report = LabReport {
         setting: "lab",
         guest_kernel: kernel.release.clone(),
@@ -293,12 +310,12 @@ fn table(r: &LabReport) -> String {
         r.guest_kernel, r.workload, r.bench_rounds, r.qemu_nice, r.host_loadavg_start, r.host_loadavg_end
     );
     t += &format!(
-        "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}  {:>17}\n",
+        "{:<28}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}  {:>17}\n",
         "config", "workload s min/med/max", "+% vs untraced", "ready s", "daxtrace's own s", "events min/med/max", "lost", "bytes/event file", "tool cpu us/event"
     );
     for c in &r.configs {
         t += &format!(
-            "{:<10}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}  {:>17}\n",
+            "{:<28}  {:>20}  {:>20}  {:>17}  {:>17}  {:>20}  {:>5}  {:>16}  {:>17}\n",
             c.config,
             show(c.workload_s, 2),
             show(c.added_pct, 1),

@@ -72,12 +72,13 @@ pub struct Args {
     /// Only configs whose name contains one of these (e.g. untraced, daxtrace, trace-cmd, bpftrace).
     #[arg(long)]
     pub only: Vec<String>,
-    /// Host: use this daxtrace binary instead of building one (A/B comparisons).
+    /// Use this daxtrace binary instead of building one (A/B comparisons;
+    /// in the lab it must carry its eBPF object).
     #[arg(long)]
     pub daxtrace: Option<PathBuf>,
-    /// Host: also run every daxtrace config with this binary, as
-    /// `... (before)`, interleaved in the same rounds: an A/B comparison
-    /// under the same load (e.g. a build of main before a change).
+    /// Also run every daxtrace config with this binary, as `... (before)`
+    /// (lab: `...@before`), interleaved in the same rounds: an A/B
+    /// comparison under the same load (e.g. a build of main before a change).
     #[arg(long)]
     pub daxtrace_before: Option<PathBuf>,
     /// Host: also report daxtrace's eBPF programs' cost per run, from the
@@ -144,6 +145,8 @@ pub fn run(a: Args) -> Result<()> {
                 configs,
                 nice: a.lab_nice,
                 out: a.out.clone(),
+                daxtrace: a.daxtrace.clone(),
+                daxtrace_before: a.daxtrace_before.clone(),
             })
         }
     }
