@@ -538,46 +538,66 @@ fn released_event(r: &Released) -> &Event {
     }
 }
 
-/// Items a finding's context search walks back from its first step to
-/// find the begins of the ordering's faults (a fault lasts microseconds;
-/// one that began further back is shown from its first step on).
-const CONTEXT_BACK: usize = 4096;
+/// Items a finding's context search walks from its ordering to find the
+/// begins and ends of the ordering's faults (a fault lasts microseconds;
+/// one that began earlier is shown from its first step on).
+const CONTEXT_WALK: usize = 4096;
 
-/// A finding's context among `items` (runs of released items, oldest
-/// first, in release order): the events of its page from the begin of the
-/// ordering's first fault on, with the ends of the faults among them. The
-/// start is found by a binary search on time for the first step, then a
-/// walk back to the faults' begins, not by a pass over every item.
-pub fn finding_context(items: &[&[Released]], f: &Finding) -> Vec<Event> {
-    let start_ts = f.steps.iter().map(|s| s.ts).min().unwrap_or(f.ts);
-    // Released events are in time order; a late one is older than the
-    // event released before it, so counting it as "not before" can only
-    // move the boundary earlier (more items looked at, none missed).
-    let before = |r: &Released| matches!(r, Released::Event(e) if e.ts < start_ts);
-    let (mut run, mut at) = (0, 0);
+/// A place among runs of items: (run, index in the run).
+type At = (usize, usize);
+
+/// The first place in `items` (runs, oldest first) at or after which
+/// `past` holds for every released event (those are in time order).
+/// A late item is older than the event released before it: it counts as
+/// not past, which can only move the place later than the events for
+/// which `past` is false (none is cut off).
+fn boundary(items: &[&[Released]], past: impl Fn(&Event) -> bool) -> At {
+    let not_past = |r: &Released| match r {
+        Released::Event(e) => !past(e),
+        Released::Late(_) => true,
+    };
+    // The last run that starts with an event not past holds the place.
     for (i, s) in items.iter().enumerate().rev() {
-        if s.first().is_some_and(before) {
-            // Lowest index whose predecessor is before and itself is not.
+        if s.first().is_some_and(not_past) {
+            // Lowest index whose predecessor is not past and itself is.
             let (mut lo, mut hi) = (0, s.len());
             while lo < hi {
                 let mid = (lo + hi) / 2;
-                if before(&s[mid]) {
+                if not_past(&s[mid]) {
                     lo = mid + 1;
                 } else {
                     hi = mid;
                 }
             }
-            (run, at) = (i, lo);
-            break;
+            return (i, lo);
         }
     }
-    // Walk back to the begins of the ordering's faults.
+    (0, 0)
+}
+
+/// A finding's context among `items` (runs of released items, oldest
+/// first, in release order): the events of its page from the begin of the
+/// ordering's first fault to the end of its last one, with the ends of the
+/// faults among them. Found by binary searches on time for the first and
+/// last steps and short walks to the faults' begins and ends, not by a
+/// pass over every item (a finding held for a write's teardown comes
+/// milliseconds, thousands of events, after its ordering).
+pub fn finding_context(items: &[&[Released]], f: &Finding) -> Vec<Event> {
+    let first_ts = f.steps.iter().map(|s| s.ts).min().unwrap_or(f.ts);
+    let last_ts = f.steps.iter().map(|s| s.ts).max().unwrap_or(f.ts);
     let key = &f.page;
-    let mut need: Vec<u64> = f.steps.iter().filter_map(|s| s.fault).collect();
-    need.sort_unstable();
-    need.dedup();
-    let (mut r, mut i, mut walked) = (run, at, 0);
-    while !need.is_empty() && walked < CONTEXT_BACK {
+    let mut faults: Vec<u64> = f.steps.iter().filter_map(|s| s.fault).collect();
+    faults.sort_unstable();
+    faults.dedup();
+    let on_file = |e: &Event| e.dev == key.dev && e.ino == key.ino;
+    // Back from the first step to the faults' begins.
+    let mut from = boundary(items, |e| e.ts >= first_ts);
+    let mut need = faults.clone();
+    let (mut r, mut i) = from;
+    for _ in 0..CONTEXT_WALK {
+        if need.is_empty() {
+            break;
+        }
         if i == 0 {
             if r == 0 {
                 break;
@@ -587,22 +607,45 @@ pub fn finding_context(items: &[&[Released]], f: &Finding) -> Vec<Event> {
             continue;
         }
         i -= 1;
-        walked += 1;
         let e = released_event(&items[r][i]);
         if let Body::FaultBegin { fault, .. } = e.body {
-            if e.dev == key.dev && e.ino == key.ino {
-                if let Ok(k) = need.binary_search(&fault) {
+            if let Ok(k) = need.binary_search(&fault) {
+                if on_file(e) {
                     need.remove(k);
-                    (run, at) = (r, i);
+                    from = (r, i);
                 }
             }
         }
     }
-    let from = items.get(run..).unwrap_or(&[]).iter().enumerate().flat_map(|(k, s)| {
-        let s: &[Released] = if k == 0 { s.get(at..).unwrap_or(&[]) } else { s };
-        s.iter().map(released_event)
+    // On from the last step to the faults' ends.
+    let mut to = boundary(items, |e| e.ts > last_ts);
+    let mut need = faults;
+    let (mut r, mut i) = to;
+    for _ in 0..CONTEXT_WALK {
+        if need.is_empty() || r == items.len() {
+            break;
+        }
+        if i == items[r].len() {
+            (r, i) = (r + 1, 0);
+            continue;
+        }
+        let e = released_event(&items[r][i]);
+        i += 1;
+        if let Body::FaultEnd { fault, .. } = e.body {
+            if let Ok(k) = need.binary_search(&fault) {
+                if on_file(e) {
+                    need.remove(k);
+                    to = (r, i);
+                }
+            }
+        }
+    }
+    let span = items.iter().enumerate().skip(from.0).take((to.0 + 1).saturating_sub(from.0)).flat_map(|(k, s)| {
+        let hi = if k == to.0 { to.1.min(s.len()) } else { s.len() };
+        let lo = if k == from.0 { from.1.min(hi) } else { 0 };
+        s[lo..hi].iter().map(released_event)
     });
-    page_events(from, key)
+    page_events(span, key)
 }
 
 /// Does `ev` touch `key`'s page (directly, through a range or a PMD span)?
@@ -1291,6 +1334,14 @@ mod tests {
         let t_inv = push(&mut items, 1, Body::Invalidate { pgoff: 0, npages: 16, reason: InvalidateReason::PunchHole });
         let insert = Body::InsertMapping { fault: 7, pgoff: 5, size: Size::Pte, inferred: false };
         let t_ins = push(&mut items, 1, insert);
+        filler(&mut items, &mut push, 20);
+        let t_end = push(&mut items, 1, Body::FaultEnd { fault: 7, result: FaultResult::Nopage });
+        // A later fault on the page, before the finding is raised (held for
+        // a write's teardown): not part of the ordering.
+        filler(&mut items, &mut push, 2000);
+        push(&mut items, 1, Body::FaultBegin { fault: 8, pgoff: 5, size: Size::Pte, write: false });
+        push(&mut items, 1, Body::FaultEnd { fault: 8, result: FaultResult::Nopage });
+        filler(&mut items, &mut push, 10);
         let f = Finding {
             rule: crate::detect::Rule::InsertAfterInvalidate,
             severity: crate::detect::Severity::StaleMapping,
@@ -1298,19 +1349,19 @@ mod tests {
             ts: t_ins,
             steps: vec![step(Role::Lookup, t_lookup, Some(7)), step(Role::Invalidate, t_inv, None), step(Role::Insert, t_ins, Some(7))],
         };
-        let want: Vec<Event> = items.iter().map(released_event).filter(|e| e.ino == 1 && e.ts > 1_020).copied().collect();
-        assert_eq!(want.len(), 4);
+        let want: Vec<Event> = items.iter().map(released_event).filter(|e| e.ino == 1 && e.ts > 1_020 && e.ts <= t_end).copied().collect();
+        assert_eq!(want.len(), 5);
         (items, f, want)
     }
 
     /// The context is the page's events from the begin of the ordering's
-    /// fault to the finding: not the older fault, not other pages, however
-    /// the items are split into runs.
+    /// fault to its end: not the older or later faults, not other pages,
+    /// however the items are split into runs.
     #[test]
-    fn finding_context_is_the_ordering_from_its_faults_begin() {
+    fn finding_context_is_the_ordering_from_its_faults_begin_to_end() {
         let (items, f, want) = context_case();
         assert_eq!(finding_context(&[&items], &f), want);
-        for cut in [1, 2, 3000, 3002, 3003, 3030, items.len() - 1] {
+        for cut in [1, 2, 3000, 3002, 3003, 3030, 3104, 3124, 3125, 3126, items.len() - 1] {
             let (a, b) = items.split_at(cut);
             assert_eq!(finding_context(&[a, b], &f), want, "cut at {cut}");
             let (b, c) = b.split_at(b.len() / 2);
@@ -1320,6 +1371,8 @@ mod tests {
         assert_eq!(finding_context(&[&items[3002..]], &f), want);
         // A fault whose begin is gone: shown from the first step on.
         assert_eq!(finding_context(&[&items[3003..]], &f), want[1..]);
+        // Raised before its fault's end was released: up to the last step.
+        assert_eq!(finding_context(&[&items[..3124]], &f), want[..4]);
     }
 
     /// Late items (older than the event released before them) anywhere in
@@ -1327,7 +1380,7 @@ mod tests {
     #[test]
     fn finding_context_survives_late_items() {
         let (items, f, want) = context_case();
-        for at in (1..items.len()).step_by(37).chain([3001, 3002, 3003, 3053, 3054, 3104]) {
+        for at in (1..items.len()).step_by(37).chain([3001, 3002, 3003, 3053, 3054, 3104, 3105, 3124, 3125, 3126]) {
             let mut v = items.clone();
             v.insert(at, Released::Late(ev(5, 2, Body::FaultBegin { fault: 9, pgoff: 5, size: Size::Pte, write: false })));
             assert_eq!(finding_context(&[&v], &f), want, "late item at {at}");
