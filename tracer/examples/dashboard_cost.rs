@@ -2,7 +2,7 @@
 //! stage `top --replay --speed 0` and `analyze` share), in CPU time of the
 //! thread per event, on the synthetic lab-shaped workload of `gen_trace`:
 //!
-//!     cargo run --release -p tracer --example dashboard_cost -- [events] [rounds]
+//!     cargo run --release -p tracer --example dashboard_cost -- [events] [rounds] [order]
 //!
 //! The events go through the arrival side (reorder window) once; then, in
 //! alternating rounds, the judging side with no sink (`analyze`'s cost) and
@@ -11,6 +11,7 @@
 //! --speed 0`: the reorder window's thread, `tui::feed`): the window alone
 //! (`analyze`'s order stage) against the window plus [`Counts`] over what it
 //! releases, the events arriving in decoder-sized chunks as from a trace file.
+//! With `order`, only that (quick; deterministic under `valgrind --tool=cachegrind`).
 
 use tracer::pipeline::{Pipeline, PipelineConfig, Released, Sink};
 use tracer::source::tracefile::synth::Workload;
@@ -34,6 +35,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().map_or(2_000_000, |a| a.parse().expect("events is a number"));
     let rounds: usize = args.next().map_or(5, |a| a.parse().expect("rounds is a number"));
+    let order_only = args.next().is_some_and(|a| a == "order");
     let mut p = Pipeline::new(PipelineConfig::default());
     let mut arrivals = p.take_arrivals();
     let mut items: Vec<Released> = Vec::with_capacity(n);
@@ -51,7 +53,7 @@ fn main() {
         ((cpu_now() - c).as_secs_f64() * 1e9 / n as f64, p.stats().findings)
     };
     let (mut bare, mut dash, mut alone) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
+    for _ in 0..if order_only { 0 } else { rounds } {
         let (ns, findings) = judge(&mut ());
         bare.push(ns);
         let mut d = Dashboard::new().without_recent();
@@ -67,8 +69,10 @@ fn main() {
         alone.push((cpu_now() - c).as_secs_f64() * 1e9 / n as f64);
         println!("round: judging {:.1} ns/event, with dashboard {:.1}, dashboard alone {:.1} ({findings} findings)", bare.last().unwrap(), dash.last().unwrap(), alone.last().unwrap());
     }
-    let (b, d, a) = (median(&mut bare), median(&mut dash), median(&mut alone));
-    println!("median of {rounds}: judging {b:.1} ns/event, with dashboard {d:.1} (+{:.0}%), dashboard alone {a:.1}", 100.0 * (d - b) / b);
+    if !order_only {
+        let (b, d, a) = (median(&mut bare), median(&mut dash), median(&mut alone));
+        println!("median of {rounds}: judging {b:.1} ns/event, with dashboard {d:.1} (+{:.0}%), dashboard alone {a:.1}", 100.0 * (d - b) / b);
+    }
 
     // The order stage: chunks as the trace file's decoder hands them on.
     let chunks: Vec<Vec<Event>> = {
