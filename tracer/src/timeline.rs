@@ -151,7 +151,7 @@ fn page_tag(seed: u64, pgoff: u64) -> u32 {
 
 /// Ask the CPU to start loading a cache line (a hint: never faults).
 #[inline(always)]
-pub(crate) fn prefetch<T>(p: *const T) {
+fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint; it never dereferences or faults on any address.
     unsafe {

@@ -403,42 +403,6 @@ const DENSE_BUDGET: usize = 1 << 20;
 /// No entry: the table was full when the file was first seen.
 const UNTRACKED: u32 = u32::MAX;
 
-/// Page updates queued ahead of their stats' cache line ([`Counts::page_later`]).
-const PAGE_LAG: usize = 16;
-
-#[derive(Clone, Copy)]
-enum PageOp {
-    Fault,
-    Hole,
-    Alloc,
-}
-
-/// One page's count to add: `file` is [`UNTRACKED`] in an empty place.
-#[derive(Clone, Copy)]
-struct PageUpdate {
-    file: u32,
-    op: PageOp,
-    /// The faulting thread (`Fault` only).
-    tid: u32,
-    pgoff: u64,
-}
-
-impl PageUpdate {
-    const NONE: PageUpdate = PageUpdate { file: UNTRACKED, op: PageOp::Fault, tid: 0, pgoff: 0 };
-}
-
-/// A ring of the last [`PAGE_LAG`] page updates, oldest at `next`.
-struct Lag {
-    q: [PageUpdate; PAGE_LAG],
-    next: usize,
-}
-
-impl Lag {
-    fn new() -> Self {
-        Self { q: [PageUpdate::NONE; PAGE_LAG], next: 0 }
-    }
-}
-
 /// The per-event aggregates behind the rates, latency and hot panes. Run
 /// by the [`Dashboard`] sink, or (unpaced replay) by the arrival stage over
 /// the same released events, which then hands on [`CountsView`]s.
@@ -474,8 +438,6 @@ pub struct Counts {
     recent_files: [Option<((Dev, u64), u32)>; RECENT_FILES],
     /// Entries in all files' flat page arrays.
     dense_total: usize,
-    /// Page updates waiting for their stats' cache line: see [`Lag`].
-    lag: Lag,
     hot_pages: Vec<HotPage>,
     hot_files: Vec<HotFile>,
 }
@@ -783,7 +745,6 @@ impl Counts {
             task_seen: Box::new([(u32::MAX, Comm::default()); 64]),
             recent_files: [None; RECENT_FILES],
             dense_total: 0,
-            lag: Lag::new(),
             hot_pages: Vec::new(),
             hot_files: Vec::new(),
         }
@@ -887,57 +848,6 @@ impl Counts {
         Some(self.pages.entry(r).or_default())
     }
 
-    /// Queue a page update, starting the load of its stats now: it is
-    /// applied [`PAGE_LAG`] updates later, when the line has arrived. The
-    /// page stats are the one structure an event touches at a random place
-    /// (the event stream keeps evicting it), so done at once each update
-    /// waited for a cache miss. First in, first applied: the same result.
-    #[inline]
-    fn page_later(&mut self, u: PageUpdate) {
-        if let Some(f) = self.files.get(u.file as usize) {
-            if let Some(p) = f.dense.get(u.pgoff as usize) {
-                crate::timeline::prefetch(p);
-            }
-        }
-        let old = std::mem::replace(&mut self.lag.q[self.lag.next], u);
-        self.lag.next = (self.lag.next + 1) % PAGE_LAG;
-        if old.file != UNTRACKED {
-            self.apply_page(old);
-        }
-    }
-
-    #[inline]
-    fn apply_page(&mut self, u: PageUpdate) {
-        let Some(p) = self.page(u.file, u.pgoff) else { return };
-        let new_page = match u.op {
-            PageOp::Fault => {
-                p.faults = p.faults.saturating_add(1);
-                p.tid = u.tid;
-                p.faults == 1
-            }
-            PageOp::Hole => {
-                p.holes = p.holes.saturating_add(1);
-                false
-            }
-            PageOp::Alloc => {
-                p.allocs = p.allocs.saturating_add(1);
-                false
-            }
-        };
-        self.files[u.file as usize].pages += u64::from(new_page);
-    }
-
-    /// Apply every queued page update (before the page stats are read).
-    fn settle(&mut self) {
-        for i in 0..PAGE_LAG {
-            let at = (self.lag.next + i) % PAGE_LAG;
-            let u = std::mem::replace(&mut self.lag.q[at], PageUpdate::NONE);
-            if u.file != UNTRACKED {
-                self.apply_page(u);
-            }
-        }
-    }
-
     fn comm(&self, tid: u32) -> Comm {
         self.tasks.get(&tid).copied().unwrap_or_default()
     }
@@ -945,7 +855,6 @@ impl Counts {
     /// What the panes show now. `refresh_hot`: recompute the hot tables (a
     /// walk over every page seen), else the last ones are reused.
     pub fn view(&mut self, refresh_hot: bool) -> CountsView {
-        self.settle();
         let rates = Series::ALL
             .iter()
             .map(|&s| {
@@ -1101,10 +1010,18 @@ impl Counts {
                 if file == UNTRACKED {
                     return;
                 }
+                let new_page = match self.page(file, pgoff) {
+                    Some(p) => {
+                        p.faults = p.faults.saturating_add(1);
+                        p.tid = ev.tid;
+                        p.faults == 1
+                    }
+                    None => false,
+                };
                 let f = &mut self.files[file as usize];
                 f.faults += 1;
                 f.tid = ev.tid;
-                self.page_later(PageUpdate { file, op: PageOp::Fault, tid: ev.tid, pgoff });
+                f.pages += u64::from(new_page);
             }
             Body::FaultEnd { fault, .. } => {
                 if let Some((t0, size)) = self.inflight.remove(fault) {
@@ -1121,13 +1038,17 @@ impl Counts {
                 if new {
                     self.count(slot, Series::Allocations);
                     let file = self.file(ev.dev, ev.ino);
-                    self.page_later(PageUpdate { file, op: PageOp::Alloc, tid: ev.tid, pgoff });
+                    if let Some(p) = self.page(file, pgoff) {
+                        p.allocs = p.allocs.saturating_add(1);
+                    }
                 }
             }
             Body::LoadHole { pgoff, .. } => {
                 self.count(slot, Series::HoleLoads);
                 let file = self.file(ev.dev, ev.ino);
-                self.page_later(PageUpdate { file, op: PageOp::Hole, tid: ev.tid, pgoff });
+                if let Some(p) = self.page(file, pgoff) {
+                    p.holes = p.holes.saturating_add(1);
+                }
             }
             Body::InsertMapping { .. } => self.count(slot, Series::Inserts),
             Body::Invalidate { .. } => self.count(slot, Series::Invalidations),
@@ -1214,8 +1135,8 @@ mod tests {
         assert_eq!(files, [(1, 14, 3), (2, 4, 1)]);
     }
 
-    /// Page counts are applied some updates late (their stats prefetched):
-    /// whenever the panes are made, they equal counts kept at once.
+    /// The hot tables (flat per-file arrays and the page table beyond them)
+    /// hold exact counts whenever the panes are made.
     #[test]
     fn page_counts_are_exact_whenever_viewed() {
         let mut rng = crate::workload::Rng::new(11);
