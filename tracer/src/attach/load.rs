@@ -112,6 +112,35 @@ fn inode_exists(mounts: &[std::path::PathBuf], ino: u64) -> bool {
     false
 }
 
+/// Why `iomap:iomap_iter` is left out of a start.
+const NO_DAX_MOUNT: &str = "not attached: no ext2/ext4/xfs filesystem is mounted on a DAX-capable device (it only sees DAX write(2) teardowns; start daxtrace after mounting one)";
+
+/// Whether a DAX `write(2)` can happen on what is mounted now: an
+/// ext2/ext4/xfs mount (of `dev`, when given) on a block device whose queue
+/// says `dax` 1 (a partition's is its disk's). Unreadable sysfs counts as yes.
+fn dax_mounted(dev: Option<Dev>) -> bool {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return true };
+    let sysfs = Path::new("/sys/dev/block").exists();
+    dax_mounted_in(&text, dev, |majmin| {
+        let base = Path::new("/sys/dev/block").join(majmin);
+        [base.join("queue/dax"), base.join("../queue/dax")].iter().find_map(|p| std::fs::read_to_string(p).ok()).map(|v| v.trim() == "1")
+    }) || !sysfs
+}
+
+/// [`dax_mounted`] over `mountinfo` text; `queue_dax` answers for a
+/// `MAJ:MIN` (None: unknown, counted as DAX).
+fn dax_mounted_in(mountinfo: &str, dev: Option<Dev>, queue_dax: impl Fn(&str) -> Option<bool>) -> bool {
+    mountinfo.lines().any(|line| {
+        // id parent maj:min root mountpoint opts ... - fstype source superopts
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(sep) = f.iter().position(|x| *x == "-") else { return false };
+        let (Some(majmin), Some(fstype)) = (f.get(2), f.get(sep + 1)) else { return false };
+        matches!(*fstype, "ext2" | "ext4" | "xfs")
+            && dev.is_none_or(|d| majmin.parse::<Dev>().is_ok_and(|m| m == d))
+            && queue_dax(majmin).unwrap_or(true)
+    })
+}
+
 /// Our programs, loaded and attached. Dropping it detaches and unloads all.
 pub struct Loaded {
     pub ebpf: Ebpf,
@@ -172,6 +201,23 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     if plan.missing_required().contains(&Step::FaultBegin) && plan.missing_required().contains(&Step::Lookup) {
         return Err(AttachError::NothingToAttach);
     }
+    // `iomap_iter` fires two or three times per I/O on every iomap
+    // filesystem, DAX or not, and serves only DAX write(2) teardowns: its
+    // dispatch is two thirds of an empty program's cost per read
+    // (docs/performance.md, "The floor"). Without a DAX device mounted there
+    // is nothing for it to see. (`plan` marks its predicted choice Used;
+    // `choose` starts over from both.)
+    let mut skipped_iter = false;
+    if !dax_mounted(filter.dev) {
+        for e in plan
+            .entries
+            .iter_mut()
+            .filter(|e| e.probe == Some(tracer_common::Probe::IomapIter) && matches!(e.status, plan::Status::Available | plan::Status::Used))
+        {
+            e.status = plan::Status::Unsupported(NO_DAX_MOUNT.into());
+            skipped_iter = true;
+        }
+    }
     raise_memlock();
 
     let mut config = Config { fields: plan.fields, btf: plan.offsets, ..Config::default() };
@@ -193,7 +239,7 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     loader.override_global(CONFIG_GLOBAL, &config, true);
     // The function programs' entry/return pairing map is preallocated (an
     // LRU hash): without a function backend in the plan, a token size.
-    if !plan.entries.iter().any(|e| e.backend.family() == plan::Family::Function && e.status == plan::Status::Available) {
+    if !plan.entries.iter().any(|e| e.backend.family() == plan::Family::Function && matches!(e.status, plan::Status::Available | plan::Status::Used)) {
         loader.map_max_entries(CALLS_MAP, CALLS_UNUSED);
     }
     let mut ebpf = loader.load(OBJECT)?;
@@ -218,6 +264,9 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
             msg
         })
     });
+    if skipped_iter {
+        plan.notes.push(format!("invalidate: iomap:iomap_iter {NO_DAX_MOUNT}"));
+    }
     for n in &plan.notes {
         tracing::info!("{n}");
     }
@@ -471,6 +520,27 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, e: &Entry) -> Result<(), Attac
 mod tests {
     use super::*;
     use aya_obj::btf::BtfKind;
+
+    #[test]
+    fn iomap_iter_only_with_a_dax_device_mounted() {
+        let info = "36 25 7:1 / /mnt/loop rw,relatime shared:1 - ext4 /dev/loop1 rw\n\
+                    37 25 259:0 / /mnt/pmem rw,relatime shared:2 - xfs /dev/pmem0 rw,dax=always\n\
+                    38 25 0:5 / /dev rw shared:3 - devtmpfs udev rw\n";
+        let dax = |m: &str| match m {
+            "7:1" => Some(false),
+            "259:0" => Some(true),
+            _ => None,
+        };
+        assert!(dax_mounted_in(info, None, dax), "pmem0 is DAX");
+        assert!(!dax_mounted_in(info, Some(Dev { major: 7, minor: 1 }), dax), "--dev the loop device: no DAX write can be traced");
+        assert!(dax_mounted_in(info, Some(Dev { major: 259, minor: 0 }), dax));
+        let loop_only = info.lines().next().unwrap();
+        assert!(!dax_mounted_in(loop_only, None, dax));
+        // A device sysfs cannot tell about counts as DAX (attach, as before).
+        assert!(dax_mounted_in(loop_only, None, |_| None));
+        // Not a DAX filesystem type: never counts.
+        assert!(!dax_mounted_in("38 25 259:0 / /dev rw - tmpfs tmp rw\n", None, dax));
+    }
 
     /// The loader runs without the kernel's BTF (`loader_without_kernel_btf`):
     /// right only while the object asks for no CO-RE relocation.
