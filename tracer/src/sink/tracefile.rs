@@ -49,6 +49,48 @@ pub fn create_private(path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// A chunk dictionary: each distinct key gets the next id, in order of
+/// first use. hashbrown's fast hash (std's SipHash was a third of the
+/// writer's time, and `record` runs beside the traced work); the last key
+/// is checked first, so a run of one task's events on one file skips the
+/// lookup.
+struct Dict<K> {
+    index: HashMap<K, u32>,
+    list: Vec<K>,
+    last: Option<(K, u32)>,
+}
+
+impl<K> Default for Dict<K> {
+    fn default() -> Self {
+        Self { index: HashMap::new(), list: Vec::new(), last: None }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Dict<K> {
+    #[inline]
+    fn id(&mut self, k: K) -> u32 {
+        if let Some((l, i)) = self.last {
+            if l == k {
+                return i;
+            }
+        }
+        let next = self.list.len() as u32;
+        let list = &mut self.list;
+        let i = *self.index.entry(k).or_insert_with(|| {
+            list.push(k);
+            next
+        });
+        self.last = Some((k, i));
+        i
+    }
+
+    fn clear(&mut self) {
+        self.index.clear();
+        self.list.clear();
+        self.last = None;
+    }
+}
+
 /// The columns of the chunk being built.
 #[derive(Default)]
 struct ChunkBuilder {
@@ -57,16 +99,8 @@ struct ChunkBuilder {
     prev_ts: u64,
     prev_fault: u64,
     prev_pgoff: u64,
-    /// Dictionaries of the chunk (hashbrown's fast hash: std's SipHash was
-    /// a third of the writer's time, and `record` runs beside the traced work).
-    tasks: HashMap<(u32, u32, [u8; 16]), u32>,
-    task_list: Vec<(u32, u32, [u8; 16])>,
-    files: HashMap<(Dev, u64), u32>,
-    file_list: Vec<(Dev, u64)>,
-    /// The last event's dictionary entries: runs of one task's events on
-    /// one file skip the lookups.
-    last_task: Option<((u32, u32, [u8; 16]), u32)>,
-    last_file: Option<((Dev, u64), u32)>,
+    tasks: Dict<(u32, u32, [u8; 16])>,
+    files: Dict<(Dev, u64)>,
     cols: [Vec<u8>; COLUMNS],
 }
 
@@ -76,11 +110,7 @@ impl ChunkBuilder {
         self.prev_fault = 0;
         self.prev_pgoff = 0;
         self.tasks.clear();
-        self.task_list.clear();
         self.files.clear();
-        self.file_list.clear();
-        self.last_task = None;
-        self.last_file = None;
         for c in &mut self.cols {
             c.clear();
         }
@@ -92,32 +122,8 @@ impl ChunkBuilder {
             self.prev_ts = ev.ts;
         }
         self.n += 1;
-        let task = (ev.tid, ev.pid, ev.comm.0);
-        let ti = match self.last_task {
-            Some((t, i)) if t == task => i,
-            _ => {
-                let next = self.task_list.len() as u32;
-                let i = *self.tasks.entry(task).or_insert_with(|| {
-                    self.task_list.push(task);
-                    next
-                });
-                self.last_task = Some((task, i));
-                i
-            }
-        };
-        let file = (ev.dev, ev.ino);
-        let fi = match self.last_file {
-            Some((f, i)) if f == file => i,
-            _ => {
-                let next = self.file_list.len() as u32;
-                let i = *self.files.entry(file).or_insert_with(|| {
-                    self.file_list.push(file);
-                    next
-                });
-                self.last_file = Some((file, i));
-                i
-            }
-        };
+        let ti = self.tasks.id((ev.tid, ev.pid, ev.comm.0));
+        let fi = self.files.id((ev.dev, ev.ino));
         let c = &mut self.cols;
         // Signed deltas: events may arrive slightly out of order.
         put_varint(&mut c[COL_TS], zigzag(ev.ts.wrapping_sub(self.prev_ts) as i64));
@@ -175,14 +181,14 @@ impl ChunkBuilder {
         out.clear();
         put_varint(out, u64::from(self.n));
         put_varint(out, self.base_ts);
-        put_varint(out, self.task_list.len() as u64);
-        for &(tid, pid, comm) in &self.task_list {
+        put_varint(out, self.tasks.list.len() as u64);
+        for &(tid, pid, comm) in &self.tasks.list {
             put_varint(out, u64::from(tid));
             put_varint(out, u64::from(pid));
             out.extend_from_slice(&comm);
         }
-        put_varint(out, self.file_list.len() as u64);
-        for &(dev, ino) in &self.file_list {
+        put_varint(out, self.files.list.len() as u64);
+        for &(dev, ino) in &self.files.list {
             put_varint(out, u64::from(dev.major));
             put_varint(out, u64::from(dev.minor));
             put_varint(out, ino);
