@@ -49,26 +49,18 @@ pub fn attach(ebpf: &mut Ebpf, btf: Option<&Btf>, backend: Backend, probe: Probe
     for name in names {
         let perr = |source| AttachError::ProgramNamed { program: name.clone(), source };
         let prog = ebpf.program_mut(&name).ok_or_else(|| AttachError::NoProgram(name.clone()))?;
+        super::load::load_program(prog, symbol, btf).map_err(|e| e.into_attach(&name))?;
         match &name[..3] {
             "fe_" => {
                 let p: &mut FEntry = prog.try_into().map_err(perr)?;
-                if p.fd().is_err() {
-                    p.load(symbol, btf.ok_or(AttachError::NoBtf)?).map_err(perr)?;
-                }
                 p.attach().map_err(perr)?;
             }
             "fx_" => {
                 let p: &mut FExit = prog.try_into().map_err(perr)?;
-                if p.fd().is_err() {
-                    p.load(symbol, btf.ok_or(AttachError::NoBtf)?).map_err(perr)?;
-                }
                 p.attach().map_err(perr)?;
             }
             _ => {
                 let p: &mut KProbe = prog.try_into().map_err(perr)?;
-                if p.fd().is_err() {
-                    p.load().map_err(perr)?;
-                }
                 p.attach(symbol, 0).map_err(perr)?;
             }
         }

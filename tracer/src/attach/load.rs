@@ -369,7 +369,8 @@ fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &AttachPlan) -> usize {
                             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(e) => {
-                            tracing::debug!("start-up: {name} did not load ({e}); its entry will fall back");
+                            let e = e.into_attach(name);
+                            tracing::debug!("start-up: {name} did not load ({}); its entry will fall back", short_error(&e.to_string()));
                             if let Ok(mut f) = fails.lock() {
                                 f.push(name.to_string());
                             }
@@ -399,12 +400,33 @@ fn entry_programs(e: &Entry) -> Vec<(String, &'static str)> {
     e.backend.program(probe).map(|n| vec![(n, ev)]).unwrap_or_default()
 }
 
-/// Load one program unless it is loaded already.
-fn load_program(prog: &mut Program, target: &str, btf: Option<&Btf>) -> Result<(), String> {
+/// Why [`load_program`] did not load a program.
+pub(super) enum LoadError {
+    NoBtf,
+    NotTracing,
+    Program(aya::programs::ProgramError),
+}
+
+impl LoadError {
+    /// As the attach path reports it, for program `name`.
+    pub(super) fn into_attach(self, name: &str) -> AttachError {
+        match self {
+            LoadError::NoBtf => AttachError::NoBtf,
+            LoadError::NotTracing => AttachError::NoProgram(name.to_string()),
+            LoadError::Program(source) => AttachError::ProgramNamed { program: name.to_string(), source },
+        }
+    }
+}
+
+/// Load (verify) one program unless it is loaded already: the one place
+/// programs are loaded, by [`preload`] ahead of time and by the attach path
+/// for whatever preload did not reach. `target` is the function (fentry,
+/// fexit) or the tracepoint's event name (tp_btf).
+pub(super) fn load_program(prog: &mut Program, target: &str, btf: Option<&Btf>) -> Result<(), LoadError> {
     if prog.fd().is_ok() {
         return Ok(());
     }
-    let btf = || btf.ok_or_else(|| "no kernel BTF".to_string());
+    let btf = || btf.ok_or(LoadError::NoBtf);
     let r = match prog {
         Program::TracePoint(p) => p.load(),
         Program::BtfTracePoint(p) => p.load(target, btf()?),
@@ -412,9 +434,9 @@ fn load_program(prog: &mut Program, target: &str, btf: Option<&Btf>) -> Result<(
         Program::FEntry(p) => p.load(target, btf()?),
         Program::FExit(p) => p.load(target, btf()?),
         Program::KProbe(p) => p.load(),
-        _ => return Err("not a tracing program".into()),
+        _ => return Err(LoadError::NotTracing),
     };
-    r.map_err(|e| short_error(&e.to_string()))
+    r.map_err(LoadError::Program)
 }
 
 /// A stand-in for vmlinux's BTF that answers aya's tp_btf and fentry/fexit
@@ -488,27 +510,18 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, e: &Entry) -> Result<(), Attac
     let (cat, ev) = probe.tracepoint().split_once(':').expect("category:event");
     let perr = |source| AttachError::ProgramNamed { program: name.clone(), source };
     let prog = ebpf.program_mut(&name).ok_or_else(|| AttachError::NoProgram(name.clone()))?;
+    load_program(prog, ev, btf).map_err(|e| e.into_attach(&name))?;
     match e.backend {
         Backend::Tracepoint => {
             let p: &mut TracePoint = prog.try_into().map_err(perr)?;
-            if p.fd().is_err() {
-                p.load().map_err(perr)?;
-            }
             p.attach(cat, ev).map_err(perr)?;
         }
         Backend::TpBtf => {
-            let btf = btf.ok_or(AttachError::NoBtf)?;
             let p: &mut BtfTracePoint = prog.try_into().map_err(perr)?;
-            if p.fd().is_err() {
-                p.load(ev, btf).map_err(perr)?;
-            }
             p.attach().map_err(perr)?;
         }
         Backend::RawTp => {
             let p: &mut RawTracePoint = prog.try_into().map_err(perr)?;
-            if p.fd().is_err() {
-                p.load().map_err(perr)?;
-            }
             p.attach(ev).map_err(perr)?;
         }
         Backend::Fentry | Backend::Kprobe => unreachable!("function family handled above"),
