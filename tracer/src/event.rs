@@ -105,17 +105,27 @@ impl Comm {
     /// bytes without regard for UTF-8, and what follows the NUL is not part
     /// of the name: keep the whole characters before it, so the event equals
     /// what its JSON says. Per event, so no allocation: 16 bytes checked.
+    #[inline]
     pub fn from_kernel(raw: [u8; 16]) -> Self {
-        const LO: u128 = u128::from_le_bytes([1; 16]);
-        const HI: u128 = LO << 7;
+        // Per byte: bit 7 of each byte, and 0x7f in each byte.
+        const H: u64 = 0x8080_8080_8080_8080;
+        const L7: u64 = !H;
         let w = u128::from_le_bytes(raw);
-        if w & HI == 0 {
-            // All ASCII (the usual case): the bytes before the first NUL, at
-            // most 15, found with word arithmetic. The lowest byte flagged by
-            // the zero-byte test is exactly the first NUL.
-            let zero = w.wrapping_sub(LO) & !w & HI;
-            let n = if zero == 0 { 16 } else { zero.trailing_zeros() / 8 }.min(15);
-            return Self((w & ((1u128 << (n * 8)) - 1)).to_le_bytes());
+        let (lo, hi) = (w as u64, (w >> 64) as u64);
+        if (lo | hi) & H == 0 {
+            // All ASCII (the usual case): an ASCII byte plus 0x7f sets bit 7
+            // exactly when the byte is not NUL (no carry leaves the byte), so
+            // the first NUL is found in each half with word arithmetic, and
+            // everything from it on is cleared (at most 15 bytes are kept).
+            let zl = !lo.wrapping_add(L7) & H;
+            let (lo, hi) = if zl != 0 {
+                (lo & ((1u64 << (zl.trailing_zeros() & !7)) - 1), 0)
+            } else {
+                let zh = !hi.wrapping_add(L7) & H;
+                let n = if zh != 0 { zh.trailing_zeros() & !7 } else { 56 };
+                (lo, hi & ((1u64 << n) - 1))
+            };
+            return Self((u128::from(lo) | u128::from(hi) << 64).to_le_bytes());
         }
         let n = raw.iter().position(|&c| c == 0).unwrap_or(16);
         let valid = match std::str::from_utf8(&raw[..n]) {

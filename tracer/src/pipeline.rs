@@ -75,6 +75,17 @@ impl Default for PipelineConfig {
 pub struct Pipeline {
     cfg: PipelineConfig,
     window: Reorder,
+    judge: Judge,
+    /// Page tags of the events about to be released, by release number
+    /// modulo [`AHEAD_RING`] (see [`Pipeline::prefetch_ahead`]).
+    ahead: [Option<u32>; AHEAD_RING],
+    /// Events released by `push`, `advance` and `finish` so far.
+    seq: usize,
+}
+
+/// The judging side: timelines, rules and the counters they keep. Apart
+/// from the window, so an event is judged where the window holds it.
+struct Judge {
     tl: Timelines,
     stats: Stats,
     heal: WriteHeal,
@@ -83,7 +94,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(cfg: PipelineConfig) -> Self {
-        Self { window: Reorder::new(cfg.window_ns, cfg.window_events), tl: Timelines::new(cfg.max_pages), cfg, stats: Stats::default(), heal: WriteHeal::default(), released_any: false }
+        Self {
+            window: Reorder::new(cfg.window_ns, cfg.window_events),
+            judge: Judge { tl: Timelines::new(cfg.max_pages), stats: Stats::default(), heal: WriteHeal::default(), released_any: false },
+            cfg,
+            ahead: [None; AHEAD_RING],
+            seq: 0,
+        }
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -94,36 +111,48 @@ impl Pipeline {
     /// whatever the window no longer needs to hold.
     #[inline]
     pub fn push<S: Sink + ?Sized>(&mut self, ev: Event, sink: &mut S) {
-        self.stats.events += 1;
-        self.stats.by_kind[ev.body.kind_index()] += 1;
+        let st = &mut self.judge.stats;
+        st.events += 1;
+        st.by_kind[ev.body.kind_index()] += 1;
         if let Body::Lost { count } = ev.body {
-            self.stats.lost += count;
+            st.lost += count;
         }
         match self.window.push(ev) {
             Push::Held => {}
             Push::Late(ev) => {
                 // Too late to be put in order: counted and handed on, not judged.
-                self.stats.late += 1;
+                self.judge.stats.late += 1;
                 sink.on_late(&ev);
             }
         }
-        while let Some(ev) = self.window.pop_ready() {
-            self.prefetch_ahead();
-            self.process(&ev, sink);
+        while self.window.ready() {
+            self.release_front(sink);
         }
+    }
+
+    /// Judge the window's front event where it lies, then release it.
+    #[inline]
+    fn release_front<S: Sink + ?Sized>(&mut self, sink: &mut S) {
+        self.prefetch_ahead();
+        if let Some(ev) = self.window.front() {
+            self.judge.process(ev, sink);
+        }
+        self.window.release_front();
     }
 
     /// Events released in order reach their pages at random: start loading
     /// the index entry of the event `AHEAD_INDEX` places behind, and the slot
-    /// of the one `AHEAD_SLOT` behind (its entry was asked for earlier), so
-    /// cache misses overlap instead of stalling one after another.
+    /// of the one `AHEAD_SLOT` behind (its entry was asked for earlier, and
+    /// its tag kept from then), so cache misses overlap instead of stalling
+    /// one after another. A window that changed in between (an insert near
+    /// the front) leaves a stale tag: a wasted prefetch, never a wrong result.
     #[inline]
-    fn prefetch_ahead(&self) {
-        if let Some(e) = self.window.peek(AHEAD_INDEX) {
-            self.tl.prefetch_index(e);
-        }
-        if let Some(e) = self.window.peek(AHEAD_SLOT) {
-            self.tl.prefetch_slot(e);
+    fn prefetch_ahead(&mut self) {
+        let s = self.seq;
+        self.seq = s.wrapping_add(1);
+        self.ahead[(s + AHEAD_INDEX) % AHEAD_RING] = self.window.peek(AHEAD_INDEX).and_then(|e| self.judge.tl.prefetch_index(e));
+        if let Some(tag) = self.ahead[(s + AHEAD_SLOT) % AHEAD_RING] {
+            self.judge.tl.prefetch_slot(tag);
         }
     }
 
@@ -138,7 +167,7 @@ impl Pipeline {
     /// Put the arrival side back, adding what it counted to [`Pipeline::stats`].
     pub fn put_arrivals(&mut self, a: Arrivals) {
         self.window = a.window;
-        a.counts.add_to(&mut self.stats);
+        a.counts.add_to(&mut self.judge.stats);
     }
 
     /// Judge one item the arrival side released: exactly what
@@ -146,10 +175,7 @@ impl Pipeline {
     /// released one through the timelines and rules).
     #[inline]
     pub fn apply_released<S: Sink + ?Sized>(&mut self, r: &Released, sink: &mut S) {
-        match r {
-            Released::Event(ev) => self.process(ev, sink),
-            Released::Late(ev) => sink.on_late(ev),
-        }
+        self.judge.apply_released(r, sink);
     }
 
     /// [`Pipeline::apply_released`] of each item of a batch in order, with
@@ -163,14 +189,18 @@ impl Pipeline {
     /// there, before the next item changes anything).
     #[inline]
     pub fn apply_batch_then<S: Sink + ?Sized>(&mut self, batch: &[Released], sink: &mut S, mut after: impl FnMut(usize, &mut S)) {
+        // The first items' index entries are asked for before the loop starts.
+        let mut ahead = [None; AHEAD_RING];
+        for (k, a) in ahead.iter_mut().enumerate().take(AHEAD_INDEX) {
+            *a = batch_tag(&self.judge.tl, batch, k);
+        }
         for (k, r) in batch.iter().enumerate() {
-            if let Some(Released::Event(e)) = batch.get(k + AHEAD_INDEX) {
-                self.tl.prefetch_index(e);
+            let tl = &self.judge.tl;
+            ahead[(k + AHEAD_INDEX) % AHEAD_RING] = batch_tag(tl, batch, k + AHEAD_INDEX);
+            if let Some(t) = ahead[(k + AHEAD_SLOT) % AHEAD_RING] {
+                tl.prefetch_slot(t);
             }
-            if let Some(Released::Event(e)) = batch.get(k + AHEAD_SLOT) {
-                self.tl.prefetch_slot(e);
-            }
-            self.apply_released(r, sink);
+            self.judge.apply_released(r, sink);
             after(k, sink);
         }
     }
@@ -178,15 +208,14 @@ impl Pipeline {
     /// Live sources: release events older than `now_ts - window` even when
     /// nothing newer arrives. `now_ts` is kernel monotonic time.
     pub fn advance<S: Sink + ?Sized>(&mut self, now_ts: u64, sink: &mut S) {
-        while let Some(ev) = self.window.pop_older_than(now_ts) {
-            self.prefetch_ahead();
-            self.process(&ev, sink);
+        while self.window.older_than(now_ts) {
+            self.release_front(sink);
         }
-        if !self.heal.is_empty() {
+        let Judge { heal, stats, .. } = &mut self.judge;
+        if !heal.is_empty() {
             // Everything older than this has been released: a teardown that
             // could still heal a held finding would be newer.
-            let stats = &mut self.stats;
-            self.heal.expire(now_ts.saturating_sub(self.cfg.window_ns), &mut |f| {
+            heal.expire(now_ts.saturating_sub(self.cfg.window_ns), &mut |f| {
                 stats.findings += 1;
                 sink.on_finding(&f);
             });
@@ -195,12 +224,11 @@ impl Pipeline {
 
     /// End of input: release and judge everything still held.
     pub fn finish<S: Sink + ?Sized>(&mut self, sink: &mut S) {
-        while let Some(ev) = self.window.pop() {
-            self.prefetch_ahead();
-            self.process(&ev, sink);
+        while !self.window.is_empty() {
+            self.release_front(sink);
         }
-        let stats = &mut self.stats;
-        self.heal.drain(&mut |f| {
+        let Judge { heal, stats, .. } = &mut self.judge;
+        heal.drain(&mut |f| {
             stats.findings += 1;
             sink.on_finding(&f);
         });
@@ -208,16 +236,16 @@ impl Pipeline {
 
     /// Findings held for a write(2)'s own teardown right now (`detect::heal`).
     pub fn held(&self) -> usize {
-        self.heal.len()
+        self.judge.heal.len()
     }
 
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.judge.stats
     }
 
     /// A bad input record skipped (`--skip-bad`).
     pub fn note_bad_input(&mut self) {
-        self.stats.bad_input += 1;
+        self.judge.stats.bad_input += 1;
     }
 
     /// Events held in the reorder window right now.
@@ -227,28 +255,38 @@ impl Pipeline {
 
     /// Keep the full history of one page from now on (see [`Pipeline::timeline`]).
     pub fn watch(&mut self, key: PageKey) {
-        self.tl.watch(key);
+        self.judge.tl.watch(key);
     }
 
     /// Stop keeping a page's history ([`Pipeline::watch`]); what was kept is dropped.
     pub fn unwatch(&mut self, key: &PageKey) {
-        self.tl.unwatch(key);
+        self.judge.tl.unwatch(key);
     }
 
     /// The full history of a watched page: every released event covering it
     /// (ranges, PMD spans and invalidations to EOF included), in order.
     pub fn timeline(&self, key: &PageKey) -> Option<&[Event]> {
-        self.tl.history(key)
+        self.judge.tl.history(key)
     }
 
     /// The compact state kept for any page (no history).
     pub fn page(&self, key: &PageKey) -> Option<PageView> {
-        self.tl.page_view(key)
+        self.judge.tl.page_view(key)
     }
 
     /// The timelines store (read-only: dashboards, tests).
     pub fn timelines(&self) -> &Timelines {
-        &self.tl
+        &self.judge.tl
+    }
+}
+
+impl Judge {
+    #[inline]
+    fn apply_released<S: Sink + ?Sized>(&mut self, r: &Released, sink: &mut S) {
+        match r {
+            Released::Event(ev) => self.process(ev, sink),
+            Released::Late(ev) => sink.on_late(ev),
+        }
     }
 
     #[inline]
@@ -293,6 +331,17 @@ impl Pipeline {
 /// a DRAM miss to land, near enough to stay in cache).
 const AHEAD_INDEX: usize = 12;
 const AHEAD_SLOT: usize = 6;
+/// Tags kept between the two stages: a power of two above `AHEAD_INDEX`.
+const AHEAD_RING: usize = 16;
+
+/// First prefetch stage for batch item `k`, if it is an event in time.
+#[inline]
+fn batch_tag(tl: &Timelines, batch: &[Released], k: usize) -> Option<u32> {
+    match batch.get(k) {
+        Some(Released::Event(e)) => tl.prefetch_index(e),
+        _ => None,
+    }
+}
 
 /// What the arrival side hands to the judging side, in the order
 /// [`Pipeline::push`] would have acted on it.

@@ -167,22 +167,50 @@ impl Reorder {
     /// holds more than `window_events`.
     #[inline]
     pub fn pop_ready(&mut self) -> Option<Event> {
-        let ts = self.q.front()?.ts;
-        if self.q.len() > self.window_events || ts < self.newest.saturating_sub(self.window_ns) {
+        if self.ready() {
             return self.pop();
         }
         None
+    }
+
+    /// The oldest event no longer needs to be held (see [`Reorder::pop_ready`]):
+    /// judge it in place ([`Reorder::front`]), then [`Reorder::release_front`].
+    #[inline]
+    pub fn ready(&self) -> bool {
+        self.q.front().is_some_and(|f| self.q.len() > self.window_events || f.ts < self.newest.saturating_sub(self.window_ns))
     }
 
     /// Live sources: release what is older than `now - window_ns` even when
     /// no newer event arrives (a quiet system must still report).
     #[inline]
     pub fn pop_older_than(&mut self, now: u64) -> Option<Event> {
-        let ts = self.q.front()?.ts;
-        if ts < now.saturating_sub(self.window_ns) {
+        if self.older_than(now) {
             return self.pop();
         }
         None
+    }
+
+    /// The oldest event is older than `now - window_ns` (see [`Reorder::pop_older_than`]).
+    #[inline]
+    pub fn older_than(&self, now: u64) -> bool {
+        self.q.front().is_some_and(|f| f.ts < now.saturating_sub(self.window_ns))
+    }
+
+    /// The next event to be released, left in place: a pipeline judges it
+    /// where it lies instead of copying it out (96 bytes, per event).
+    #[inline]
+    pub fn front(&self) -> Option<&Event> {
+        self.q.front()
+    }
+
+    /// Release the front event (after judging it through [`Reorder::front`]).
+    #[inline]
+    pub fn release_front(&mut self) {
+        if let Some(f) = self.q.front() {
+            self.released = Some(f.ts);
+            // The value is not used: no copy is made.
+            let _ = self.q.pop_front();
+        }
     }
 
     /// The event `k` places behind the next one to be released (0: the

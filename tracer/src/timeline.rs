@@ -432,19 +432,22 @@ impl PageStore {
     }
 
     /// First prefetch stage for a page `seed` (its inode's [`inode_seed`]):
-    /// the index entry's cache line.
+    /// the index entry's cache line. Returns the page's tag, for the second stage.
     #[inline]
-    pub fn prefetch_index(&self, seed: u64, pgoff: u64) {
-        if let Some(p) = self.index.entry_addr(page_tag(seed, pgoff)) {
+    pub fn prefetch_index(&self, seed: u64, pgoff: u64) -> u32 {
+        let tag = page_tag(seed, pgoff);
+        if let Some(p) = self.index.entry_addr(tag) {
             prefetch(p);
         }
+        tag
     }
 
     /// Second stage, once the entry's line has had time to arrive: the
-    /// slot it names (both of its cache lines).
+    /// slot the entry with `tag` names (both of its cache lines). A tag of
+    /// another page (a stale one) only costs a useless load.
     #[inline]
-    pub fn prefetch_slot(&self, seed: u64, pgoff: u64) {
-        if let Some(i) = self.index.guess(page_tag(seed, pgoff)) {
+    pub fn prefetch_slot(&self, tag: u32) {
+        if let Some(i) = self.index.guess(tag) {
             if (i as usize) < self.slots.len() {
                 let p = self.slots.addr(i as usize);
                 prefetch(p);
@@ -802,21 +805,19 @@ impl Timelines {
 
     /// Prefetch, first stage: the index entry of the page `ev` will touch.
     /// Called for an event some places ahead in release order, so that by
-    /// the time it is applied its page costs no cache miss.
+    /// the time it is applied its page costs no cache miss. Returns the
+    /// page's tag, to hand to [`Timelines::prefetch_slot`] a few events
+    /// later (the kind, key and hash are worked out once, not twice).
     #[inline]
-    pub fn prefetch_index(&self, ev: &Event) {
-        if let Some(k) = Self::slot_key(ev) {
-            self.pages.prefetch_index(inode_seed(ev.dev, ev.ino), k);
-        }
+    pub fn prefetch_index(&self, ev: &Event) -> Option<u32> {
+        Self::slot_key(ev).map(|k| self.pages.prefetch_index(inode_seed(ev.dev, ev.ino), k))
     }
 
-    /// Prefetch, second stage (after [`Timelines::prefetch_index`] for the
-    /// same event has had time to land): the page's slot.
+    /// Prefetch, second stage (once the index entry asked for by
+    /// [`Timelines::prefetch_index`] has had time to land): the page's slot.
     #[inline]
-    pub fn prefetch_slot(&self, ev: &Event) {
-        if let Some(k) = Self::slot_key(ev) {
-            self.pages.prefetch_slot(inode_seed(ev.dev, ev.ino), k);
-        }
+    pub fn prefetch_slot(&self, tag: u32) {
+        self.pages.prefetch_slot(tag);
     }
 
     /// Record an event (after the rules have judged it).
