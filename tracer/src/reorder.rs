@@ -128,7 +128,9 @@ impl Reorder {
     }
 
     /// Add an event; then call [`Reorder::pop_ready`] until it returns `None`.
-    #[inline]
+    /// Always inlined: the compiler would otherwise call it with the event
+    /// copied to the stack (9% more instructions per event in `stage_cost`).
+    #[inline(always)]
     pub fn push(&mut self, ev: Event) -> Push {
         if self.released.is_some_and(|r| ev.ts < r) {
             return Push::Late(ev);
