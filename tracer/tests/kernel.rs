@@ -642,3 +642,73 @@ fn probe_as_root_checks_the_plan_by_attaching() {
         assert!(!rows(&checked, "tp_btf", "used").is_empty());
     }
 }
+
+/// A DAX filesystem mounted after the start: `iomap:iomap_iter` (left out
+/// while none is mounted) is attached once the mount appears. This host has
+/// no DAX device, so inside a private mount namespace a stand-in `queue/`
+/// whose `dax` says 1 is bound over the loop device's own; the program is
+/// really loaded and attached, and detached at exit.
+#[test]
+fn iomap_iter_is_attached_when_a_dax_filesystem_is_mounted_later() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("daxtrace-latemount-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = r#"
+d=$1; bin=$2
+truncate -s 64M $d/img
+mkfs.ext4 -q -F -b 4096 $d/img
+loop=$(losetup -f --show $d/img)
+name=${loop#/dev/}
+mm=$(cat /sys/class/block/$name/dev)
+"$bin" stream --json --dev $mm > $d/out 2> $d/err &
+pid=$!
+i=0; until grep -q " attached in " $d/err; do i=$((i+1)); [ $i -lt 240 ] || break; sleep 0.25; done
+echo started
+i=0; until [ -e $d/go ] || [ $i -ge 600 ]; do i=$((i+1)); sleep 0.1; done
+mkdir -p $d/q $d/mnt
+echo 1 > $d/q/dax
+mount --bind $d/q $(realpath /sys/class/block/$name)/queue
+mount $loop $d/mnt
+i=0; until grep -q "mounted now" $d/err; do i=$((i+1)); [ $i -lt 80 ] || break; sleep 0.25; done
+echo mounted
+i=0; until [ -e $d/stop ] || [ $i -ge 600 ]; do i=$((i+1)); sleep 0.1; done
+kill -INT $pid; wait $pid; echo "rc $?"
+umount $d/mnt; losetup -d $loop
+"#;
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&dir)
+        .arg(env!("CARGO_BIN_EXE_daxtrace"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = |want: &str| {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        assert!(l.starts_with(want), "expected {want:?}, got {l:?}; daxtrace said: {}", std::fs::read_to_string(dir.join("err")).unwrap_or_default());
+        l
+    };
+    let iter_attached = || our_programs().iter().any(|p| p == "btf_iomap_iter");
+    line("started");
+    let err = std::fs::read_to_string(dir.join("err")).unwrap();
+    assert!(err.contains("iomap:iomap_iter not attached yet"), "{err}");
+    assert!(!iter_attached(), "attached before any DAX mount: {:?}", our_programs());
+    std::fs::write(dir.join("go"), "").unwrap();
+    line("mounted");
+    let err = std::fs::read_to_string(dir.join("err")).unwrap();
+    assert!(err.contains("a DAX filesystem is mounted now: attached iomap:iomap_iter (tp_btf)"), "{err}");
+    assert!(iter_attached(), "{:?}", our_programs());
+    std::fs::write(dir.join("stop"), "").unwrap();
+    let rc = line("rc ");
+    assert_eq!(rc.trim(), "rc 0", "{}", std::fs::read_to_string(dir.join("err")).unwrap_or_default());
+    assert!(child.wait().unwrap().success());
+    // The kernel frees programs when the last fd closes; give RCU a moment.
+    let t0 = Instant::now();
+    while !our_programs().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(our_programs(), Vec::<String>::new(), "programs left after exit");
+    let _ = std::fs::remove_dir_all(&dir);
+}

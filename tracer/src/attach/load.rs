@@ -113,7 +113,7 @@ fn inode_exists(mounts: &[std::path::PathBuf], ino: u64) -> bool {
 }
 
 /// Why `iomap:iomap_iter` is left out of a start.
-const NO_DAX_MOUNT: &str = "not attached: no ext2/ext4/xfs filesystem is mounted on a DAX-capable device (it only sees DAX write(2) teardowns; start daxtrace after mounting one)";
+const NO_DAX_MOUNT: &str = "not attached yet: no ext2/ext4/xfs filesystem is mounted on a DAX-capable device (it only sees DAX write(2) teardowns; attached once one is mounted)";
 
 /// Whether a DAX `write(2)` can happen on what is mounted now: an
 /// ext2/ext4/xfs mount (of `dev`, when given) on a block device whose queue
@@ -147,6 +147,64 @@ pub struct Loaded {
     pub plan: AttachPlan,
     /// How long loading and attaching took (start to ready).
     pub ready_after: std::time::Duration,
+    /// `iomap:iomap_iter`, left out at start for want of a DAX mount: what
+    /// attaching it once one appears needs ([`Loaded::attach_on_dax_mount`]).
+    deferred: Option<Deferred>,
+}
+
+struct Deferred {
+    dev: Option<Dev>,
+    btf: Option<Btf>,
+}
+
+impl Loaded {
+    /// `iomap:iomap_iter` waits for a DAX filesystem to be mounted.
+    pub fn waits_for_dax_mount(&self) -> bool {
+        self.deferred.is_some()
+    }
+
+    /// Attach `iomap:iomap_iter` if a DAX filesystem is mounted now (at
+    /// start there was none, so it was left out). A live source calls this
+    /// now and then: without it, a DAX `write(2)`'s own teardown of a hole
+    /// page would go unseen, and its findings would not be withdrawn.
+    /// Returns what happened, to tell the user; `None` while there is no
+    /// DAX mount yet (or nothing waits).
+    pub fn attach_on_dax_mount(&mut self) -> Option<String> {
+        if !dax_mounted(self.deferred.as_ref()?.dev) {
+            return None;
+        }
+        let d = self.deferred.take()?;
+        let waiting = |e: &Entry| e.probe == Some(tracer_common::Probe::IomapIter) && e.status == plan::Status::Unsupported(NO_DAX_MOUNT.into());
+        self.plan.notes.retain(|n| !n.contains(NO_DAX_MOUNT));
+        let mut failed = Vec::new();
+        for b in self.plan.backend.order() {
+            let Some(i) = self.plan.entries.iter().position(|e| e.backend == b && waiting(e)) else { continue };
+            match attach_one(&mut self.ebpf, d.btf.as_ref(), &self.plan.entries[i]) {
+                Ok(()) => {
+                    let e = &mut self.plan.entries[i];
+                    e.status = plan::Status::Used;
+                    let by = format!("{} {}", b.name(), e.symbol);
+                    let symbol = e.symbol;
+                    for e in self.plan.entries.iter_mut().filter(|e| waiting(e)) {
+                        e.status = plan::Status::Available;
+                    }
+                    if let Some(c) = self.plan.coverage.iter_mut().find(|c| c.step == Step::Invalidate) {
+                        c.by.push(by);
+                    }
+                    return Some(format!("a DAX filesystem is mounted now: attached {symbol} ({}), for DAX write(2) teardowns", b.name()));
+                }
+                Err(err) => {
+                    let msg = short_error(&err.to_string());
+                    failed.push(format!("{}: {msg}", b.name()));
+                    self.plan.entries[i].status = plan::Status::Failed(msg);
+                }
+            }
+        }
+        Some(format!(
+            "a DAX filesystem is mounted now, but iomap:iomap_iter could not be attached ({}): DAX write(2) teardowns are not seen",
+            failed.join("; ")
+        ))
+    }
 }
 
 fn raise_memlock() {
@@ -282,7 +340,8 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     if plan.used().next().is_none() {
         return Err(AttachError::NothingToAttach);
     }
-    Ok(Loaded { ebpf, plan, ready_after: t0.elapsed() })
+    let deferred = skipped_iter.then(|| Deferred { dev: filter.dev, btf: kbtf });
+    Ok(Loaded { ebpf, plan, ready_after: t0.elapsed(), deferred })
 }
 
 /// aya's loader, without the kernel BTF it would parse for nothing.

@@ -82,6 +82,13 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// Print what changed while tracing (see `LiveSource::take_notes`) on stderr.
+pub fn print_notes(src: &mut LiveSource) {
+    for n in src.take_notes() {
+        eprintln!("daxtrace: {n}");
+    }
+}
+
 /// Load, attach and report what was attached (on stderr, at info level).
 pub fn open(args: &LiveArgs) -> Result<LiveSource> {
     let src = LiveSource::open(&args.filter())?;

@@ -231,6 +231,7 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
             Source::Live(src) => {
                 let r = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev));
                 feed.flush();
+                super::live::print_notes(src);
                 if let Err(e) = r {
                     source_error = Some(anyhow::Error::new(e).context("reading the ring buffer"));
                     break;

@@ -340,6 +340,9 @@ fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
             out.metrics.set_ringbuf_fill(f.ratio());
         }
         src.poll(IDLE_TICK, &mut |ev| pipe.push(ev, out))?;
+        for n in src.take_notes() {
+            tracing::info!("{n}");
+        }
         // Release what the window no longer needs even when nothing new came.
         pipe.advance(monotonic_ns(), out);
         out.metrics.sync_stats(pipe.stats());

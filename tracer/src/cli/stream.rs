@@ -35,6 +35,7 @@ pub fn run(a: Args) -> Result<Outcome> {
             // closed pipe is noticed now rather than at 64 KiB.
             w.err = w.out.flush().err();
         }
+        live::print_notes(&mut src);
     }
     let stats = src.finish(&mut |ev| w.event(&ev));
     let Writer { mut out, counts, lost, err: write_err } = w;

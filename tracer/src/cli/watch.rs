@@ -102,6 +102,7 @@ pub fn run(a: Args) -> Result<Outcome> {
     };
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
         src.poll(Duration::from_millis(100), &mut |ev| pipe.push(ev, &mut out))?;
+        live::print_notes(&mut src);
         // Release what the window holds even when the kernel is quiet, so a
         // finding is printed within one window of its last event.
         pipe.advance(monotonic_ns(), &mut out);

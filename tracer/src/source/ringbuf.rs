@@ -17,6 +17,10 @@ use crate::event::{Body, Event};
 /// How often the drop counters are read (a syscall per CPU batch).
 const DROP_POLL: Duration = Duration::from_millis(100);
 
+/// How often, while `iomap:iomap_iter` waits for a DAX filesystem to be
+/// mounted, `/proc/self/mountinfo` is read again to see one appear.
+const MOUNT_POLL: Duration = Duration::from_secs(1);
+
 /// Longest the reader sleeps without looking at the ring buffer. The
 /// programs wake it only when the ring fills faster than this drains it
 /// (tracer-ebpf's `WAKE_CHECK_NS`: a wakeup per record cost ~1.5 us per
@@ -41,7 +45,10 @@ pub struct LiveSource {
     dropped: PerCpuArray<MapData, u64>,
     loaded: Loaded,
     last_drop_check: Instant,
+    last_mount_check: Instant,
     stats: LiveStats,
+    /// What changed while tracing, to tell the user ([`LiveSource::take_notes`]).
+    notes: Vec<String>,
 }
 
 /// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns()`.
@@ -60,7 +67,8 @@ impl LiveSource {
         let ring = RingBuf::try_from(ring).map_err(|source| AttachError::Map { map: EVENTS_MAP, source })?;
         let dropped = loaded.ebpf.take_map(DROPPED_MAP).ok_or(AttachError::MissingMap(DROPPED_MAP))?;
         let dropped = PerCpuArray::try_from(dropped).map_err(|source| AttachError::Map { map: DROPPED_MAP, source })?;
-        Ok(Self { ring, dropped, loaded, last_drop_check: Instant::now(), stats: LiveStats::default() })
+        let now = Instant::now();
+        Ok(Self { ring, dropped, loaded, last_drop_check: now, last_mount_check: now, stats: LiveStats::default(), notes: Vec::new() })
     }
 
     pub fn plan(&self) -> &AttachPlan {
@@ -73,6 +81,13 @@ impl LiveSource {
 
     pub fn stats(&self) -> LiveStats {
         self.stats
+    }
+
+    /// Notes since the last call (an attach point attached while tracing:
+    /// `iomap:iomap_iter` once a DAX filesystem is mounted). Each command
+    /// shows them its own way: stderr, or the dashboard's notifications.
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// A reader of how full the kernel ring buffer is (for `serve`'s gauge).
@@ -103,6 +118,12 @@ impl LiveSource {
             let mut n = self.drain(f);
             if self.last_drop_check.elapsed() >= DROP_POLL {
                 n += self.check_drops(f);
+            }
+            if self.loaded.waits_for_dax_mount() && self.last_mount_check.elapsed() >= MOUNT_POLL {
+                self.last_mount_check = Instant::now();
+                if let Some(msg) = self.loaded.attach_on_dax_mount() {
+                    self.notes.push(msg);
+                }
             }
             if n > 0 || interrupted || left <= slice {
                 return Ok(n);

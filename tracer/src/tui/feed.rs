@@ -908,6 +908,9 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
         if let Err(e) = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev)) {
             break Some(format!("reading the ring buffer failed: {e}"));
         }
+        for n in src.take_notes() {
+            feed.send(AppEvent::Notify(Notification::new(Level::Info, n)));
+        }
         // Nothing newer may come for a while: release what the window no longer needs.
         feed.pipe.advance(monotonic_ns(), &mut feed.dash);
         if !feed.dash.pending.is_empty() {

@@ -4,6 +4,7 @@
 # Parameters come on the kernel command line:
 #   lab.runs=ext4:tracepoint,xfs:kprobe  (filesystem:daxtrace backend, in order)
 #   lab.rounds=N  lab.pages=N  lab.passes=N  lab.bufkb=KB  lab.daxtrace=0|1
+#   lab.latemount=0|1  (start daxtrace before mounting the DAX filesystem)
 # Everything the host compares goes to /share/<fs>-<backend>/ (9p). The host
 # reads the console for `daxtrace-lab: ...` progress lines and exactly one
 # verdict: `daxtrace-lab: ok` or `daxtrace-lab: fail <why>`.
@@ -26,7 +27,7 @@ fail() {
 }
 up() { cut -d' ' -f1 /proc/uptime; }
 
-RUNS=ext4:tracepoint,xfs:tracepoint ROUNDS=10 PAGES=1024 PASSES=4 BUFKB=32768 DAXTRACE=1
+RUNS=ext4:tracepoint,xfs:tracepoint ROUNDS=10 PAGES=1024 PASSES=4 BUFKB=32768 DAXTRACE=1 LATEMOUNT=0
 for w in $(cat /proc/cmdline); do
     case "$w" in
     lab.runs=*) RUNS=${w#lab.runs=} ;;
@@ -35,6 +36,7 @@ for w in $(cat /proc/cmdline); do
     lab.passes=*) PASSES=${w#lab.passes=} ;;
     lab.bufkb=*) BUFKB=${w#lab.bufkb=} ;;
     lab.daxtrace=*) DAXTRACE=${w#lab.daxtrace=} ;;
+    lab.latemount=*) LATEMOUNT=${w#lab.latemount=} ;;
     esac
 done
 
@@ -92,18 +94,38 @@ run_fs() {
     case $fs in
     ext4)
         /usr/sbin/mkfs.ext4 -q -F -b 4096 -E stride=512,stripe_width=512 /dev/pmem0 > "$out/mkfs.log" 2>&1 || fail "mkfs.ext4"
-        mount -t ext4 -o dax /dev/pmem0 /mnt || fail "mount ext4 -o dax"
+        mnt="mount -t ext4 -o dax /dev/pmem0 /mnt"
         ;;
     xfs)
         # 2 MiB stripe unit so PMD write faults do not fall back to PTE;
         # on 512 MiB that needs two allocation groups and a small log stripe.
         /usr/sbin/mkfs.xfs -q -f -m reflink=0 -d su=2m,sw=1,agcount=2 -l su=32k /dev/pmem0 > "$out/mkfs.log" 2>&1 || fail "mkfs.xfs"
-        mount -t xfs -o dax=always /dev/pmem0 /mnt || fail "mount xfs -o dax=always"
+        mnt="mount -t xfs -o dax=always /dev/pmem0 /mnt"
         ;;
     *) fail "unknown filesystem $fs" ;;
     esac
-    grep " /mnt " /proc/mounts > "$out/mount"
     majmin=$(cat /sys/block/pmem0/dev)
+    started=0
+    if [ "$DAXTRACE" = 1 ] && [ "$LATEMOUNT" = 1 ]; then
+        # daxtrace first, the DAX mount after: it must see the mount and
+        # attach iomap:iomap_iter then (it polls mountinfo once a second).
+        t=$(up)
+        daxtrace stream --json --dev "$majmin" --backend "$backend" --plan-json "$out/plan.json" > /tmp/events.jsonl 2> "$out/daxtrace.err" &
+        dt=$!
+        wait_attached $dt "$out/daxtrace.err" || say "daxtrace did not attach (see $run/daxtrace.err)"
+        say "fs $run daxtrace attached in $(awk "BEGIN{print $(up)-$t}")s, before the mount"
+        started=1
+    fi
+    $mnt || fail "$mnt"
+    grep " /mnt " /proc/mounts > "$out/mount"
+    if [ $started = 1 ]; then
+        i=0
+        while [ $i -lt 120 ] && ! grep -q "mounted now: attached" "$out/daxtrace.err"; do
+            i=$((i + 1))
+            sleep 0.25
+        done
+        say "fs $run after the mount: $(grep "mounted now" "$out/daxtrace.err" || echo "daxtrace did not attach iomap:iomap_iter within 30 s")"
+    fi
     maj=${majmin%:*}
     min=${majmin#*:}
     kdev=$(((maj << 20) | min))
@@ -132,7 +154,7 @@ run_fs() {
         echo 1 > "$d/enable" || fail "enable $ev"
     done
 
-    if [ "$DAXTRACE" = 1 ]; then
+    if [ "$DAXTRACE" = 1 ] && [ $started = 0 ]; then
         t=$(up)
         daxtrace stream --json --dev "$majmin" --backend "$backend" --plan-json "$out/plan.json" > /tmp/events.jsonl 2> "$out/daxtrace.err" &
         dt=$!

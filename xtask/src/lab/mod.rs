@@ -96,6 +96,11 @@ pub struct Args {
     /// Boot and run the workload without daxtrace (tests the boot path alone).
     #[arg(long)]
     pub no_daxtrace: bool,
+    /// Start daxtrace before the DAX filesystem is mounted (it must then
+    /// attach `iomap:iomap_iter` once the mount appears, or DAX write(2)
+    /// teardowns go missing and the comparison fails).
+    #[arg(long)]
+    pub mount_after_start: bool,
     /// Drop one daxtrace event before comparing: the lab must then fail.
     #[arg(long)]
     pub inject_mismatch: bool,
@@ -274,6 +279,7 @@ pub fn run(a: Args) -> Result<bool> {
                     format!("lab.passes={}", pass.passes),
                     format!("lab.bufkb={}", pass.bufkb),
                     format!("lab.daxtrace={}", u8::from(daxtrace.is_some())),
+                    format!("lab.latemount={}", u8::from(a.mount_after_start)),
                 ],
                 timeout: pass.timeout,
                 log: log.clone(),
