@@ -20,7 +20,15 @@ use loopfs::{LoopFs, PAGE};
 static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    KERNEL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    let guard = KERNEL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // The kernel frees a finished run's programs a moment after its last fd
+    // closes (RCU): start each test once the previous one's are gone, so that
+    // "nothing of ours is loaded" checks see only their own run.
+    let t0 = Instant::now();
+    while !our_programs().is_empty() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    guard
 }
 
 
