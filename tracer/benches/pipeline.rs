@@ -28,13 +28,7 @@ fn pipeline(c: &mut Criterion) {
         ("events_1m_pages", Workload { inodes: 16, pages_per_inode: 1 << 16, ..Workload::default() }),
     ] {
         let events = w.generate(n);
-        let mut buf = Vec::new();
-        let mut spans = Vec::with_capacity(events.len());
-        for e in &events {
-            let start = buf.len();
-            tracer::decode::encode(e, &mut buf);
-            spans.push((start, buf.len()));
-        }
+        let (buf, spans) = tracer::decode::encode_all(&events);
         g.throughput(Throughput::Elements(events.len() as u64));
         g.bench_function(format!("decode+{name}"), |b| {
             b.iter_batched_ref(
@@ -86,13 +80,7 @@ fn pipeline(c: &mut Criterion) {
 
 fn decode(c: &mut Criterion) {
     let events = Workload::default().generate(1_000_000);
-    let mut buf = Vec::new();
-    let mut spans = Vec::with_capacity(events.len());
-    for e in &events {
-        let start = buf.len();
-        tracer::decode::encode(e, &mut buf);
-        spans.push((start, buf.len()));
-    }
+    let (buf, spans) = tracer::decode::encode_all(&events);
     let mut g = c.benchmark_group("decode");
     g.sample_size(20);
     g.throughput(Throughput::Elements(spans.len() as u64));

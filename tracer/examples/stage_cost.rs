@@ -11,13 +11,7 @@ fn main() {
     let n: usize = args.next().map_or(2_000_000, |a| a.parse().unwrap());
     let rounds: u64 = args.next().map_or(5, |a| a.parse().unwrap());
     let events = Workload::default().generate(n);
-    let mut buf = Vec::new();
-    let mut spans = Vec::with_capacity(events.len());
-    for e in &events {
-        let s = buf.len();
-        tracer::decode::encode(e, &mut buf);
-        spans.push((s, buf.len()));
-    }
+    let (buf, spans) = tracer::decode::encode_all(&events);
     let span = events.iter().map(|e| e.ts).max().unwrap_or(0) + 1;
     let we: usize = std::env::var("WE").map_or(1 << 20, |v| v.parse().unwrap());
     let mut p = Pipeline::new(PipelineConfig { window_events: we, ..PipelineConfig::default() });

@@ -39,13 +39,7 @@ fn main() {
     let rounds: u64 = args.next().map_or(4, |a| a.parse().unwrap());
     let steady_only = std::env::var_os("THROUGHPUT_STEADY_ONLY").is_some();
     let events = Workload { inodes, pages_per_inode: pages, ..Workload::default() }.generate(n);
-    let mut buf = Vec::new();
-    let mut spans = Vec::with_capacity(events.len());
-    for e in &events {
-        let start = buf.len();
-        tracer::decode::encode(e, &mut buf);
-        spans.push((start, buf.len()));
-    }
+    let (buf, spans) = tracer::decode::encode_all(&events);
     for decode in [false, true] {
         for _ in 0..if steady_only { 0 } else { 3 } {
             let mut p = Pipeline::new(PipelineConfig { window_ns, ..PipelineConfig::default() });

@@ -121,6 +121,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     })
 }
 
+/// `events` as ring-buffer records one after another: the bytes, and each
+/// record's span in them (benchmarks and examples decode them back).
+pub fn encode_all(events: &[Event]) -> (Vec<u8>, Vec<(usize, usize)>) {
+    let mut buf = Vec::new();
+    let mut spans = Vec::with_capacity(events.len());
+    for e in events {
+        let start = buf.len();
+        encode(e, &mut buf);
+        spans.push((start, buf.len()));
+    }
+    (buf, spans)
+}
+
 fn push_pod<T: Copy>(out: &mut Vec<u8>, v: &T) {
     // SAFETY: T is a repr(C) wire struct with explicit padding fields (all
     // initialised), so viewing it as bytes reads no uninitialised memory.
