@@ -174,7 +174,7 @@ impl Loaded {
             return None;
         }
         let d = self.deferred.take()?;
-        let waiting = |e: &Entry| e.probe == Some(tracer_common::Probe::IomapIter) && e.status == plan::Status::Unsupported(NO_DAX_MOUNT.into());
+        let waiting = |e: &Entry| matches!(&e.status, plan::Status::Unsupported(why) if why == NO_DAX_MOUNT);
         self.plan.notes.retain(|n| !n.contains(NO_DAX_MOUNT));
         let mut failed = Vec::new();
         for b in self.plan.backend.order() {
