@@ -297,7 +297,11 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     loader.override_global(CONFIG_GLOBAL, &config, true);
     // The function programs' entry/return pairing map is preallocated (an
     // LRU hash): without a function backend in the plan, a token size.
-    if !plan.entries.iter().any(|e| e.backend.family() == plan::Family::Function && matches!(e.status, plan::Status::Available | plan::Status::Used)) {
+    let per_task = aya::util::nr_cpus().map_or(PER_TASK_MAX, per_task_entries);
+    loader.map_max_entries(FAULTS_MAP, per_task).map_max_entries(WRITES_MAP, per_task);
+    if plan.entries.iter().any(|e| e.backend.family() == plan::Family::Function && matches!(e.status, plan::Status::Available | plan::Status::Used)) {
+        loader.map_max_entries(CALLS_MAP, per_task);
+    } else {
         loader.map_max_entries(CALLS_MAP, CALLS_UNUSED);
     }
     let mut ebpf = loader.load(OBJECT)?;
@@ -376,6 +380,23 @@ fn loader_without_kernel_btf() -> (EbpfLoader<'static>, bool) {
 /// size when no function program can run.
 const CALLS_MAP: &str = "CALLS";
 const CALLS_UNUSED: u32 = 64;
+/// The per-task maps of faults and DAX writes in progress (tracer-ebpf/src/main.rs).
+const FAULTS_MAP: &str = "FAULTS";
+const WRITES_MAP: &str = "WRITES";
+/// Entries per possible CPU of the per-task maps, and their bounds. They are
+/// preallocated LRU hashes: the kernel builds every entry at map creation
+/// (under TCG ~40 ms per 65,536), and an entry lives only while its task is
+/// inside a fault, a DAX write or a probed function. The kernel's LRU keeps
+/// up to 128 free entries on each CPU's own list, so a map much smaller than
+/// CPUs x 128 could evict a live entry while free ones sit on other CPUs.
+const PER_TASK_PER_CPU: u32 = 512;
+const PER_TASK_MIN: u32 = 4096;
+const PER_TASK_MAX: u32 = 65536;
+
+/// Size of the per-task LRU maps for `ncpus` possible CPUs.
+fn per_task_entries(ncpus: usize) -> u32 {
+    u32::try_from(ncpus).unwrap_or(u32::MAX).saturating_mul(PER_TASK_PER_CPU).clamp(PER_TASK_MIN, PER_TASK_MAX)
+}
 
 /// Program loads (the verifier) run on this many threads: the guests and
 /// the host have 2 CPUs, and privileged loads verify concurrently.
@@ -592,6 +613,17 @@ fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, e: &Entry) -> Result<(), Attac
 mod tests {
     use super::*;
     use aya_obj::btf::BtfKind;
+
+    #[test]
+    fn per_task_maps_scale_with_cpus_within_bounds() {
+        assert_eq!(per_task_entries(2), PER_TASK_MIN);
+        assert_eq!(per_task_entries(16), 8192);
+        assert_eq!(per_task_entries(4096), PER_TASK_MAX);
+        // Never below the kernel's per-CPU free lists: 128 per CPU.
+        for n in [1, 2, 8, 64, 128, 1024] {
+            assert!(per_task_entries(n) as usize >= 128 * n.min(512), "{n} CPUs");
+        }
+    }
 
     #[test]
     fn iomap_iter_only_with_a_dax_device_mounted() {

@@ -5,11 +5,13 @@
 #
 #   lab.benchrounds=N  lab.configs=untraced,daxtrace,trace-cmd,bpftrace
 #   lab.rounds / lab.pages / lab.passes: the racing workload per run (lab-workload)
+#   lab.bpfstats=1: kernel accounting of the tracer's eBPF programs during the workload
 
 B=/share/bench
-BR=3 CONFIGS=untraced,daxtrace,trace-cmd,bpftrace
+BR=3 CONFIGS=untraced,daxtrace,trace-cmd,bpftrace BPFSTATS=0
 for w in $(cat /proc/cmdline); do
     case "$w" in
+    lab.bpfstats=*) BPFSTATS=${w#lab.bpfstats=} ;;
     lab.benchrounds=*) BR=${w#lab.benchrounds=} ;;
     lab.configs=*) CONFIGS=${w#lab.configs=} ;;
     esac
@@ -48,6 +50,18 @@ cpu_ticks() {
     cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '$1 == p || $4 == p { t += $14 + $15 } END { print t + 0 }'
 }
 
+# bpf_stats PID: "name runs ns" for each eBPF program PID holds that ran
+# while kernel.bpf_stats_enabled was on; the name from the JIT's kallsyms
+# entry (bpf_prog_<tag>_<name>), the tag when there is none.
+bpf_stats() {
+    for f in /proc/"$1"/fdinfo/*; do
+        awk '$1 == "prog_tag:" { t = $2 } $1 == "run_time_ns:" { ns = $2 } $1 == "run_cnt:" { n = $2 } END { if (n > 0) print t, n, ns }' "$f" 2>/dev/null
+    done | while read -r tag n ns; do
+        name=$(grep -m1 " bpf_prog_${tag}_" /proc/kallsyms | sed "s/.* bpf_prog_${tag}_//;s/[[:space:]].*//")
+        echo "${name:-$tag} $n $ns"
+    done
+}
+
 run_one() {
     r=$1 cfg=$2
     o=$B/out/$r-$cfg
@@ -81,9 +95,16 @@ run_one() {
         ;;
     esac
     t1=$(up)
+    stats=
+    [ "$BPFSTATS" = 1 ] && [ -n "$pid" ] && [ "$cfg" != trace-cmd ] && stats=1
+    [ -n "$stats" ] && echo 1 > /proc/sys/kernel/bpf_stats_enabled
     lab-workload --dir /mnt/w --rounds "$ROUNDS" --pages "$PAGES" --passes "$PASSES" > "$o/workload.json" 2> "$o/workload.err"
     echo $? > "$o/workload.rc"
     t2=$(up)
+    if [ -n "$stats" ]; then
+        bpf_stats $pid > "$o/bpf.stats"
+        echo 0 > /proc/sys/kernel/bpf_stats_enabled
+    fi
     if [ -n "$pid" ]; then
         cpu_ticks $pid > "$o/tool.cpu"
         kill -INT $pid

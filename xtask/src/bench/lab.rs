@@ -55,6 +55,16 @@ pub struct LabRun {
     /// CPU the tracer used (its threads and child processes) from its start
     /// to the workload's end, guest clock ticks / 100.
     pub tool_cpu_s: Option<f64>,
+    /// `--bpf-stats`: the tracer's eBPF programs that ran during the workload.
+    pub progs: Vec<ProgRun>,
+}
+
+/// One eBPF program over one workload (kernel accounting).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProgRun {
+    pub name: String,
+    pub runs: u64,
+    pub ns: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -71,6 +81,17 @@ pub struct LabConfig {
     pub data_bytes_per_event: Option<Spread>,
     /// The tracer's own CPU per event, microseconds of guest CPU.
     pub tool_cpu_us_per_event: Option<Spread>,
+    /// `--bpf-stats`: guest seconds inside the tracer's eBPF programs per workload.
+    pub progs_s: Option<Spread>,
+    /// `--bpf-stats`: per program, runs per workload and ns per run (medians over rounds).
+    pub progs: Vec<ProgSummary>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgSummary {
+    pub name: String,
+    pub runs: f64,
+    pub ns_per_run: Spread,
 }
 
 #[derive(Serialize)]
@@ -102,6 +123,8 @@ pub struct LabArgs {
     /// A second daxtrace run as `<config>@before` beside each daxtrace
     /// config, in the same rounds (A/B under the same host load).
     pub daxtrace_before: Option<PathBuf>,
+    /// Kernel accounting of the tracers' eBPF programs during the workload.
+    pub bpf_stats: bool,
 }
 
 pub fn run(a: &LabArgs) -> Result<()> {
@@ -167,6 +190,7 @@ pub fn run(a: &LabArgs) -> Result<()> {
         format!("lab.rounds={}", a.workload_rounds),
         format!("lab.pages={}", a.pages),
         format!("lab.passes={}", a.passes),
+        format!("lab.bpfstats={}", u8::from(a.bpf_stats)),
     ];
     eprintln!("bench: lab: booting 6.12 under TCG: {}", params.join(" "));
     let o = qemu::boot(&qemu::Boot {
@@ -252,6 +276,7 @@ fn read_run(dir: &Path, round: u32, cfg: &str, tracers: &tools::Unpacked) -> Res
         r.ready_s = Some(times[1] - times[0]);
     }
     r.tool_cpu_s = read("tool.cpu").trim().parse::<f64>().ok().map(|ticks| ticks / 100.0);
+    r.progs = parse_bpf_stats(&read("bpf.stats"));
     let tool = read("tool.out");
     match cfg {
         c if c.starts_with("daxtrace") => {
@@ -279,6 +304,40 @@ fn read_run(dir: &Path, round: u32, cfg: &str, tracers: &tools::Unpacked) -> Res
     Ok(r)
 }
 
+/// guest-bench.sh's `bpf.stats`: "name runs ns" per program that ran.
+fn parse_bpf_stats(text: &str) -> Vec<ProgRun> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, runs, ns) = (w.next()?, w.next()?.parse().ok()?, w.next()?.parse().ok()?);
+            Some(ProgRun { name: name.to_string(), runs, ns })
+        })
+        .collect()
+}
+
+#[allow(clippy::cast_precision_loss, reason = "report figures")]
+fn prog_summaries(mine: &[&LabRun]) -> Vec<ProgSummary> {
+    let mut names: Vec<&str> = mine.iter().flat_map(|r| r.progs.iter().map(|p| p.name.as_str())).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut v: Vec<ProgSummary> = names
+        .into_iter()
+        .filter_map(|n| {
+            // A name may stand for several programs (bpftrace's): summed per run.
+            let per_run: Vec<(f64, f64)> = mine
+                .iter()
+                .map(|r| r.progs.iter().filter(|p| p.name == n).fold((0.0, 0.0), |(a, b), p| (a + p.runs as f64, b + p.ns as f64)))
+                .filter(|&(runs, _)| runs > 0.0)
+                .collect();
+            let runs = Spread::of(&per_run.iter().map(|x| x.0).collect::<Vec<_>>())?.median;
+            let ns_per_run = Spread::of(&per_run.iter().map(|x| x.1 / x.0).collect::<Vec<_>>())?;
+            Some(ProgSummary { name: n.to_string(), runs, ns_per_run })
+        })
+        .collect();
+    v.sort_by(|a, b| (b.runs * b.ns_per_run.median).total_cmp(&(a.runs * a.ns_per_run.median)));
+    v
+}
+
 #[allow(clippy::cast_precision_loss, reason = "report figures")]
 pub fn summarize(runs: &[LabRun], configs: &[String]) -> Vec<LabConfig> {
     configs
@@ -298,6 +357,8 @@ pub fn summarize(runs: &[LabRun], configs: &[String]) -> Vec<LabConfig> {
                 file_bytes_per_event: col(&|r| Some(r.file_bytes? as f64 / r.events.max(1) as f64)),
                 data_bytes_per_event: col(&|r| Some(r.data_bytes? as f64 / r.events.max(1) as f64)),
                 tool_cpu_us_per_event: col(&|r| Some(r.tool_cpu_s? * 1e6 / r.events.max(1) as f64)),
+                progs_s: col(&|r| (!r.progs.is_empty()).then(|| r.progs.iter().map(|p| p.ns as f64).sum::<f64>() / 1e9)),
+                progs: prog_summaries(&mine),
             }
         })
         .collect()
@@ -331,6 +392,16 @@ fn table(r: &LabReport) -> String {
             show(c.tool_cpu_us_per_event, 2)
         );
     }
+    if r.configs.iter().any(|c| c.progs_s.is_some()) {
+        t += "\n  eBPF programs during the workload (kernel bpf_stats, --bpf-stats; the timings above include its accounting):\n";
+        t += &format!("  {:<28}  {:>20}  {:>24}  {:>12}  {:>22}\n", "config", "programs s min/med/max", "program", "runs (med)", "ns/run min/med/max");
+        for c in r.configs.iter().filter(|c| c.progs_s.is_some()) {
+            for (i, p) in c.progs.iter().enumerate() {
+                let (cfg, total) = if i == 0 { (c.config.as_str(), show(c.progs_s, 2)) } else { ("", String::new()) };
+                t += &format!("  {:<28}  {:>20}  {:>24}  {:>12.0}  {:>22}\n", cfg, total, p.name, p.runs, show(Some(p.ns_per_run), 0));
+            }
+        }
+    }
     t
 }
 
@@ -347,5 +418,21 @@ mod tests {
         // +10% in both rounds, although round 2 ran at half the speed.
         let s = c[1].added_pct.expect("paired");
         assert!((s.min - 10.0).abs() < 1e-9 && (s.max - 10.0).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
+    fn bpf_stats_sum_programs_of_one_name_and_rank_by_time() {
+        let mut a = LabRun { round: 1, config: "bpftrace".into(), ..LabRun::default() };
+        a.progs = parse_bpf_stats("tracepoint_a 100 50000\ntracepoint_a 100 30000\nbtf_iomap 10 50000\nbad line\n");
+        let mut b = LabRun { round: 2, config: "bpftrace".into(), ..LabRun::default() };
+        b.progs = parse_bpf_stats("tracepoint_a 300 90000\n");
+        let c = summarize(&[a, b], &["bpftrace".into()]);
+        let p = &c[0].progs;
+        // Two programs named alike in round 1: 200 runs, 400 ns/run; round 2: 300 ns/run.
+        assert_eq!(p[0].name, "tracepoint_a");
+        assert!((p[0].ns_per_run.min - 300.0).abs() < 1e-9 && (p[0].ns_per_run.max - 400.0).abs() < 1e-9, "{:?}", p[0]);
+        assert_eq!(p[1].name, "btf_iomap");
+        let s = c[0].progs_s.expect("stats");
+        assert!((s.min - 90e-6).abs() < 1e-12 && (s.max - 130e-6).abs() < 1e-12, "{s:?}");
     }
 }

@@ -81,10 +81,11 @@ pub struct Args {
     /// comparison under the same load (e.g. a build of main before a change).
     #[arg(long)]
     pub daxtrace_before: Option<PathBuf>,
-    /// Host: also report daxtrace's eBPF programs' cost per run, from the
-    /// kernel's own accounting (kernel.bpf_stats_enabled, on during the
-    /// timed loops only). The accounting adds two clock reads per program
-    /// run, so the timings of such a run include it.
+    /// Also report the eBPF programs' cost per run, from the kernel's own
+    /// accounting (kernel.bpf_stats_enabled, on during the timed loops or
+    /// the lab workload only): daxtrace's on the host, daxtrace's and
+    /// bpftrace's in the lab. The accounting adds two clock reads per
+    /// program run, so the timings of such a run include it.
     #[arg(long)]
     pub bpf_stats: bool,
     /// JSON report (default: <lab cache>/results/bench-overhead-<setting>.json).
@@ -147,6 +148,7 @@ pub fn run(a: Args) -> Result<()> {
                 out: a.out.clone(),
                 daxtrace: a.daxtrace.clone(),
                 daxtrace_before: a.daxtrace_before.clone(),
+                bpf_stats: a.bpf_stats,
             })
         }
     }
