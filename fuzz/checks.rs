@@ -6,7 +6,9 @@ use std::io::Cursor;
 
 use tracer::event::Event;
 use tracer::source::jsonl::JsonlReader;
-use tracer::source::tracefile::{decode_events, TraceReader, CHUNK_HEADER_LEN, CHUNK_MAGIC, FILE_HEADER_LEN, MAX_PAYLOAD};
+use tracer::source::tracefile::{
+    decode_events, TraceReader, CHUNK_HEADER_LEN, CHUNK_MAGIC, FILE_HEADER_LEN, MAX_PAYLOAD,
+};
 
 /// Any bytes given to the JSON Lines reader (the one `analyze` uses): events
 /// or line-numbered errors, never a panic; whatever parses prints and parses
@@ -45,13 +47,19 @@ pub fn tracefile(data: &[u8]) {
 
 fn read(data: &[u8]) {
     // Event by event (what `export` uses) ...
-    let Ok(mut r) = TraceReader::new(Cursor::new(data)) else { return };
+    let Ok(mut r) = TraceReader::new(Cursor::new(data)) else {
+        return;
+    };
     let evs: Vec<Event> = r.by_ref().collect();
     let rep = r.report();
     assert_eq!(evs.len() as u64, rep.events);
     assert!(rep.bytes_read <= data.len() as u64);
     for d in &rep.damage {
-        assert!(d.offset.saturating_add(d.len) <= data.len() as u64, "{d:?} past the end ({} bytes)", data.len());
+        assert!(
+            d.offset.saturating_add(d.len) <= data.len() as u64,
+            "{d:?} past the end ({} bytes)",
+            data.len()
+        );
     }
     let _ = rep.warnings();
     // ... and a chunk at a time (what `analyze` uses): the same events.
@@ -82,7 +90,10 @@ fn with_crcs_fixed(data: &[u8]) -> Option<Vec<u8>> {
         if stored > MAX_PAYLOAD || end > b.len() {
             break;
         }
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&b[pos..pos + 24]), &b[pos + CHUNK_HEADER_LEN..end]);
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c(&b[pos..pos + 24]),
+            &b[pos + CHUNK_HEADER_LEN..end],
+        );
         b[pos + 24..pos + 28].copy_from_slice(&crc.to_le_bytes());
         pos = end;
     }

@@ -12,13 +12,18 @@ fn main() -> anyhow::Result<()> {
     let stub = std::env::var("DAXTRACE_EBPF").is_ok_and(|v| v == "stub");
     let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR")?);
 
-    let cargo_metadata::Metadata { packages, .. } =
-        cargo_metadata::MetadataCommand::new().no_deps().exec().context("cargo metadata")?;
+    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("cargo metadata")?;
     let ebpf = packages
         .into_iter()
         .find(|p| p.name.as_str() == "tracer-ebpf")
         .ok_or_else(|| anyhow!("tracer-ebpf package not found"))?;
-    let root = ebpf.manifest_path.parent().ok_or_else(|| anyhow!("no parent"))?;
+    let root = ebpf
+        .manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("no parent"))?;
     let common = root.parent().map(|p| p.join("tracer-common"));
     println!("cargo:rerun-if-changed={root}");
     if let Some(c) = common {
@@ -29,6 +34,10 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(out_dir.join("tracer-ebpf"), [])?;
         return Ok(());
     }
-    let pkg = aya_build::Package { name: ebpf.name.as_str(), root_dir: root.as_str(), ..Default::default() };
+    let pkg = aya_build::Package {
+        name: ebpf.name.as_str(),
+        root_dir: root.as_str(),
+        ..Default::default()
+    };
     aya_build::build_ebpf([pkg], aya_build::Toolchain::default())
 }

@@ -170,7 +170,11 @@ impl Probe {
 
     /// By its [`Probe::tracepoint`] name (tracepoints and functions).
     pub fn by_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().chain(Self::FUNCS.iter()).copied().find(|p| p.tracepoint() == name)
+        Self::ALL
+            .iter()
+            .chain(Self::FUNCS.iter())
+            .copied()
+            .find(|p| p.tracepoint() == name)
     }
 
     /// The kernel function of a function probe ("" for tracepoints).

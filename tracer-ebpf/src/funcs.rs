@@ -15,7 +15,9 @@ use aya_ebpf::{
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{BtfOffsets, Probe, TpFields, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, SIZE_PMD, SIZE_PTE};
+use tracer_common::{
+    BtfOffsets, Probe, TpFields, MAP_HOLE, MAP_MAPPED, MAP_UNWRITTEN, SIZE_PMD, SIZE_PTE,
+};
 
 use crate::btf_tp::iomap_result;
 use crate::path::{self, kread, offsets, ArgArray, Args};
@@ -92,11 +94,22 @@ fn fault_enter(a: &impl Args, probe: Probe, size: u8, vmf_arg: usize, vma_arg: O
         Some(i) => vma_inode(&o, a.arg(i)),
         None => path::vmf_inode(&o, vmf),
     };
-    let Some((dev, ino)) = path::inode_target(a, &o, inode) else { return };
-    let Ok(pgoff) = kread::<u64>(vmf, o.vmf_pgoff) else { return };
+    let Some((dev, ino)) = path::inode_target(a, &o, inode) else {
+        return;
+    };
+    let Ok(pgoff) = kread::<u64>(vmf, o.vmf_pgoff) else {
+        return;
+    };
     let flags: u32 = kread(vmf, o.vmf_flags).unwrap_or(0);
     let address: u64 = kread(vmf, o.vmf_address).unwrap_or(0);
-    let c = Call { dev, _pad: 0, ino, ptr: 0, flags: 0, block: 0 };
+    let c = Call {
+        dev,
+        _pad: 0,
+        ino,
+        ptr: 0,
+        flags: 0,
+        block: 0,
+    };
     let _ = CALLS.insert(&key(SLOT_FAULT), &c, 0);
     path::fault_begin(&Helpers, probe, size, dev, ino, pgoff, flags, address);
 }
@@ -105,7 +118,9 @@ fn fault_enter(a: &impl Args, probe: Probe, size: u8, vmf_arg: usize, vma_arg: O
 fn fault_exit(probe: Probe, size: u8, ret: u64) {
     let k = key(SLOT_FAULT);
     // SAFETY: copied out at once.
-    let Some(c) = (unsafe { CALLS.get(&k) }).copied() else { return };
+    let Some(c) = (unsafe { CALLS.get(&k) }).copied() else {
+        return;
+    };
     let _ = CALLS.remove(&k);
     path::fault_end(&Helpers, probe, size, c.dev, c.ino, None, ret as u32);
 }
@@ -124,8 +139,17 @@ fn in_fault() -> Option<(u32, u64)> {
 #[inline(always)]
 fn iomap_enter(a: &impl Args) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
-    let c = Call { dev, _pad: 0, ino, ptr: a.arg(4), flags: a.arg(3), block: 0 };
+    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else {
+        return;
+    };
+    let c = Call {
+        dev,
+        _pad: 0,
+        ino,
+        ptr: a.arg(4),
+        flags: a.arg(3),
+        block: 0,
+    };
     let _ = CALLS.insert(&key(SLOT_LOOKUP), &c, 0);
 }
 
@@ -134,28 +158,52 @@ fn iomap_enter(a: &impl Args) {
 fn iomap_exit(probe: Probe, ret: u64) {
     let k = key(SLOT_LOOKUP);
     // SAFETY: copied out at once.
-    let Some(c) = (unsafe { CALLS.get(&k) }).copied() else { return };
+    let Some(c) = (unsafe { CALLS.get(&k) }).copied() else {
+        return;
+    };
     let _ = CALLS.remove(&k);
     if ret as i32 != 0 {
         return;
     }
     let o = offsets();
-    let (Ok(off), Ok(len), Ok(ty)) = (kread::<i64>(c.ptr, o.iomap_offset), kread::<u64>(c.ptr, o.iomap_length), kread::<u16>(c.ptr, o.iomap_type))
-    else {
+    let (Ok(off), Ok(len), Ok(ty)) = (
+        kread::<i64>(c.ptr, o.iomap_offset),
+        kread::<u64>(c.ptr, o.iomap_length),
+        kread::<u16>(c.ptr, o.iomap_type),
+    ) else {
         return;
     };
     let flags: u16 = kread(c.ptr, o.iomap_flags).unwrap_or(0);
     let (pgoff, npages) = pages(off as u64, len);
     let write = u8::from(c.flags & IOMAP_WRITE != 0);
-    path::lookup(&Helpers, probe, c.dev, c.ino, pgoff, npages, iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), Some(write));
+    path::lookup(
+        &Helpers,
+        probe,
+        c.dev,
+        c.ino,
+        pgoff,
+        npages,
+        iomap_result(ty),
+        u8::from(flags & IOMAP_F_NEW != 0),
+        Some(write),
+    );
 }
 
 /// Legacy `get_block(inode, sector_t iblock, struct buffer_head *bh, int create)`: entry side.
 #[inline(always)]
 fn get_block_enter(a: &impl Args) {
     let o = offsets();
-    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else { return };
-    let c = Call { dev, _pad: 0, ino, ptr: a.arg(2), flags: a.arg(3), block: a.arg(1) };
+    let Some((dev, ino)) = path::inode_target(a, &o, a.arg(0)) else {
+        return;
+    };
+    let c = Call {
+        dev,
+        _pad: 0,
+        ino,
+        ptr: a.arg(2),
+        flags: a.arg(3),
+        block: a.arg(1),
+    };
     let _ = CALLS.insert(&key(SLOT_LOOKUP), &c, 0);
 }
 
@@ -169,7 +217,9 @@ fn bit(state: u64, b: u16) -> bool {
 fn get_block_exit(probe: Probe, ret: u64) {
     let k = key(SLOT_LOOKUP);
     // SAFETY: copied out at once.
-    let Some(c) = (unsafe { CALLS.get(&k) }).copied() else { return };
+    let Some(c) = (unsafe { CALLS.get(&k) }).copied() else {
+        return;
+    };
     let _ = CALLS.remove(&k);
     if ret as i32 != 0 {
         return;
@@ -178,7 +228,12 @@ fn get_block_exit(probe: Probe, ret: u64) {
     if o.bh_bit_mapped == TpFields::ABSENT {
         return;
     }
-    let (Ok(state), Ok(size)) = (kread::<u64>(c.ptr, o.bh_state), kread::<u64>(c.ptr, o.bh_size)) else { return };
+    let (Ok(state), Ok(size)) = (
+        kread::<u64>(c.ptr, o.bh_state),
+        kread::<u64>(c.ptr, o.bh_size),
+    ) else {
+        return;
+    };
     let result = if bit(state, o.bh_bit_unwritten) {
         MAP_UNWRITTEN
     } else if bit(state, o.bh_bit_mapped) {
@@ -256,53 +311,153 @@ macro_rules! on_return {
 }
 
 // Fault begin/end. Legacy (vma, vmf, get_block): `__dax_fault` (4.0-4.6), `dax_fault` (4.7-4.9).
-on_entry!(fe___dax_fault, kp___dax_fault, |a| fault_enter(a, Probe::FnUDaxFault, SIZE_PTE, 1, Some(0)));
-on_return!(fx___dax_fault, kr___dax_fault, |r| fault_exit(Probe::FnUDaxFaultRet, SIZE_PTE, r));
-on_entry!(fe_dax_fault, kp_dax_fault, |a| fault_enter(a, Probe::FnDaxFault, SIZE_PTE, 1, Some(0)));
-on_return!(fx_dax_fault, kr_dax_fault, |r| fault_exit(Probe::FnDaxFaultRet, SIZE_PTE, r));
+on_entry!(fe___dax_fault, kp___dax_fault, |a| fault_enter(
+    a,
+    Probe::FnUDaxFault,
+    SIZE_PTE,
+    1,
+    Some(0)
+));
+on_return!(fx___dax_fault, kr___dax_fault, |r| fault_exit(
+    Probe::FnUDaxFaultRet,
+    SIZE_PTE,
+    r
+));
+on_entry!(fe_dax_fault, kp_dax_fault, |a| fault_enter(
+    a,
+    Probe::FnDaxFault,
+    SIZE_PTE,
+    1,
+    Some(0)
+));
+on_return!(fx_dax_fault, kr_dax_fault, |r| fault_exit(
+    Probe::FnDaxFaultRet,
+    SIZE_PTE,
+    r
+));
 // iomap era (4.11+): (vmf, ...).
-on_entry!(fe_dax_iomap_pte_fault, kp_dax_iomap_pte_fault, |a| fault_enter(a, Probe::FnDaxIomapPteFault, SIZE_PTE, 0, None));
-on_return!(fx_dax_iomap_pte_fault, kr_dax_iomap_pte_fault, |r| fault_exit(Probe::FnDaxIomapPteFaultRet, SIZE_PTE, r));
-on_entry!(fe_dax_iomap_pmd_fault, kp_dax_iomap_pmd_fault, |a| fault_enter(a, Probe::FnDaxIomapPmdFault, SIZE_PMD, 0, None));
-on_return!(fx_dax_iomap_pmd_fault, kr_dax_iomap_pmd_fault, |r| fault_exit(Probe::FnDaxIomapPmdFaultRet, SIZE_PMD, r));
+on_entry!(fe_dax_iomap_pte_fault, kp_dax_iomap_pte_fault, |a| {
+    fault_enter(a, Probe::FnDaxIomapPteFault, SIZE_PTE, 0, None)
+});
+on_return!(fx_dax_iomap_pte_fault, kr_dax_iomap_pte_fault, |r| {
+    fault_exit(Probe::FnDaxIomapPteFaultRet, SIZE_PTE, r)
+});
+on_entry!(fe_dax_iomap_pmd_fault, kp_dax_iomap_pmd_fault, |a| {
+    fault_enter(a, Probe::FnDaxIomapPmdFault, SIZE_PMD, 0, None)
+});
+on_return!(fx_dax_iomap_pmd_fault, kr_dax_iomap_pmd_fault, |r| {
+    fault_exit(Probe::FnDaxIomapPmdFaultRet, SIZE_PMD, r)
+});
 
 // Block lookups: the fs `->iomap_begin` (entry stashes, return reads the iomap).
 on_entry!(fe_ext4_iomap_begin, kp_ext4_iomap_begin, |a| iomap_enter(a));
-on_return!(fx_ext4_iomap_begin, kr_ext4_iomap_begin, |r| iomap_exit(Probe::FnExt4IomapBeginRet, r));
-on_entry!(fe_ext2_iomap_begin, kp_ext2_iomap_begin, |a| iomap_enter(a));
-on_return!(fx_ext2_iomap_begin, kr_ext2_iomap_begin, |r| iomap_exit(Probe::FnExt2IomapBeginRet, r));
-on_entry!(fe_xfs_file_iomap_begin, kp_xfs_file_iomap_begin, |a| iomap_enter(a));
-on_return!(fx_xfs_file_iomap_begin, kr_xfs_file_iomap_begin, |r| iomap_exit(Probe::FnXfsFileIomapBeginRet, r));
-on_entry!(fe_xfs_read_iomap_begin, kp_xfs_read_iomap_begin, |a| iomap_enter(a));
-on_return!(fx_xfs_read_iomap_begin, kr_xfs_read_iomap_begin, |r| iomap_exit(Probe::FnXfsReadIomapBeginRet, r));
-on_entry!(fe_xfs_direct_write_iomap_begin, kp_xfs_direct_write_iomap_begin, |a| iomap_enter(a));
-on_return!(fx_xfs_direct_write_iomap_begin, kr_xfs_direct_write_iomap_begin, |r| iomap_exit(
-    Probe::FnXfsDirectWriteIomapBeginRet,
+on_return!(fx_ext4_iomap_begin, kr_ext4_iomap_begin, |r| iomap_exit(
+    Probe::FnExt4IomapBeginRet,
     r
 ));
-on_entry!(fe_xfs_dax_write_iomap_begin, kp_xfs_dax_write_iomap_begin, |a| iomap_enter(a));
-on_return!(fx_xfs_dax_write_iomap_begin, kr_xfs_dax_write_iomap_begin, |r| iomap_exit(Probe::FnXfsDaxWriteIomapBeginRet, r));
+on_entry!(fe_ext2_iomap_begin, kp_ext2_iomap_begin, |a| iomap_enter(a));
+on_return!(fx_ext2_iomap_begin, kr_ext2_iomap_begin, |r| iomap_exit(
+    Probe::FnExt2IomapBeginRet,
+    r
+));
+on_entry!(fe_xfs_file_iomap_begin, kp_xfs_file_iomap_begin, |a| {
+    iomap_enter(a)
+});
+on_return!(fx_xfs_file_iomap_begin, kr_xfs_file_iomap_begin, |r| {
+    iomap_exit(Probe::FnXfsFileIomapBeginRet, r)
+});
+on_entry!(fe_xfs_read_iomap_begin, kp_xfs_read_iomap_begin, |a| {
+    iomap_enter(a)
+});
+on_return!(fx_xfs_read_iomap_begin, kr_xfs_read_iomap_begin, |r| {
+    iomap_exit(Probe::FnXfsReadIomapBeginRet, r)
+});
+on_entry!(
+    fe_xfs_direct_write_iomap_begin,
+    kp_xfs_direct_write_iomap_begin,
+    |a| iomap_enter(a)
+);
+on_return!(
+    fx_xfs_direct_write_iomap_begin,
+    kr_xfs_direct_write_iomap_begin,
+    |r| iomap_exit(Probe::FnXfsDirectWriteIomapBeginRet, r)
+);
+on_entry!(
+    fe_xfs_dax_write_iomap_begin,
+    kp_xfs_dax_write_iomap_begin,
+    |a| iomap_enter(a)
+);
+on_return!(
+    fx_xfs_dax_write_iomap_begin,
+    kr_xfs_dax_write_iomap_begin,
+    |r| iomap_exit(Probe::FnXfsDaxWriteIomapBeginRet, r)
+);
 // Legacy get_block callbacks.
-on_entry!(fe_ext4_dax_mmap_get_block, kp_ext4_dax_mmap_get_block, |a| get_block_enter(a));
-on_return!(fx_ext4_dax_mmap_get_block, kr_ext4_dax_mmap_get_block, |r| get_block_exit(Probe::FnExt4DaxMmapGetBlockRet, r));
-on_entry!(fe_ext4_dax_get_block, kp_ext4_dax_get_block, |a| get_block_enter(a));
-on_return!(fx_ext4_dax_get_block, kr_ext4_dax_get_block, |r| get_block_exit(Probe::FnExt4DaxGetBlockRet, r));
+on_entry!(
+    fe_ext4_dax_mmap_get_block,
+    kp_ext4_dax_mmap_get_block,
+    |a| get_block_enter(a)
+);
+on_return!(
+    fx_ext4_dax_mmap_get_block,
+    kr_ext4_dax_mmap_get_block,
+    |r| get_block_exit(Probe::FnExt4DaxMmapGetBlockRet, r)
+);
+on_entry!(fe_ext4_dax_get_block, kp_ext4_dax_get_block, |a| {
+    get_block_enter(a)
+});
+on_return!(fx_ext4_dax_get_block, kr_ext4_dax_get_block, |r| {
+    get_block_exit(Probe::FnExt4DaxGetBlockRet, r)
+});
 on_entry!(fe_ext2_get_block, kp_ext2_get_block, |a| get_block_enter(a));
-on_return!(fx_ext2_get_block, kr_ext2_get_block, |r| get_block_exit(Probe::FnExt2GetBlockRet, r));
-on_entry!(fe_xfs_get_blocks_dax_fault, kp_xfs_get_blocks_dax_fault, |a| get_block_enter(a));
-on_return!(fx_xfs_get_blocks_dax_fault, kr_xfs_get_blocks_dax_fault, |r| get_block_exit(Probe::FnXfsGetBlocksDaxFaultRet, r));
+on_return!(fx_ext2_get_block, kr_ext2_get_block, |r| get_block_exit(
+    Probe::FnExt2GetBlockRet,
+    r
+));
+on_entry!(
+    fe_xfs_get_blocks_dax_fault,
+    kp_xfs_get_blocks_dax_fault,
+    |a| get_block_enter(a)
+);
+on_return!(
+    fx_xfs_get_blocks_dax_fault,
+    kr_xfs_get_blocks_dax_fault,
+    |r| get_block_exit(Probe::FnXfsGetBlocksDaxFaultRet, r)
+);
 
 // Hole loads and inserts: inside a traced fault, at entry.
-on_entry!(fe_dax_load_hole, kp_dax_load_hole, |_a| hole(Probe::FnDaxLoadHole, SIZE_PTE));
-on_entry!(fe_dax_pmd_load_hole, kp_dax_pmd_load_hole, |_a| hole(Probe::FnDaxPmdLoadHole, SIZE_PMD));
-on_entry!(fe_dax_insert_mapping, kp_dax_insert_mapping, |_a| insert(Probe::FnDaxInsertMapping, 0, 0, 0, 0));
-// (mapping, vmf, entry, pfn, flags, dirty)
-on_entry!(fe_dax_insert_mapping_entry, kp_dax_insert_mapping_entry, |a| insert(
-    Probe::FnDaxInsertMappingEntry,
-    a.arg(4),
-    RADIX_DAX_PMD,
-    RADIX_DAX_ZERO_PAGE,
-    RADIX_DAX_EMPTY
+on_entry!(fe_dax_load_hole, kp_dax_load_hole, |_a| hole(
+    Probe::FnDaxLoadHole,
+    SIZE_PTE
 ));
+on_entry!(fe_dax_pmd_load_hole, kp_dax_pmd_load_hole, |_a| hole(
+    Probe::FnDaxPmdLoadHole,
+    SIZE_PMD
+));
+on_entry!(fe_dax_insert_mapping, kp_dax_insert_mapping, |_a| insert(
+    Probe::FnDaxInsertMapping,
+    0,
+    0,
+    0,
+    0
+));
+// (mapping, vmf, entry, pfn, flags, dirty)
+on_entry!(
+    fe_dax_insert_mapping_entry,
+    kp_dax_insert_mapping_entry,
+    |a| insert(
+        Probe::FnDaxInsertMappingEntry,
+        a.arg(4),
+        RADIX_DAX_PMD,
+        RADIX_DAX_ZERO_PAGE,
+        RADIX_DAX_EMPTY
+    )
+);
 // 4.20-5.x (xas, mapping, vmf, entry, pfn, flags, dirty); 6.x (xas, vmf, iter, entry, pfn, flags): flags is arg 5 in both.
-on_entry!(fe_dax_insert_entry, kp_dax_insert_entry, |a| insert(Probe::FnDaxInsertEntry, a.arg(5), DAX_PMD, DAX_ZERO_PAGE, DAX_EMPTY));
+on_entry!(fe_dax_insert_entry, kp_dax_insert_entry, |a| insert(
+    Probe::FnDaxInsertEntry,
+    a.arg(5),
+    DAX_PMD,
+    DAX_ZERO_PAGE,
+    DAX_EMPTY
+));

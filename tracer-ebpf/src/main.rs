@@ -20,16 +20,16 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile};
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{generated, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns, generated},
     macros::{map, tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
     EbpfContext as _,
 };
 use tracer_common::{
-    Config, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe,
-    Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE, INV_TRUNCATE,
-    INV_ZERO_RANGE, MAP_MAPPED, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
+    Config, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks,
+    Probe, Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE,
+    INV_TRUNCATE, INV_ZERO_RANGE, MAP_MAPPED, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
 };
 
 #[unsafe(no_mangle)]
@@ -133,11 +133,21 @@ struct Tp<'a> {
 impl<'a> Tp<'a> {
     #[inline(always)]
     fn new(ctx: &'a TracePointContext) -> Self {
-        let mut t = Tp { ctx, rec: core::mem::MaybeUninit::uninit(), whole: false };
+        let mut t = Tp {
+            ctx,
+            rec: core::mem::MaybeUninit::uninit(),
+            whole: false,
+        };
         // SAFETY: the record sits in the per-CPU perf trace buffer (8 KiB),
         // so REC_BYTES from its start are kernel memory; a failed read is
         // reported (and zeroes the buffer), not a fault.
-        t.whole = unsafe { generated::bpf_probe_read_kernel(t.rec.as_mut_ptr().cast(), REC_BYTES as u32, ctx.as_ptr()) } == 0;
+        t.whole = unsafe {
+            generated::bpf_probe_read_kernel(
+                t.rec.as_mut_ptr().cast(),
+                REC_BYTES as u32,
+                ctx.as_ptr(),
+            )
+        } == 0;
         t
     }
 }
@@ -150,7 +160,9 @@ fn read<T>(ctx: &Tp, off: u16) -> Result<T, i32> {
     let off = off as usize;
     if ctx.whole && off <= REC_BYTES - core::mem::size_of::<T>() {
         // SAFETY: bounds checked just above; T is a plain integer.
-        return Ok(unsafe { core::ptr::read_unaligned(ctx.rec.as_ptr().cast::<u8>().add(off).cast::<T>()) });
+        return Ok(unsafe {
+            core::ptr::read_unaligned(ctx.rec.as_ptr().cast::<u8>().add(off).cast::<T>())
+        });
     }
     // SAFETY: offset comes from the tracepoint's own format file.
     unsafe { ctx.ctx.read_at::<T>(off) }
@@ -163,7 +175,11 @@ fn target(ctx: &Tp, f: &TpFields) -> Option<(u32, u64)> {
     let ino: u64 = read(ctx, f.ino).ok()?;
     // SAFETY: as in `fields`.
     let (fdev, fon, fino) = unsafe {
-        (read_volatile(addr_of!(CONFIG.filter_dev)), read_volatile(addr_of!(CONFIG.filter_ino_on)), read_volatile(addr_of!(CONFIG.filter_ino)))
+        (
+            read_volatile(addr_of!(CONFIG.filter_dev)),
+            read_volatile(addr_of!(CONFIG.filter_ino_on)),
+            read_volatile(addr_of!(CONFIG.filter_ino)),
+        )
     };
     if (fdev != 0 && fdev != dev) || (fon != 0 && fino != ino) {
         return None;
@@ -176,7 +192,11 @@ fn target(ctx: &Tp, f: &TpFields) -> Option<(u32, u64)> {
 fn pass_filter(dev: u32, ino: u64) -> bool {
     // SAFETY: as in `fields`.
     let (fdev, fon, fino) = unsafe {
-        (read_volatile(addr_of!(CONFIG.filter_dev)), read_volatile(addr_of!(CONFIG.filter_ino_on)), read_volatile(addr_of!(CONFIG.filter_ino)))
+        (
+            read_volatile(addr_of!(CONFIG.filter_dev)),
+            read_volatile(addr_of!(CONFIG.filter_ino_on)),
+            read_volatile(addr_of!(CONFIG.filter_ino)),
+        )
     };
     !((fdev != 0 && fdev != dev) || (fon != 0 && fino != ino))
 }
@@ -192,7 +212,9 @@ fn dropped(kind: Kind) {
 /// Submit flags for a record written at `ts`: see `WAKE_CHECK_NS`.
 #[inline(always)]
 fn wake_flags(ts: u64) -> u64 {
-    let Some(last) = LAST_WAKE.get_ptr_mut(0) else { return u64::from(BPF_RB_NO_WAKEUP) };
+    let Some(last) = LAST_WAKE.get_ptr_mut(0) else {
+        return u64::from(BPF_RB_NO_WAKEUP);
+    };
     // SAFETY: per-CPU slot, no concurrent writer on this CPU.
     unsafe {
         if ts.wrapping_sub(*last) < WAKE_CHECK_NS {
@@ -226,14 +248,19 @@ fn emit<P: Put + 'static>(c: &impl Cur, kind: Kind, probe: Probe, dev: u32, ino:
     unsafe {
         let h = addr_of_mut!((*r).header);
         // kind (u16) then probe (u16): one store, little-endian.
-        addr_of_mut!((*h).kind).cast::<u32>().write(u32::from(kind as u16) | (u32::from(probe as u16) << 16));
+        addr_of_mut!((*h).kind)
+            .cast::<u32>()
+            .write(u32::from(kind as u16) | (u32::from(probe as u16) << 16));
         addr_of_mut!((*h).cpu).write(cpu);
         addr_of_mut!((*h).ts).write(ts);
         // dev then `_pad` (0).
         addr_of_mut!((*h).dev).cast::<u64>().write(u64::from(dev));
         addr_of_mut!((*h).ino).write(ino);
         // tid (low half) then pid, and all 16 bytes of comm.
-        c.put_task(addr_of_mut!((*h).tid).cast::<u64>(), addr_of_mut!((*h).comm));
+        c.put_task(
+            addr_of_mut!((*h).tid).cast::<u64>(),
+            addr_of_mut!((*h).comm),
+        );
         payload.put(addr_of_mut!((*r).payload));
     }
     entry.submit(wake_flags(ts));
@@ -276,7 +303,11 @@ impl Cur for TaskBtf {
     unsafe fn put_task(&self, ids: *mut u64, comm: *mut [u8; 16]) {
         // SAFETY: as in `fields`.
         let (op, ot, oc) = unsafe {
-            (read_volatile(addr_of!(CONFIG.btf.task_pid)), read_volatile(addr_of!(CONFIG.btf.task_tgid)), read_volatile(addr_of!(CONFIG.btf.task_comm)))
+            (
+                read_volatile(addr_of!(CONFIG.btf.task_pid)),
+                read_volatile(addr_of!(CONFIG.btf.task_tgid)),
+                read_volatile(addr_of!(CONFIG.btf.task_comm)),
+            )
         };
         if op == TpFields::ABSENT || ot == TpFields::ABSENT || oc == TpFields::ABSENT {
             // SAFETY: per the trait.
@@ -291,7 +322,9 @@ impl Cur for TaskBtf {
             ids.write((u64::from(tgid) << 32) | u64::from(pid));
             let src = t + u64::from(oc);
             comm.cast::<u64>().write(read_volatile(src as *const u64));
-            comm.cast::<u64>().add(1).write(read_volatile((src + 8) as *const u64));
+            comm.cast::<u64>()
+                .add(1)
+                .write(read_volatile((src + 8) as *const u64));
         }
     }
 }
@@ -339,7 +372,9 @@ fn tid() -> u32 {
 fn next_fault_id() -> u64 {
     // SAFETY: plain helper.
     let cpu = unsafe { bpf_get_smp_processor_id() } as u64;
-    let Some(seq) = FAULT_SEQ.get_ptr_mut(0) else { return 0 };
+    let Some(seq) = FAULT_SEQ.get_ptr_mut(0) else {
+        return 0;
+    };
     // SAFETY: per-CPU slot.
     unsafe {
         *seq += 1;
@@ -353,23 +388,50 @@ fn next_fault_id() -> u64 {
 #[inline(always)]
 fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let pgoff: u64 = read(ctx, f.pgoff)?;
     let flags: u32 = read(ctx, f.flags).unwrap_or(0);
     let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
     let fault = next_fault_id();
-    let fc = FaultCtx { fault, pgoff, size, write, dev, ino, ..FaultCtx::default() };
+    let fc = FaultCtx {
+        fault,
+        pgoff,
+        size,
+        write,
+        dev,
+        ino,
+        ..FaultCtx::default()
+    };
     if FAULTS.insert(&tid(), &fc, 0).is_ok() {
         path::note_any_fault();
     }
-    emit(&Helpers, Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address: 0, flags, size, write, _pad: [0; 2] });
+    emit(
+        &Helpers,
+        Kind::FaultBegin,
+        probe,
+        dev,
+        ino,
+        FaultBegin {
+            fault,
+            pgoff,
+            address: 0,
+            flags,
+            size,
+            write,
+            _pad: [0; 2],
+        },
+    );
     Ok(())
 }
 
 #[inline(always)]
 fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let pgoff: u64 = read(ctx, f.pgoff)?;
     let result: u32 = read(ctx, f.result).unwrap_or(0);
     let t = tid();
@@ -379,20 +441,56 @@ fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
     if let Some(c) = fc {
         // No probe on this kernel sees the insert: a fault that found blocks
         // and ended with NOPAGE without loading a hole inserted a mapping.
-        if c.lookup_mapped != 0 && c.hole_loaded == 0 && c.insert_seen == 0 && result & VM_FAULT_NOPAGE != 0 {
-            let first = if size == SIZE_PMD { pgoff & !(PMD_PAGES - 1) } else { pgoff };
-            emit(&Helpers, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
+        if c.lookup_mapped != 0
+            && c.hole_loaded == 0
+            && c.insert_seen == 0
+            && result & VM_FAULT_NOPAGE != 0
+        {
+            let first = if size == SIZE_PMD {
+                pgoff & !(PMD_PAGES - 1)
+            } else {
+                pgoff
+            };
+            emit(
+                &Helpers,
+                Kind::InsertMapping,
+                probe,
+                dev,
+                ino,
+                InsertMapping {
+                    fault,
+                    pgoff: first,
+                    size,
+                    inferred: 1,
+                    _pad: [0; 6],
+                },
+            );
         }
         let _ = FAULTS.remove(&t);
     }
-    emit(&Helpers, Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
+    emit(
+        &Helpers,
+        Kind::FaultEnd,
+        probe,
+        dev,
+        ino,
+        FaultEnd {
+            fault,
+            pgoff,
+            result,
+            size,
+            _pad: [0; 3],
+        },
+    );
     Ok(())
 }
 
 #[inline(always)]
 fn try_load_hole(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let t = tid();
     let mut fault = 0;
     let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
@@ -413,14 +511,28 @@ fn try_load_hole(ctx: &Tp, probe: Probe, size: u8) -> Res {
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(&Helpers, Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
+    emit(
+        &Helpers,
+        Kind::LoadHole,
+        probe,
+        dev,
+        ino,
+        LoadHole {
+            fault,
+            pgoff,
+            size,
+            _pad: [0; 7],
+        },
+    );
     Ok(())
 }
 
 #[inline(always)]
 fn try_insert(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let t = tid();
     let mut fault = 0;
     let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
@@ -440,7 +552,20 @@ fn try_insert(ctx: &Tp, probe: Probe, size: u8) -> Res {
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(&Helpers, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
+    emit(
+        &Helpers,
+        Kind::InsertMapping,
+        probe,
+        dev,
+        ino,
+        InsertMapping {
+            fault,
+            pgoff,
+            size,
+            inferred: 0,
+            _pad: [0; 6],
+        },
+    );
     Ok(())
 }
 
@@ -455,14 +580,26 @@ fn pages(off_bytes: u64, len_bytes: u64) -> (u64, u64) {
 fn try_iomap(ctx: &Tp) -> Res {
     let probe = Probe::IomapIterDstmap;
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let off: i64 = read(ctx, f.offset)?;
     let len: u64 = read(ctx, f.length)?;
     let ty: u16 = read(ctx, f.kind)?;
     let flags: u16 = read(ctx, f.flags).unwrap_or(0);
     let (pgoff, npages) = pages(off as u64, len);
     // The tracepoint does not carry IOMAP_WRITE: `lookup` takes it from the fault.
-    path::lookup(&Helpers, probe, dev, ino, pgoff, npages, btf_tp::iomap_result(ty), u8::from(flags & IOMAP_F_NEW != 0), None);
+    path::lookup(
+        &Helpers,
+        probe,
+        dev,
+        ino,
+        pgoff,
+        npages,
+        btf_tp::iomap_result(ty),
+        u8::from(flags & IOMAP_F_NEW != 0),
+        None,
+    );
     Ok(())
 }
 
@@ -479,14 +616,20 @@ fn try_iomap_iter(ctx: &Tp) -> Res {
 fn blkbits() -> u32 {
     // SAFETY: as in `fields`.
     let b = unsafe { read_volatile(addr_of!(CONFIG.blkbits)) };
-    if b > 12 { 12 } else { b }
+    if b > 12 {
+        12
+    } else {
+        b
+    }
 }
 
 #[inline(always)]
 fn try_ext4_map_blocks(ctx: &Tp) -> Res {
     let probe = Probe::Ext4ExtMapBlocksExit;
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let lblk: u32 = read(ctx, f.offset)?;
     let len: u32 = read(ctx, f.length)?;
     let mflags: u32 = read(ctx, f.kind)?;
@@ -499,7 +642,22 @@ fn try_ext4_map_blocks(ctx: &Tp) -> Res {
     let shift = 12 - blkbits();
     let pgoff = (lblk as u64) >> shift;
     let npages = ((len as u64) >> shift).max(1);
-    emit(&Helpers, Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    emit(
+        &Helpers,
+        Kind::MapBlocks,
+        probe,
+        dev,
+        ino,
+        MapBlocks {
+            fault,
+            pgoff,
+            npages,
+            result,
+            new,
+            write,
+            _pad: [0; 5],
+        },
+    );
     Ok(())
 }
 
@@ -507,7 +665,9 @@ fn try_ext4_map_blocks(ctx: &Tp) -> Res {
 fn try_xfs_alloc(ctx: &Tp) -> Res {
     let probe = Probe::XfsIomapAlloc;
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let startoff: u64 = read(ctx, f.offset)?;
     let count: u64 = read(ctx, f.length)?;
     let (fault, _) = path::note_lookup(MAP_MAPPED);
@@ -518,7 +678,15 @@ fn try_xfs_alloc(ctx: &Tp) -> Res {
         probe,
         dev,
         ino,
-        MapBlocks { fault, pgoff: startoff >> shift, npages: (count >> shift).max(1), result: MAP_MAPPED, new: 1, write: 1, _pad: [0; 5] },
+        MapBlocks {
+            fault,
+            pgoff: startoff >> shift,
+            npages: (count >> shift).max(1),
+            result: MAP_MAPPED,
+            new: 1,
+            write: 1,
+            _pad: [0; 5],
+        },
     );
     Ok(())
 }
@@ -526,7 +694,9 @@ fn try_xfs_alloc(ctx: &Tp) -> Res {
 #[inline(always)]
 fn try_invalidate(ctx: &Tp, probe: Probe, reason: u8) -> Res {
     let f = fields(probe);
-    let Some((dev, ino)) = target(ctx, &f) else { return Ok(()) };
+    let Some((dev, ino)) = target(ctx, &f) else {
+        return Ok(());
+    };
     let (pgoff, npages) = if f.offset == TpFields::ABSENT {
         // Truncate and xfs_free_file_space do not say where: to EOF.
         (0, NPAGES_TO_EOF)
@@ -535,7 +705,19 @@ fn try_invalidate(ctx: &Tp, probe: Probe, reason: u8) -> Res {
         let len: i64 = read(ctx, f.length)?;
         pages(off as u64, len as u64)
     };
-    emit(&Helpers, Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
+    emit(
+        &Helpers,
+        Kind::Invalidate,
+        probe,
+        dev,
+        ino,
+        Invalidate {
+            pgoff,
+            npages,
+            reason,
+            _pad: [0; 7],
+        },
+    );
     Ok(())
 }
 
@@ -552,23 +734,75 @@ macro_rules! tp {
     };
 }
 
-tp!(tp_fs_dax_dax_pte_fault, |c| try_fault_begin(c, Probe::DaxPteFault, SIZE_PTE));
-tp!(tp_fs_dax_dax_pte_fault_done, |c| try_fault_end(c, Probe::DaxPteFaultDone, SIZE_PTE));
-tp!(tp_fs_dax_dax_pmd_fault, |c| try_fault_begin(c, Probe::DaxPmdFault, SIZE_PMD));
-tp!(tp_fs_dax_dax_pmd_fault_done, |c| try_fault_end(c, Probe::DaxPmdFaultDone, SIZE_PMD));
-tp!(tp_fs_dax_dax_load_hole, |c| try_load_hole(c, Probe::DaxLoadHole, SIZE_PTE));
-tp!(tp_fs_dax_dax_pmd_load_hole, |c| try_load_hole(c, Probe::DaxPmdLoadHole, SIZE_PMD));
-tp!(tp_fs_dax_dax_insert_mapping, |c| try_insert(c, Probe::DaxInsertMapping, SIZE_PTE));
-tp!(tp_fs_dax_dax_pmd_insert_mapping, |c| try_insert(c, Probe::DaxPmdInsertMapping, SIZE_PMD));
+tp!(tp_fs_dax_dax_pte_fault, |c| try_fault_begin(
+    c,
+    Probe::DaxPteFault,
+    SIZE_PTE
+));
+tp!(tp_fs_dax_dax_pte_fault_done, |c| try_fault_end(
+    c,
+    Probe::DaxPteFaultDone,
+    SIZE_PTE
+));
+tp!(tp_fs_dax_dax_pmd_fault, |c| try_fault_begin(
+    c,
+    Probe::DaxPmdFault,
+    SIZE_PMD
+));
+tp!(tp_fs_dax_dax_pmd_fault_done, |c| try_fault_end(
+    c,
+    Probe::DaxPmdFaultDone,
+    SIZE_PMD
+));
+tp!(tp_fs_dax_dax_load_hole, |c| try_load_hole(
+    c,
+    Probe::DaxLoadHole,
+    SIZE_PTE
+));
+tp!(tp_fs_dax_dax_pmd_load_hole, |c| try_load_hole(
+    c,
+    Probe::DaxPmdLoadHole,
+    SIZE_PMD
+));
+tp!(tp_fs_dax_dax_insert_mapping, |c| try_insert(
+    c,
+    Probe::DaxInsertMapping,
+    SIZE_PTE
+));
+tp!(tp_fs_dax_dax_pmd_insert_mapping, |c| try_insert(
+    c,
+    Probe::DaxPmdInsertMapping,
+    SIZE_PMD
+));
 tp!(tp_iomap_iomap_iter_dstmap, try_iomap);
 tp!(tp_iomap_iomap_iter, try_iomap_iter);
 tp!(tp_ext4_ext4_ext_map_blocks_exit, try_ext4_map_blocks);
 tp!(tp_xfs_xfs_iomap_alloc, try_xfs_alloc);
-tp!(tp_ext4_ext4_punch_hole, |c| try_invalidate(c, Probe::Ext4PunchHole, INV_PUNCH_HOLE));
-tp!(tp_ext4_ext4_truncate_enter, |c| try_invalidate(c, Probe::Ext4TruncateEnter, INV_TRUNCATE));
-tp!(tp_ext4_ext4_collapse_range, |c| try_invalidate(c, Probe::Ext4CollapseRange, INV_COLLAPSE_RANGE));
-tp!(tp_ext4_ext4_zero_range, |c| try_invalidate(c, Probe::Ext4ZeroRange, INV_ZERO_RANGE));
-tp!(tp_xfs_xfs_free_file_space, |c| try_invalidate(c, Probe::XfsFreeFileSpace, INV_PUNCH_HOLE));
+tp!(tp_ext4_ext4_punch_hole, |c| try_invalidate(
+    c,
+    Probe::Ext4PunchHole,
+    INV_PUNCH_HOLE
+));
+tp!(tp_ext4_ext4_truncate_enter, |c| try_invalidate(
+    c,
+    Probe::Ext4TruncateEnter,
+    INV_TRUNCATE
+));
+tp!(tp_ext4_ext4_collapse_range, |c| try_invalidate(
+    c,
+    Probe::Ext4CollapseRange,
+    INV_COLLAPSE_RANGE
+));
+tp!(tp_ext4_ext4_zero_range, |c| try_invalidate(
+    c,
+    Probe::Ext4ZeroRange,
+    INV_ZERO_RANGE
+));
+tp!(tp_xfs_xfs_free_file_space, |c| try_invalidate(
+    c,
+    Probe::XfsFreeFileSpace,
+    INV_PUNCH_HOLE
+));
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -9,13 +9,13 @@ use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use tracer_common::{
-    BtfOffsets, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks, Probe, TpFields,
-    INV_WRITE, MAP_HOLE, PMD_PAGES, SIZE_PMD,
+    BtfOffsets, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole,
+    MapBlocks, Probe, TpFields, INV_WRITE, MAP_HOLE, PMD_PAGES, SIZE_PMD,
 };
 
 use crate::{
-    emit, next_fault_id, Cur, Helpers, TaskBtf, tid, WriteCtx, ANY_FAULT, CONFIG, FAULTS, FAULT_FLAG_WRITE, IOMAP_DAX, IOMAP_FAULT, IOMAP_WRITE,
-    VM_FAULT_NOPAGE, WRITES,
+    emit, next_fault_id, tid, Cur, Helpers, TaskBtf, WriteCtx, ANY_FAULT, CONFIG, FAULTS,
+    FAULT_FLAG_WRITE, IOMAP_DAX, IOMAP_FAULT, IOMAP_WRITE, VM_FAULT_NOPAGE, WRITES,
 };
 
 /// Where arguments come from: a u64 array (tp_btf, raw_tp, fentry) or the
@@ -125,19 +125,59 @@ pub fn vmf_inode(o: &BtfOffsets, vmf: u64) -> u64 {
 }
 
 #[inline(always)]
-pub fn fault_begin(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff: u64, flags: u32, address: u64) {
+pub fn fault_begin(
+    c: &impl Cur,
+    probe: Probe,
+    size: u8,
+    dev: u32,
+    ino: u64,
+    pgoff: u64,
+    flags: u32,
+    address: u64,
+) {
     let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
     let fault = next_fault_id();
-    let fc = FaultCtx { fault, pgoff, size, write, dev, ino, ..FaultCtx::default() };
+    let fc = FaultCtx {
+        fault,
+        pgoff,
+        size,
+        write,
+        dev,
+        ino,
+        ..FaultCtx::default()
+    };
     if FAULTS.insert(&tid(), &fc, 0).is_ok() {
         note_any_fault();
     }
-    emit(c, Kind::FaultBegin, probe, dev, ino, FaultBegin { fault, pgoff, address, flags, size, write, _pad: [0; 2] });
+    emit(
+        c,
+        Kind::FaultBegin,
+        probe,
+        dev,
+        ino,
+        FaultBegin {
+            fault,
+            pgoff,
+            address,
+            flags,
+            size,
+            write,
+            _pad: [0; 2],
+        },
+    );
 }
 
 /// `pgoff` None: the fault's own (a probe at the fault's return has no vmf).
 #[inline(always)]
-pub fn fault_end(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff: Option<u64>, result: u32) {
+pub fn fault_end(
+    c: &impl Cur,
+    probe: Probe,
+    size: u8,
+    dev: u32,
+    ino: u64,
+    pgoff: Option<u64>,
+    result: u32,
+) {
     let t = tid();
     // SAFETY: the value is copied out at once.
     let fc = unsafe { FAULTS.get(&t) }.copied();
@@ -146,13 +186,47 @@ pub fn fault_end(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff
     if let Some(f) = fc {
         // No probe on this kernel saw the insert: a fault that found blocks
         // and ended with NOPAGE without loading a hole inserted a mapping.
-        if f.lookup_mapped != 0 && f.hole_loaded == 0 && f.insert_seen == 0 && result & VM_FAULT_NOPAGE != 0 {
-            let first = if size == SIZE_PMD { pgoff & !(PMD_PAGES - 1) } else { pgoff };
-            emit(c, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff: first, size, inferred: 1, _pad: [0; 6] });
+        if f.lookup_mapped != 0
+            && f.hole_loaded == 0
+            && f.insert_seen == 0
+            && result & VM_FAULT_NOPAGE != 0
+        {
+            let first = if size == SIZE_PMD {
+                pgoff & !(PMD_PAGES - 1)
+            } else {
+                pgoff
+            };
+            emit(
+                c,
+                Kind::InsertMapping,
+                probe,
+                dev,
+                ino,
+                InsertMapping {
+                    fault,
+                    pgoff: first,
+                    size,
+                    inferred: 1,
+                    _pad: [0; 6],
+                },
+            );
         }
         let _ = FAULTS.remove(&t);
     }
-    emit(c, Kind::FaultEnd, probe, dev, ino, FaultEnd { fault, pgoff, result, size, _pad: [0; 3] });
+    emit(
+        c,
+        Kind::FaultEnd,
+        probe,
+        dev,
+        ino,
+        FaultEnd {
+            fault,
+            pgoff,
+            result,
+            size,
+            _pad: [0; 3],
+        },
+    );
 }
 
 /// (fault id, the fault's pgoff) after marking the task's fault.
@@ -175,7 +249,19 @@ pub fn load_hole(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(c, Kind::LoadHole, probe, dev, ino, LoadHole { fault, pgoff, size, _pad: [0; 7] });
+    emit(
+        c,
+        Kind::LoadHole,
+        probe,
+        dev,
+        ino,
+        LoadHole {
+            fault,
+            pgoff,
+            size,
+            _pad: [0; 7],
+        },
+    );
 }
 
 #[inline(always)]
@@ -185,7 +271,20 @@ pub fn insert(c: &impl Cur, probe: Probe, size: u8, dev: u32, ino: u64, pgoff: O
     if size == SIZE_PMD {
         pgoff &= !(PMD_PAGES - 1);
     }
-    emit(c, Kind::InsertMapping, probe, dev, ino, InsertMapping { fault, pgoff, size, inferred: 0, _pad: [0; 6] });
+    emit(
+        c,
+        Kind::InsertMapping,
+        probe,
+        dev,
+        ino,
+        InsertMapping {
+            fault,
+            pgoff,
+            size,
+            inferred: 0,
+            _pad: [0; 6],
+        },
+    );
 }
 
 /// Some fault has begun since load: until then no lookup can be inside one,
@@ -205,7 +304,10 @@ pub fn note_lookup(result: u8) -> (u64, Option<u8>) {
     // A stale 0 is impossible for this task's own fault: its fault_begin
     // stored the 1 earlier in the task's order.
     // SAFETY: a plain load of a map value.
-    if ANY_FAULT.get_ptr(0).is_none_or(|p| unsafe { read_volatile(p) } == 0) {
+    if ANY_FAULT
+        .get_ptr(0)
+        .is_none_or(|p| unsafe { read_volatile(p) } == 0)
+    {
         return (0, None);
     }
     match FAULTS.get_ptr_mut(&tid()) {
@@ -242,7 +344,12 @@ pub fn note_write_alloc(dev: u32, ino: u64, pgoff: u64, npages: u64) {
 /// (`invalidate_inode_pages2_range`) has happened by now. `target` reads the
 /// (dev, ino) of the iteration's inode, only when needed.
 #[inline(always)]
-pub fn iomap_iter(c: &impl Cur, probe: Probe, flags: u32, target: impl FnOnce() -> Option<(u32, u64)>) {
+pub fn iomap_iter(
+    c: &impl Cur,
+    probe: Probe,
+    flags: u32,
+    target: impl FnOnce() -> Option<(u32, u64)>,
+) {
     // Reads, faults and non-DAX I/O (the common case) stop here, before
     // any map lookup: only a DAX write's iterations can have a pending extent.
     if flags & (IOMAP_WRITE | IOMAP_DAX | IOMAP_FAULT) != IOMAP_WRITE | IOMAP_DAX {
@@ -255,13 +362,31 @@ pub fn iomap_iter(c: &impl Cur, probe: Probe, flags: u32, target: impl FnOnce() 
             if (*w).npages != 0 {
                 let (dev, ino, pgoff, npages) = ((*w).dev, (*w).ino, (*w).pgoff, (*w).npages);
                 (*w).npages = 0;
-                emit(c, Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason: INV_WRITE, _pad: [0; 7] });
+                emit(
+                    c,
+                    Kind::Invalidate,
+                    probe,
+                    dev,
+                    ino,
+                    Invalidate {
+                        pgoff,
+                        npages,
+                        reason: INV_WRITE,
+                        _pad: [0; 7],
+                    },
+                );
             }
             (*w).flags = flags;
         },
         None => {
             let Some((dev, ino)) = target() else { return };
-            let w = WriteCtx { dev, flags, ino, pgoff: 0, npages: 0 };
+            let w = WriteCtx {
+                dev,
+                flags,
+                ino,
+                pgoff: 0,
+                npages: 0,
+            };
             let _ = WRITES.insert(&t, &w, 0);
         }
     }
@@ -270,7 +395,17 @@ pub fn iomap_iter(c: &impl Cur, probe: Probe, flags: u32, target: impl FnOnce() 
 /// A block lookup. `write` None: the caller's intent is not known to the
 /// probe; inside a fault take the fault's, outside one an allocation implies it.
 #[inline(always)]
-pub fn lookup(c: &impl Cur, probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, result: u8, new: u8, write: Option<u8>) {
+pub fn lookup(
+    c: &impl Cur,
+    probe: Probe,
+    dev: u32,
+    ino: u64,
+    pgoff: u64,
+    npages: u64,
+    result: u8,
+    new: u8,
+    write: Option<u8>,
+) {
     let (fault, fwrite) = note_lookup(result);
     let write = write.or(fwrite).unwrap_or(new);
     // iomap lookups (dstmap, or an fs ->iomap_begin return under kprobe or
@@ -288,10 +423,45 @@ pub fn lookup(c: &impl Cur, probe: Probe, dev: u32, ino: u64, pgoff: u64, npages
     if fault == 0 && new != 0 && iomap {
         note_write_alloc(dev, ino, pgoff, npages);
     }
-    emit(c, Kind::MapBlocks, probe, dev, ino, MapBlocks { fault, pgoff, npages, result, new, write, _pad: [0; 5] });
+    emit(
+        c,
+        Kind::MapBlocks,
+        probe,
+        dev,
+        ino,
+        MapBlocks {
+            fault,
+            pgoff,
+            npages,
+            result,
+            new,
+            write,
+            _pad: [0; 5],
+        },
+    );
 }
 
 #[inline(always)]
-pub fn invalidate(c: &impl Cur, probe: Probe, dev: u32, ino: u64, pgoff: u64, npages: u64, reason: u8) {
-    emit(c, Kind::Invalidate, probe, dev, ino, Invalidate { pgoff, npages, reason, _pad: [0; 7] });
+pub fn invalidate(
+    c: &impl Cur,
+    probe: Probe,
+    dev: u32,
+    ino: u64,
+    pgoff: u64,
+    npages: u64,
+    reason: u8,
+) {
+    emit(
+        c,
+        Kind::Invalidate,
+        probe,
+        dev,
+        ino,
+        Invalidate {
+            pgoff,
+            npages,
+            reason,
+            _pad: [0; 7],
+        },
+    );
 }

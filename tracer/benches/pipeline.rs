@@ -24,8 +24,22 @@ fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.sample_size(20);
     for (name, w) in [
-        ("events_64k_pages", Workload { inodes: 1, pages_per_inode: 1 << 16, ..Workload::default() }),
-        ("events_1m_pages", Workload { inodes: 16, pages_per_inode: 1 << 16, ..Workload::default() }),
+        (
+            "events_64k_pages",
+            Workload {
+                inodes: 1,
+                pages_per_inode: 1 << 16,
+                ..Workload::default()
+            },
+        ),
+        (
+            "events_1m_pages",
+            Workload {
+                inodes: 16,
+                pages_per_inode: 1 << 16,
+                ..Workload::default()
+            },
+        ),
     ] {
         let events = w.generate(n);
         let (buf, spans) = tracer::decode::encode_all(&events);
@@ -54,7 +68,13 @@ fn pipeline(c: &mut Criterion) {
                     let off = round * span;
                     for &(s, e) in &spans {
                         let ev = tracer::decode::decode(&buf[s..e]).unwrap();
-                        p.push(tracer::event::Event { ts: ev.ts + off, ..ev }, &mut ());
+                        p.push(
+                            tracer::event::Event {
+                                ts: ev.ts + off,
+                                ..ev
+                            },
+                            &mut (),
+                        );
                     }
                 }
                 t.elapsed()
@@ -85,24 +105,40 @@ fn decode(c: &mut Criterion) {
     g.sample_size(20);
     g.throughput(Throughput::Elements(spans.len() as u64));
     g.bench_function("records", |b| {
-        b.iter(|| spans.iter().map(|&(s, e)| tracer::decode::decode(&buf[s..e]).unwrap().ts).fold(0u64, u64::wrapping_add))
+        b.iter(|| {
+            spans
+                .iter()
+                .map(|&(s, e)| tracer::decode::decode(&buf[s..e]).unwrap().ts)
+                .fold(0u64, u64::wrapping_add)
+        })
     });
     g.finish();
 }
 
 fn jsonl(c: &mut Criterion) {
     let events = Workload::default().generate(100_000);
-    let text: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    let text: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
     let bytes: usize = text.iter().map(|l| l.len() + 1).sum();
     let mut g = c.benchmark_group("jsonl");
     g.sample_size(10);
     g.throughput(Throughput::Elements(text.len() as u64));
     g.bench_function("parse", |b| {
-        b.iter(|| text.iter().map(|l| tracer::source::jsonl::parse_line(l).unwrap().ts).fold(0u64, u64::wrapping_add))
+        b.iter(|| {
+            text.iter()
+                .map(|l| tracer::source::jsonl::parse_line(l).unwrap().ts)
+                .fold(0u64, u64::wrapping_add)
+        })
     });
     g.throughput(Throughput::Bytes(bytes as u64));
     g.bench_function("parse_bytes", |b| {
-        b.iter(|| text.iter().map(|l| tracer::source::jsonl::parse_line(l).unwrap().ts).fold(0u64, u64::wrapping_add))
+        b.iter(|| {
+            text.iter()
+                .map(|l| tracer::source::jsonl::parse_line(l).unwrap().ts)
+                .fold(0u64, u64::wrapping_add)
+        })
     });
     g.finish();
 }

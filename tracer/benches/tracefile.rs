@@ -15,8 +15,15 @@ fn events() -> Vec<Event> {
 }
 
 fn write(evs: &[Event], level: i32) -> Vec<u8> {
-    let mut w = TraceWriter::new(Vec::with_capacity(N * 4), &Header::default(), WriterOptions { zstd_level: level, ..Default::default() })
-        .unwrap();
+    let mut w = TraceWriter::new(
+        Vec::with_capacity(N * 4),
+        &Header::default(),
+        WriterOptions {
+            zstd_level: level,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for e in evs {
         w.write_event(e);
     }
@@ -29,7 +36,9 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(N as u64));
     g.sample_size(10);
     for level in [1, 3] {
-        g.bench_function(format!("write_zstd{level}"), |b| b.iter(|| write(&evs, level)));
+        g.bench_function(format!("write_zstd{level}"), |b| {
+            b.iter(|| write(&evs, level))
+        });
     }
     let bytes = write(&evs, 3);
     g.bench_function("read", |b| {

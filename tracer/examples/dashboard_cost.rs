@@ -13,14 +13,17 @@
 //! releases, the events arriving in decoder-sized chunks as from a trace file.
 //! With `order`, only that (quick; deterministic under `valgrind --tool=cachegrind`).
 
+use tracer::event::Event;
 use tracer::pipeline::{Pipeline, PipelineConfig, Released, Sink};
 use tracer::source::tracefile::synth::Workload;
-use tracer::event::Event;
 use tracer::tui::snapshot::{Counts, Dashboard};
 
 /// CPU time of this thread (wall time on a shared machine overstates costs).
 fn cpu_now() -> std::time::Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid out-pointer for clock_gettime.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
@@ -33,8 +36,12 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map_or(2_000_000, |a| a.parse().expect("events is a number"));
-    let rounds: usize = args.next().map_or(5, |a| a.parse().expect("rounds is a number"));
+    let n: usize = args
+        .next()
+        .map_or(2_000_000, |a| a.parse().expect("events is a number"));
+    let rounds: usize = args
+        .next()
+        .map_or(5, |a| a.parse().expect("rounds is a number"));
     let order_only = args.next().is_some_and(|a| a == "order");
     let mut p = Pipeline::new(PipelineConfig::default());
     let mut arrivals = p.take_arrivals();
@@ -50,7 +57,10 @@ fn main() {
             p.apply_released(r, sink);
         }
         p.finish(sink);
-        ((cpu_now() - c).as_secs_f64() * 1e9 / n as f64, p.stats().findings)
+        (
+            (cpu_now() - c).as_secs_f64() * 1e9 / n as f64,
+            p.stats().findings,
+        )
     };
     let (mut bare, mut dash, mut alone) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..if order_only { 0 } else { rounds } {
@@ -118,7 +128,11 @@ fn main() {
         let mut counts = Counts::new();
         counted.push(order(Some(&mut counts)));
         std::hint::black_box(counts.view(true));
-        println!("round: order stage {:.1} ns/event, with the panes' counts {:.1}", win.last().unwrap(), counted.last().unwrap());
+        println!(
+            "round: order stage {:.1} ns/event, with the panes' counts {:.1}",
+            win.last().unwrap(),
+            counted.last().unwrap()
+        );
     }
     let (w, c) = (median(&mut win), median(&mut counted));
     println!("median of {rounds}: order stage {w:.1} ns/event, with the panes' counts {c:.1} (+{:.1} ns/event, +{:.0}%)", c - w, 100.0 * (c - w) / w);

@@ -8,7 +8,12 @@ fn main() {
     let mut a = std::env::args().skip(1);
     let n: u64 = a.next().expect("N").parse().expect("N is a number");
     let out = a.next().expect("OUT");
-    let mut w = TraceWriter::create(out.as_ref(), &Header::for_this_host("synthetic", serde_json::Value::Null), WriterOptions::default()).unwrap();
+    let mut w = TraceWriter::create(
+        out.as_ref(),
+        &Header::for_this_host("synthetic", serde_json::Value::Null),
+        WriterOptions::default(),
+    )
+    .unwrap();
     for e in Workload::new(1).take(n as usize) {
         w.write_event(&e);
     }

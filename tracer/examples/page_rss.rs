@@ -26,10 +26,17 @@ fn status(field: &str) -> u64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let pages: u64 = args.next().map_or(10_000_000, |a| a.parse().expect("pages"));
-    let cap: usize = args.next().map_or(10_000_000, |a| a.parse().expect("max_pages"));
+    let pages: u64 = args
+        .next()
+        .map_or(10_000_000, |a| a.parse().expect("pages"));
+    let cap: usize = args
+        .next()
+        .map_or(10_000_000, |a| a.parse().expect("max_pages"));
     let before = status("VmRSS:");
-    let mut p = Pipeline::new(PipelineConfig { max_pages: cap, ..PipelineConfig::default() });
+    let mut p = Pipeline::new(PipelineConfig {
+        max_pages: cap,
+        ..PipelineConfig::default()
+    });
     let base = Event {
         ts: 0,
         cpu: 0,
@@ -46,12 +53,33 @@ fn main() {
     for i in 0..pages {
         let (ino, pgoff) = (1 + i % 64, i / 64);
         for body in [
-            Body::FaultBegin { fault: i + 1, pgoff, size: Size::Pte, write: true },
-            Body::InsertMapping { fault: i + 1, pgoff, size: Size::Pte, inferred: false },
-            Body::FaultEnd { fault: i + 1, result: FaultResult::Nopage },
+            Body::FaultBegin {
+                fault: i + 1,
+                pgoff,
+                size: Size::Pte,
+                write: true,
+            },
+            Body::InsertMapping {
+                fault: i + 1,
+                pgoff,
+                size: Size::Pte,
+                inferred: false,
+            },
+            Body::FaultEnd {
+                fault: i + 1,
+                result: FaultResult::Nopage,
+            },
         ] {
             ts += 10;
-            p.push(Event { ts, ino, body, ..base }, &mut ());
+            p.push(
+                Event {
+                    ts,
+                    ino,
+                    body,
+                    ..base
+                },
+                &mut (),
+            );
         }
     }
     p.finish(&mut ());

@@ -14,7 +14,10 @@ fn main() {
     let (buf, spans) = tracer::decode::encode_all(&events);
     let span = events.iter().map(|e| e.ts).max().unwrap_or(0) + 1;
     let we: usize = std::env::var("WE").map_or(1 << 20, |v| v.parse().unwrap());
-    let mut p = Pipeline::new(PipelineConfig { window_events: we, ..PipelineConfig::default() });
+    let mut p = Pipeline::new(PipelineConfig {
+        window_events: we,
+        ..PipelineConfig::default()
+    });
     let mut r = Reorder::new(100_000_000, we);
     let mut sink = 0u64;
     // STAGE_ONLY=pipeline: only decode + pipeline (for cachegrind's per-line counts).
@@ -30,7 +33,10 @@ fn main() {
         let t = std::time::Instant::now();
         for &(s, e) in spans.iter().filter(|_| !only) {
             let ev = tracer::decode::decode(&buf[s..e]).unwrap();
-            r.push(tracer::event::Event { ts: ev.ts + off, ..ev });
+            r.push(tracer::event::Event {
+                ts: ev.ts + off,
+                ..ev
+            });
             while let Some(x) = r.pop_ready() {
                 sink = sink.wrapping_add(x.ino);
             }
@@ -39,7 +45,13 @@ fn main() {
         let t = std::time::Instant::now();
         for &(s, e) in &spans {
             let ev = tracer::decode::decode(&buf[s..e]).unwrap();
-            p.push(tracer::event::Event { ts: ev.ts + off, ..ev }, &mut ());
+            p.push(
+                tracer::event::Event {
+                    ts: ev.ts + off,
+                    ..ev
+                },
+                &mut (),
+            );
         }
         let f = t.elapsed();
         let ns = |x: std::time::Duration| x.as_nanos() as f64 / spans.len() as f64;

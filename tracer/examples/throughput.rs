@@ -24,7 +24,10 @@ use tracer::workload::Workload;
 /// CPU time of this thread: on a shared, loaded machine wall time overstates
 /// the cost, so both are printed.
 fn cpu_now() -> std::time::Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: a valid out-pointer for clock_gettime.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
@@ -38,16 +41,27 @@ fn main() {
     let inodes: u64 = args.next().map_or(16, |a| a.parse().unwrap());
     let rounds: u64 = args.next().map_or(4, |a| a.parse().unwrap());
     let steady_only = std::env::var_os("THROUGHPUT_STEADY_ONLY").is_some();
-    let events = Workload { inodes, pages_per_inode: pages, ..Workload::default() }.generate(n);
+    let events = Workload {
+        inodes,
+        pages_per_inode: pages,
+        ..Workload::default()
+    }
+    .generate(n);
     let (buf, spans) = tracer::decode::encode_all(&events);
     for decode in [false, true] {
         for _ in 0..if steady_only { 0 } else { 3 } {
-            let mut p = Pipeline::new(PipelineConfig { window_ns, ..PipelineConfig::default() });
+            let mut p = Pipeline::new(PipelineConfig {
+                window_ns,
+                ..PipelineConfig::default()
+            });
             let t = std::time::Instant::now();
             let c = cpu_now();
             if decode {
                 for &(s, e) in &spans {
-                    p.push(tracer::decode::decode(&buf[s..e]).expect("records decode"), &mut ());
+                    p.push(
+                        tracer::decode::decode(&buf[s..e]).expect("records decode"),
+                        &mut (),
+                    );
                 }
             } else {
                 for e in &events {
@@ -78,7 +92,10 @@ fn main() {
         if steady_only && !decode {
             continue;
         }
-        let mut p = Pipeline::new(PipelineConfig { window_ns, ..PipelineConfig::default() });
+        let mut p = Pipeline::new(PipelineConfig {
+            window_ns,
+            ..PipelineConfig::default()
+        });
         for round in 0..rounds {
             let off = round * span;
             let before = p.stats().events;
@@ -87,11 +104,23 @@ fn main() {
             if decode {
                 for &(s, e) in &spans {
                     let ev = tracer::decode::decode(&buf[s..e]).expect("records decode");
-                    p.push(tracer::event::Event { ts: ev.ts + off, ..ev }, &mut ());
+                    p.push(
+                        tracer::event::Event {
+                            ts: ev.ts + off,
+                            ..ev
+                        },
+                        &mut (),
+                    );
                 }
             } else {
                 for e in &events {
-                    p.push(tracer::event::Event { ts: e.ts + off, ..*e }, &mut ());
+                    p.push(
+                        tracer::event::Event {
+                            ts: e.ts + off,
+                            ..*e
+                        },
+                        &mut (),
+                    );
                 }
             }
             let (el, cpu) = (t.elapsed(), cpu_now() - c);

@@ -43,27 +43,48 @@ fn median(v: &mut [f64]) -> f64 {
 fn analyze(path: &Path) -> (u64, f64, f64) {
     let (c, t) = (cpu_now(), Instant::now());
     let mut pipe = Pipeline::new(PipelineConfig::default());
-    let mut file = match tracefile::open_ordered(path, path.display().to_string(), pipe.take_arrivals()) {
-        Ok(f) => f,
-        Err((e, _)) => panic!("{e}"),
-    };
+    let mut file =
+        match tracefile::open_ordered(path, path.display().to_string(), pipe.take_arrivals()) {
+            Ok(f) => f,
+            Err((e, _)) => panic!("{e}"),
+        };
     while let Some(batch) = file.next_slice() {
         pipe.apply_batch(batch, &mut ());
     }
     pipe.put_arrivals(file.into_state().expect("the window comes back"));
     pipe.finish(&mut ());
-    (pipe.stats().events, t.elapsed().as_secs_f64(), (cpu_now() - c).as_secs_f64())
+    (
+        pipe.stats().events,
+        t.elapsed().as_secs_f64(),
+        (cpu_now() - c).as_secs_f64(),
+    )
 }
 
 /// `top`'s unpaced replay: (events, "done in" seconds, CPU seconds to the final state, frames drawn).
 fn top(path: &Path) -> (u64, f64, f64, u64) {
     let c = cpu_now();
-    let source = SourceInfo { label: "replay".into(), ..SourceInfo::default() };
+    let source = SourceInfo {
+        label: "replay".into(),
+        ..SourceInfo::default()
+    };
     let (tx, rx) = event::channel();
     let (req_tx, req_rx) = mpsc::channel();
-    let input = ReplayInput::Batches(tracefile::open_batches_quiet(path, path.display().to_string()).expect("a trace file"));
-    let replay = Replay { input, pace: Pace::Unpaced, skip_bad: false, narrow: Narrow::default() };
-    let feed = feed::spawn(replay, PipelineConfig::default(), source.clone(), tx, req_rx);
+    let input = ReplayInput::Batches(
+        tracefile::open_batches_quiet(path, path.display().to_string()).expect("a trace file"),
+    );
+    let replay = Replay {
+        input,
+        pace: Pace::Unpaced,
+        skip_bad: false,
+        narrow: Narrow::default(),
+    };
+    let feed = feed::spawn(
+        replay,
+        PipelineConfig::default(),
+        source.clone(),
+        tx,
+        req_rx,
+    );
     let mut app = App::new(Arc::new(Snapshot::empty(source)));
     let mut term = Terminal::new(TestBackend::new(200, 50)).expect("test backend");
     let mut frames = 0;
@@ -79,7 +100,8 @@ fn top(path: &Path) -> (u64, f64, f64, u64) {
             }
             tracer::tui::apply(&mut app, ev);
         }
-        term.draw(|f| tracer::tui::ui::render(f, &app)).expect("draw");
+        term.draw(|f| tracer::tui::ui::render(f, &app))
+            .expect("draw");
         frames += 1;
     };
     let cpu = (cpu_now() - c).as_secs_f64();
@@ -91,7 +113,9 @@ fn top(path: &Path) -> (u64, f64, f64, u64) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("usage: top_ingest FILE [rounds]");
-    let rounds: usize = args.next().map_or(5, |a| a.parse().expect("rounds is a number"));
+    let rounds: usize = args
+        .next()
+        .map_or(5, |a| a.parse().expect("rounds is a number"));
     let path = Path::new(&path);
     let (mut ratio, mut cpu_ratio) = (Vec::new(), Vec::new());
     for r in 0..rounds {
@@ -119,8 +143,14 @@ fn main() {
             t.2 / a.2
         );
     }
-    let (lo, hi) = (ratio.iter().copied().fold(f64::MAX, f64::min), ratio.iter().copied().fold(0.0, f64::max));
-    let (clo, chi) = (cpu_ratio.iter().copied().fold(f64::MAX, f64::min), cpu_ratio.iter().copied().fold(0.0, f64::max));
+    let (lo, hi) = (
+        ratio.iter().copied().fold(f64::MAX, f64::min),
+        ratio.iter().copied().fold(0.0, f64::max),
+    );
+    let (clo, chi) = (
+        cpu_ratio.iter().copied().fold(f64::MAX, f64::min),
+        cpu_ratio.iter().copied().fold(0.0, f64::max),
+    );
     println!(
         "median of {rounds}: rate ratio {:.0}% ({:.0}%-{:.0}%), CPU top/analyze {:.2} ({clo:.2}-{chi:.2})",
         100.0 * median(&mut ratio),

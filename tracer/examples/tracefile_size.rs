@@ -31,15 +31,31 @@ fn main() {
     println!("events: {}", evs.len());
     println!("jsonl: {:.2} bytes/event", jsonl.len() as f64 / n);
     let zj = zstd::encode_all(&jsonl[..], 3).unwrap();
-    println!("jsonl.zst (level 3): {:.2} bytes/event", zj.len() as f64 / n);
+    println!(
+        "jsonl.zst (level 3): {:.2} bytes/event",
+        zj.len() as f64 / n
+    );
     for level in [1, 3, 9, 19] {
         let t = std::time::Instant::now();
-        let mut w = TraceWriter::new(Vec::new(), &Header::default(), WriterOptions { zstd_level: level, ..Default::default() }).unwrap();
+        let mut w = TraceWriter::new(
+            Vec::new(),
+            &Header::default(),
+            WriterOptions {
+                zstd_level: level,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         for e in &evs {
             w.write_event(e);
         }
         let out = w.finish(0, 0, "size").unwrap().1;
         let secs = t.elapsed().as_secs_f64();
-        println!("daxtrace zstd {level}: {:.3} bytes/event ({} bytes), writer {:.1} M events/s", out.len() as f64 / n, out.len(), n / secs / 1e6);
+        println!(
+            "daxtrace zstd {level}: {:.3} bytes/event ({} bytes), writer {:.1} M events/s",
+            out.len() as f64 / n,
+            out.len(),
+            n / secs / 1e6
+        );
     }
 }

@@ -20,7 +20,11 @@ pub enum DecodeError {
     #[error("{kind:?} record is {len} bytes, expected {need}")]
     SizeMismatch { kind: Kind, len: usize, need: usize },
     #[error("{kind:?} record has an invalid {field} value {value}")]
-    BadField { kind: Kind, field: &'static str, value: u64 },
+    BadField {
+        kind: Kind,
+        field: &'static str,
+        value: u64,
+    },
 }
 
 fn read_pod<T: Copy>(bytes: &[u8]) -> T {
@@ -33,7 +37,11 @@ fn read_pod<T: Copy>(bytes: &[u8]) -> T {
 fn payload<P: Copy>(kind: Kind, bytes: &[u8]) -> Result<P, DecodeError> {
     let need = size_of::<Header>() + size_of::<P>();
     if bytes.len() != need {
-        return Err(DecodeError::SizeMismatch { kind, len: bytes.len(), need });
+        return Err(DecodeError::SizeMismatch {
+            kind,
+            len: bytes.len(),
+            need,
+        });
     }
     Ok(read_pod::<P>(&bytes[size_of::<Header>()..]))
 }
@@ -42,7 +50,11 @@ fn size(kind: Kind, v: u8) -> Result<Size, DecodeError> {
     match v {
         wire::SIZE_PTE => Ok(Size::Pte),
         wire::SIZE_PMD => Ok(Size::Pmd),
-        _ => Err(DecodeError::BadField { kind, field: "size", value: v.into() }),
+        _ => Err(DecodeError::BadField {
+            kind,
+            field: "size",
+            value: v.into(),
+        }),
     }
 }
 
@@ -53,18 +65,29 @@ fn fault_id(v: u64) -> Option<u64> {
 /// Decode one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     if bytes.len() < size_of::<Header>() {
-        return Err(DecodeError::ShortHeader { len: bytes.len(), need: size_of::<Header>() });
+        return Err(DecodeError::ShortHeader {
+            len: bytes.len(),
+            need: size_of::<Header>(),
+        });
     }
     let h: Header = read_pod(bytes);
     let kind = Kind::from_u16(h.kind).ok_or(DecodeError::UnknownKind { kind: h.kind })?;
     let body = match kind {
         Kind::FaultBegin => {
             let p: wire::FaultBegin = payload(kind, bytes)?;
-            Body::FaultBegin { fault: p.fault, pgoff: p.pgoff, size: size(kind, p.size)?, write: p.write != 0 }
+            Body::FaultBegin {
+                fault: p.fault,
+                pgoff: p.pgoff,
+                size: size(kind, p.size)?,
+                write: p.write != 0,
+            }
         }
         Kind::FaultEnd => {
             let p: wire::FaultEnd = payload(kind, bytes)?;
-            Body::FaultEnd { fault: p.fault, result: FaultResult::from_vm_fault(p.result) }
+            Body::FaultEnd {
+                fault: p.fault,
+                result: FaultResult::from_vm_fault(p.result),
+            }
         }
         Kind::MapBlocks => {
             let p: wire::MapBlocks = payload(kind, bytes)?;
@@ -72,7 +95,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 wire::MAP_HOLE => MapResult::Hole,
                 wire::MAP_MAPPED => MapResult::Mapped,
                 wire::MAP_UNWRITTEN => MapResult::Unwritten,
-                v => return Err(DecodeError::BadField { kind, field: "result", value: v.into() }),
+                v => {
+                    return Err(DecodeError::BadField {
+                        kind,
+                        field: "result",
+                        value: v.into(),
+                    })
+                }
             };
             Body::MapBlocks {
                 fault: fault_id(p.fault),
@@ -85,11 +114,20 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         }
         Kind::LoadHole => {
             let p: wire::LoadHole = payload(kind, bytes)?;
-            Body::LoadHole { fault: p.fault, pgoff: p.pgoff, size: size(kind, p.size)? }
+            Body::LoadHole {
+                fault: p.fault,
+                pgoff: p.pgoff,
+                size: size(kind, p.size)?,
+            }
         }
         Kind::InsertMapping => {
             let p: wire::InsertMapping = payload(kind, bytes)?;
-            Body::InsertMapping { fault: p.fault, pgoff: p.pgoff, size: size(kind, p.size)?, inferred: p.inferred != 0 }
+            Body::InsertMapping {
+                fault: p.fault,
+                pgoff: p.pgoff,
+                size: size(kind, p.size)?,
+                inferred: p.inferred != 0,
+            }
         }
         Kind::Invalidate => {
             let p: wire::Invalidate = payload(kind, bytes)?;
@@ -99,9 +137,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 wire::INV_COLLAPSE_RANGE => InvalidateReason::CollapseRange,
                 wire::INV_ZERO_RANGE => InvalidateReason::ZeroRange,
                 wire::INV_WRITE => InvalidateReason::Write,
-                v => return Err(DecodeError::BadField { kind, field: "reason", value: v.into() }),
+                v => {
+                    return Err(DecodeError::BadField {
+                        kind,
+                        field: "reason",
+                        value: v.into(),
+                    })
+                }
             };
-            Body::Invalidate { pgoff: p.pgoff, npages: p.npages, reason }
+            Body::Invalidate {
+                pgoff: p.pgoff,
+                npages: p.npages,
+                reason,
+            }
         }
         Kind::Lost => {
             let p: wire::Lost = payload(kind, bytes)?;
@@ -188,14 +236,43 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
     };
     push_pod(out, &h);
     match ev.body {
-        Body::FaultBegin { fault, pgoff, size, write } => push_pod(
+        Body::FaultBegin {
+            fault,
+            pgoff,
+            size,
+            write,
+        } => push_pod(
             out,
-            &wire::FaultBegin { fault, pgoff, address: 0, flags: u32::from(write), size: size_code(size), write: u8::from(write), _pad: [0; 2] },
+            &wire::FaultBegin {
+                fault,
+                pgoff,
+                address: 0,
+                flags: u32::from(write),
+                size: size_code(size),
+                write: u8::from(write),
+                _pad: [0; 2],
+            },
         ),
         Body::FaultEnd { fault, result } => {
-            push_pod(out, &wire::FaultEnd { fault, pgoff: 0, result: vm_fault_bits(result), size: 0, _pad: [0; 3] });
+            push_pod(
+                out,
+                &wire::FaultEnd {
+                    fault,
+                    pgoff: 0,
+                    result: vm_fault_bits(result),
+                    size: 0,
+                    _pad: [0; 3],
+                },
+            );
         }
-        Body::MapBlocks { fault, pgoff, npages, result, new, write } => push_pod(
+        Body::MapBlocks {
+            fault,
+            pgoff,
+            npages,
+            result,
+            new,
+            write,
+        } => push_pod(
             out,
             &wire::MapBlocks {
                 fault: fault.unwrap_or(wire::NO_FAULT),
@@ -212,13 +289,36 @@ pub fn encode(ev: &Event, out: &mut Vec<u8>) {
             },
         ),
         Body::LoadHole { fault, pgoff, size } => {
-            push_pod(out, &wire::LoadHole { fault, pgoff, size: size_code(size), _pad: [0; 7] });
+            push_pod(
+                out,
+                &wire::LoadHole {
+                    fault,
+                    pgoff,
+                    size: size_code(size),
+                    _pad: [0; 7],
+                },
+            );
         }
-        Body::InsertMapping { fault, pgoff, size, inferred } => push_pod(
+        Body::InsertMapping {
+            fault,
+            pgoff,
+            size,
+            inferred,
+        } => push_pod(
             out,
-            &wire::InsertMapping { fault, pgoff, size: size_code(size), inferred: u8::from(inferred), _pad: [0; 6] },
+            &wire::InsertMapping {
+                fault,
+                pgoff,
+                size: size_code(size),
+                inferred: u8::from(inferred),
+                _pad: [0; 6],
+            },
         ),
-        Body::Invalidate { pgoff, npages, reason } => push_pod(
+        Body::Invalidate {
+            pgoff,
+            npages,
+            reason,
+        } => push_pod(
             out,
             &wire::Invalidate {
                 pgoff,
@@ -257,16 +357,65 @@ mod tests {
 
     fn every_kind() -> Vec<Event> {
         vec![
-            base(Body::FaultBegin { fault: 9, pgoff: 5, size: Size::Pmd, write: true }),
-            base(Body::FaultEnd { fault: 9, result: FaultResult::Nopage }),
-            base(Body::FaultEnd { fault: 9, result: FaultResult::Fallback }),
-            base(Body::MapBlocks { fault: None, pgoff: 64, npages: 16, result: MapResult::Mapped, new: true, write: true }),
-            base(Body::MapBlocks { fault: Some(9), pgoff: 1, npages: 1, result: MapResult::Hole, new: false, write: false }),
-            base(Body::MapBlocks { fault: Some(9), pgoff: 1, npages: 1, result: MapResult::Unwritten, new: false, write: false }),
-            base(Body::LoadHole { fault: 9, pgoff: 512, size: Size::Pmd }),
-            base(Body::InsertMapping { fault: 9, pgoff: 5, size: Size::Pte, inferred: true }),
-            base(Body::Invalidate { pgoff: 0, npages: u64::MAX, reason: InvalidateReason::Truncate }),
-            base(Body::Invalidate { pgoff: 3, npages: 2, reason: InvalidateReason::ZeroRange }),
+            base(Body::FaultBegin {
+                fault: 9,
+                pgoff: 5,
+                size: Size::Pmd,
+                write: true,
+            }),
+            base(Body::FaultEnd {
+                fault: 9,
+                result: FaultResult::Nopage,
+            }),
+            base(Body::FaultEnd {
+                fault: 9,
+                result: FaultResult::Fallback,
+            }),
+            base(Body::MapBlocks {
+                fault: None,
+                pgoff: 64,
+                npages: 16,
+                result: MapResult::Mapped,
+                new: true,
+                write: true,
+            }),
+            base(Body::MapBlocks {
+                fault: Some(9),
+                pgoff: 1,
+                npages: 1,
+                result: MapResult::Hole,
+                new: false,
+                write: false,
+            }),
+            base(Body::MapBlocks {
+                fault: Some(9),
+                pgoff: 1,
+                npages: 1,
+                result: MapResult::Unwritten,
+                new: false,
+                write: false,
+            }),
+            base(Body::LoadHole {
+                fault: 9,
+                pgoff: 512,
+                size: Size::Pmd,
+            }),
+            base(Body::InsertMapping {
+                fault: 9,
+                pgoff: 5,
+                size: Size::Pte,
+                inferred: true,
+            }),
+            base(Body::Invalidate {
+                pgoff: 0,
+                npages: u64::MAX,
+                reason: InvalidateReason::Truncate,
+            }),
+            base(Body::Invalidate {
+                pgoff: 3,
+                npages: 2,
+                reason: InvalidateReason::ZeroRange,
+            }),
             base(Body::Lost { count: 17 }),
         ]
     }
@@ -282,16 +431,25 @@ mod tests {
 
     #[test]
     fn short_and_unknown_records_are_errors() {
-        assert!(matches!(decode(&[0u8; 10]), Err(DecodeError::ShortHeader { len: 10, .. })));
+        assert!(matches!(
+            decode(&[0u8; 10]),
+            Err(DecodeError::ShortHeader { len: 10, .. })
+        ));
         let mut buf = Vec::new();
         encode(&every_kind()[0], &mut buf);
         buf[0] = 99;
         assert_eq!(decode(&buf), Err(DecodeError::UnknownKind { kind: 99 }));
         buf[0] = Kind::FaultBegin as u8;
-        assert!(matches!(decode(&buf[..buf.len() - 1]), Err(DecodeError::SizeMismatch { .. })));
+        assert!(matches!(
+            decode(&buf[..buf.len() - 1]),
+            Err(DecodeError::SizeMismatch { .. })
+        ));
         let mut long = buf.clone();
         long.push(0);
-        assert!(matches!(decode(&long), Err(DecodeError::SizeMismatch { .. })));
+        assert!(matches!(
+            decode(&long),
+            Err(DecodeError::SizeMismatch { .. })
+        ));
     }
 
     #[test]
@@ -300,7 +458,13 @@ mod tests {
         encode(&every_kind()[3], &mut buf);
         let result_at = size_of::<Header>() + 24;
         buf[result_at] = 9;
-        assert!(matches!(decode(&buf), Err(DecodeError::BadField { field: "result", .. })));
+        assert!(matches!(
+            decode(&buf),
+            Err(DecodeError::BadField {
+                field: "result",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -27,7 +27,10 @@ impl Dev {
 
     /// From the kernel-internal `dev_t` (major << 20 | minor) that tracepoints carry.
     pub const fn from_kernel(dev: u32) -> Self {
-        Self { major: dev >> 20, minor: dev & ((1 << 20) - 1) }
+        Self {
+            major: dev >> 20,
+            minor: dev & ((1 << 20) - 1),
+        }
     }
 
     pub const fn to_kernel(self) -> u32 {
@@ -36,7 +39,10 @@ impl Dev {
 
     /// From a userspace `st_dev` (glibc encoding).
     pub fn from_st_dev(dev: u64) -> Self {
-        Self { major: libc::major(dev), minor: libc::minor(dev) }
+        Self {
+            major: libc::major(dev),
+            minor: libc::minor(dev),
+        }
     }
 }
 
@@ -52,8 +58,14 @@ impl FromStr for Dev {
         let (a, b) = s
             .split_once(':')
             .ok_or_else(|| format!("device {s:?} is not MAJOR:MINOR (for example 7:0)"))?;
-        let major = a.trim().parse().map_err(|_| format!("device {s:?}: bad major number"))?;
-        let minor = b.trim().parse().map_err(|_| format!("device {s:?}: bad minor number"))?;
+        let major = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("device {s:?}: bad major number"))?;
+        let minor = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("device {s:?}: bad minor number"))?;
         Ok(Self { major, minor })
     }
 }
@@ -122,7 +134,11 @@ impl Comm {
                 (lo & ((1u64 << (zl.trailing_zeros() & !7)) - 1), 0)
             } else {
                 let zh = !hi.wrapping_add(L7) & H;
-                let n = if zh != 0 { zh.trailing_zeros() & !7 } else { 56 };
+                let n = if zh != 0 {
+                    zh.trailing_zeros() & !7
+                } else {
+                    56
+                };
                 (lo, hi & ((1u64 << n) - 1))
             };
             return Self((u128::from(lo) | u128::from(hi) << 64).to_le_bytes());
@@ -304,7 +320,10 @@ pub enum Body {
     },
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if takes a reference")]
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if takes a reference"
+)]
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -350,8 +369,15 @@ impl Body {
 }
 
 /// Names of the kinds, indexed by [`Body::kind_index`].
-pub const KIND_NAMES: [&str; 7] =
-    ["fault_begin", "map_blocks", "load_hole", "insert_mapping", "fault_end", "invalidate", "lost"];
+pub const KIND_NAMES: [&str; 7] = [
+    "fault_begin",
+    "map_blocks",
+    "load_hole",
+    "insert_mapping",
+    "fault_end",
+    "invalidate",
+    "lost",
+];
 
 /// One event. Common fields first, then the kind-specific body flattened in.
 /// Fields other than `ts` and `kind` default when absent so hand-written traces
@@ -379,7 +405,10 @@ pub struct Event {
     pub body: Body,
 }
 
-#[allow(clippy::trivially_copy_pass_by_ref, reason = "serde's skip_serializing_if takes a reference")]
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if takes a reference"
+)]
 fn is_zero_u16(v: &u16) -> bool {
     *v == 0
 }
@@ -419,7 +448,14 @@ mod tests {
         assert_eq!(e.dev, Dev::new(259, 0));
         assert_eq!(
             e.body,
-            Body::MapBlocks { fault: None, pgoff: 64, npages: 16, result: MapResult::Mapped, new: true, write: true }
+            Body::MapBlocks {
+                fault: None,
+                pgoff: 64,
+                npages: 16,
+                result: MapResult::Mapped,
+                new: true,
+                write: true
+            }
         );
         let back = serde_json::to_string(&e).unwrap();
         let again: Event = serde_json::from_str(&back).unwrap();
@@ -437,8 +473,15 @@ mod tests {
     #[test]
     fn unknown_fault_result_is_kept() {
         let e: Event =
-            serde_json::from_str(r#"{"ts":1,"kind":"fault_end","fault":3,"result":"completed"}"#).unwrap();
-        assert_eq!(e.body, Body::FaultEnd { fault: 3, result: FaultResult::Other });
+            serde_json::from_str(r#"{"ts":1,"kind":"fault_end","fault":3,"result":"completed"}"#)
+                .unwrap();
+        assert_eq!(
+            e.body,
+            Body::FaultEnd {
+                fault: 3,
+                result: FaultResult::Other
+            }
+        );
     }
 
     #[test]
@@ -452,12 +495,25 @@ mod tests {
     /// and Event -> JSON -> Event would not give the same event back.
     #[test]
     fn comm_truncates_on_a_char_boundary() {
-        for name in ["aaaaaaaaaaaaaa\u{e9}", "aaaaaaaaaaaaa\u{20ac}x", "\u{1f600}\u{1f600}\u{1f600}\u{1f600}", "writer", "exactly15bytes!"] {
+        for name in [
+            "aaaaaaaaaaaaaa\u{e9}",
+            "aaaaaaaaaaaaa\u{20ac}x",
+            "\u{1f600}\u{1f600}\u{1f600}\u{1f600}",
+            "writer",
+            "exactly15bytes!",
+        ] {
             let c = Comm::new(name);
             assert!(name.starts_with(c.as_str()), "{name:?} -> {:?}", c.as_str());
             // At most 15 bytes, and no more than one character (<= 4 bytes) dropped at the cut.
-            assert!(c.as_str().len() <= 15 && c.as_str().len() + 4 > name.len().min(15), "{name:?} -> {:?}", c.as_str());
-            let e = Event { comm: c, ..serde_json::from_str(r#"{"ts":1,"kind":"lost","count":1}"#).unwrap() };
+            assert!(
+                c.as_str().len() <= 15 && c.as_str().len() + 4 > name.len().min(15),
+                "{name:?} -> {:?}",
+                c.as_str()
+            );
+            let e = Event {
+                comm: c,
+                ..serde_json::from_str(r#"{"ts":1,"kind":"lost","count":1}"#).unwrap()
+            };
             let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
             assert_eq!(back, e, "{name:?}");
         }
@@ -473,14 +529,18 @@ mod tests {
         raw[..15].copy_from_slice(&"aaaaaaaaaaaaaa\u{e9}".as_bytes()[..15]);
         assert_eq!(Comm::from_kernel(raw), Comm::new("aaaaaaaaaaaaaa"));
         // Bytes after the NUL are not part of the name.
-        assert_eq!(Comm::from_kernel(*b"rd\0garbage\0\0\0\0\0\0"), Comm::new("rd"));
+        assert_eq!(
+            Comm::from_kernel(*b"rd\0garbage\0\0\0\0\0\0"),
+            Comm::new("rd")
+        );
     }
 
     /// JSON can spell a NUL inside a comm; the name ends there, as in the
     /// kernel, so the event reads back equal to itself (fuzz/ jsonl_reader found it).
     #[test]
     fn comm_with_nul_in_json_round_trips() {
-        let e: Event = serde_json::from_str(r#"{"ts":1,"comm":"a\u0000b","kind":"lost","count":1}"#).unwrap();
+        let e: Event =
+            serde_json::from_str(r#"{"ts":1,"comm":"a\u0000b","kind":"lost","count":1}"#).unwrap();
         assert_eq!(e.comm, Comm::new("a"));
         assert_eq!(e.comm.0, *b"a\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
         let back: Event = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
@@ -510,7 +570,10 @@ mod tests {
             };
             assert_eq!(Comm::from_kernel(raw), want, "{raw:?}");
         }
-        assert_eq!(Comm::from_kernel(*b"sixteen_bytes_xx"), Comm::new("sixteen_bytes_x"));
+        assert_eq!(
+            Comm::from_kernel(*b"sixteen_bytes_xx"),
+            Comm::new("sixteen_bytes_x")
+        );
         assert_eq!(Comm::from_kernel([0; 16]), Comm::new(""));
     }
 }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 mod cli;
 
 #[derive(Parser)]
-#[command(name = "daxtrace", version, about = "Trace the Linux DAX page-fault path and flag stale-hole races")]
+#[command(
+    name = "daxtrace",
+    version,
+    about = "Trace the Linux DAX page-fault path and flag stale-hole races"
+)]
 #[command(propagate_version = true)]
 struct Cli {
     #[command(subcommand)]

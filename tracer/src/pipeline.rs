@@ -65,7 +65,11 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        Self { window_ns: 100_000_000, window_events: 1 << 20, max_pages: 10_000_000 }
+        Self {
+            window_ns: 100_000_000,
+            window_events: 1 << 20,
+            max_pages: 10_000_000,
+        }
     }
 }
 
@@ -96,7 +100,12 @@ impl Pipeline {
     pub fn new(cfg: PipelineConfig) -> Self {
         Self {
             window: Reorder::new(cfg.window_ns, cfg.window_events),
-            judge: Judge { tl: Timelines::new(cfg.max_pages), stats: Stats::default(), heal: WriteHeal::default(), released_any: false },
+            judge: Judge {
+                tl: Timelines::new(cfg.max_pages),
+                stats: Stats::default(),
+                heal: WriteHeal::default(),
+                released_any: false,
+            },
             cfg,
             ahead: [None; AHEAD_RING],
             seq: 0,
@@ -150,7 +159,10 @@ impl Pipeline {
     fn prefetch_ahead(&mut self) {
         let s = self.seq;
         self.seq = s.wrapping_add(1);
-        self.ahead[(s + AHEAD_INDEX) % AHEAD_RING] = self.window.peek(AHEAD_INDEX).and_then(|e| self.judge.tl.prefetch_index(e));
+        self.ahead[(s + AHEAD_INDEX) % AHEAD_RING] = self
+            .window
+            .peek(AHEAD_INDEX)
+            .and_then(|e| self.judge.tl.prefetch_index(e));
         if let Some(tag) = self.ahead[(s + AHEAD_SLOT) % AHEAD_RING] {
             self.judge.tl.prefetch_slot(tag);
         }
@@ -161,7 +173,10 @@ impl Pipeline {
     /// [`Pipeline::put_arrivals`] before `push`, `advance` or `finish`.
     pub fn take_arrivals(&mut self) -> Arrivals {
         let window = std::mem::replace(&mut self.window, Reorder::new(self.cfg.window_ns, 1));
-        Arrivals { window, counts: ArrivalCounts::default() }
+        Arrivals {
+            window,
+            counts: ArrivalCounts::default(),
+        }
     }
 
     /// Put the arrival side back, adding what it counted to [`Pipeline::stats`].
@@ -188,7 +203,12 @@ impl Pipeline {
     /// judged (a live display copies a finding's context out of the batch
     /// there, before the next item changes anything).
     #[inline]
-    pub fn apply_batch_then<S: Sink + ?Sized>(&mut self, batch: &[Released], sink: &mut S, mut after: impl FnMut(usize, &mut S)) {
+    pub fn apply_batch_then<S: Sink + ?Sized>(
+        &mut self,
+        batch: &[Released],
+        sink: &mut S,
+        mut after: impl FnMut(usize, &mut S),
+    ) {
         // The first items' index entries are asked for before the loop starts.
         let mut ahead = [None; AHEAD_RING];
         for (k, a) in ahead.iter_mut().enumerate().take(AHEAD_INDEX) {
@@ -515,9 +535,18 @@ mod tests {
     /// `apply_released` item by item does, evictions and late events included.
     #[test]
     fn apply_batch_equals_apply_released() {
-        let mut events = Workload { inodes: 3, pages_per_inode: 200, ..Workload::default() }.generate(30_000);
+        let mut events = Workload {
+            inodes: 3,
+            pages_per_inode: 200,
+            ..Workload::default()
+        }
+        .generate(30_000);
         swap_nearby(&mut events, 11);
-        let cfg = PipelineConfig { window_ns: 2_000, window_events: 64, max_pages: 50 };
+        let cfg = PipelineConfig {
+            window_ns: 2_000,
+            window_events: 64,
+            max_pages: 50,
+        };
         let run = |batch: bool| {
             let mut p = Pipeline::new(cfg);
             let mut rec = Record::default();
@@ -546,9 +575,21 @@ mod tests {
 
     #[test]
     fn split_pipeline_equals_push_with_late_events() {
-        let mut events = Workload { inodes: 2, pages_per_inode: 64, ..Workload::default() }.generate(30_000);
+        let mut events = Workload {
+            inodes: 2,
+            pages_per_inode: 64,
+            ..Workload::default()
+        }
+        .generate(30_000);
         swap_nearby(&mut events, 7);
-        let st = both_ways(&events, PipelineConfig { window_ns: 2_000, window_events: 64, max_pages: 20 });
+        let st = both_ways(
+            &events,
+            PipelineConfig {
+                window_ns: 2_000,
+                window_events: 64,
+                max_pages: 20,
+            },
+        );
         assert!(st.late > 0 && st.evicted > 0, "{st:?}");
     }
 }

@@ -45,7 +45,10 @@ fn rank(body: &Body) -> u64 {
 fn sub_rank(body: &Body) -> u64 {
     match body {
         Body::MapBlocks { new: true, .. } => 2,
-        Body::MapBlocks { result: MapResult::Hole, .. } => 0,
+        Body::MapBlocks {
+            result: MapResult::Hole,
+            ..
+        } => 0,
         Body::MapBlocks { .. } => 1,
         _ => 0,
     }
@@ -179,7 +182,9 @@ impl Reorder {
     /// judge it in place ([`Reorder::front`]), then [`Reorder::release_front`].
     #[inline]
     pub fn ready(&self) -> bool {
-        self.q.front().is_some_and(|f| self.q.len() > self.window_events || f.ts < self.newest.saturating_sub(self.window_ns))
+        self.q.front().is_some_and(|f| {
+            self.q.len() > self.window_events || f.ts < self.newest.saturating_sub(self.window_ns)
+        })
     }
 
     /// Live sources: release what is older than `now - window_ns` even when
@@ -195,7 +200,9 @@ impl Reorder {
     /// The oldest event is older than `now - window_ns` (see [`Reorder::pop_older_than`]).
     #[inline]
     pub fn older_than(&self, now: u64) -> bool {
-        self.q.front().is_some_and(|f| f.ts < now.saturating_sub(self.window_ns))
+        self.q
+            .front()
+            .is_some_and(|f| f.ts < now.saturating_sub(self.window_ns))
     }
 
     /// The next event to be released, left in place: a pipeline judges it
@@ -246,7 +253,11 @@ mod tests {
             dev: Dev::new(1, 0),
             ino: 1,
             probe: 0,
-            body: Body::LoadHole { fault: ts, pgoff: 0, size: Size::Pte },
+            body: Body::LoadHole {
+                fault: ts,
+                pgoff: 0,
+                size: Size::Pte,
+            },
         }
     }
 
@@ -264,7 +275,10 @@ mod tests {
                 out.push(e.ts);
             }
         }
-        assert!(out.is_empty(), "nothing is older than the window yet: {out:?}");
+        assert!(
+            out.is_empty(),
+            "nothing is older than the window yet: {out:?}"
+        );
         out.extend(drain(&mut r));
         assert_eq!(out, [1, 3, 5, 7, 9]);
     }
@@ -311,15 +325,32 @@ mod tests {
 
     #[test]
     fn equal_timestamps_are_canonical() {
-        let a = Event { body: Body::Invalidate { pgoff: 0, npages: 1, reason: crate::event::InvalidateReason::Truncate }, ..ev(5, 3) };
+        let a = Event {
+            body: Body::Invalidate {
+                pgoff: 0,
+                npages: 1,
+                reason: crate::event::InvalidateReason::Truncate,
+            },
+            ..ev(5, 3)
+        };
         let b = ev(5, 1); // load_hole
-        let c = Event { body: Body::FaultBegin { fault: 1, pgoff: 0, size: Size::Pte, write: false }, ..ev(5, 2) };
+        let c = Event {
+            body: Body::FaultBegin {
+                fault: 1,
+                pgoff: 0,
+                size: Size::Pte,
+                write: false,
+            },
+            ..ev(5, 2)
+        };
         for order in [[a, b, c], [c, b, a], [b, a, c]] {
             let mut r = Reorder::new(10, 100);
             for e in order {
                 r.push(e);
             }
-            let kinds: Vec<_> = std::iter::from_fn(|| r.pop()).map(|e| e.body.kind_name()).collect();
+            let kinds: Vec<_> = std::iter::from_fn(|| r.pop())
+                .map(|e| e.body.kind_name())
+                .collect();
             assert_eq!(kinds, ["fault_begin", "invalidate", "load_hole"]);
         }
     }

@@ -47,7 +47,11 @@ pub fn pmd_key(p: u64) -> u64 {
 
 /// Pages a slot stands for (in `pages` and `evicted` counts).
 fn weight(pgoff: u64) -> u64 {
-    if pgoff & PMD_TAG != 0 { PMD_PAGES } else { 1 }
+    if pgoff & PMD_TAG != 0 {
+        PMD_PAGES
+    } else {
+        1
+    }
 }
 
 /// Most range records kept per inode; the oldest half is dropped beyond it.
@@ -194,7 +198,11 @@ struct Index {
 
 impl Index {
     fn new(cap: usize) -> Self {
-        Self { t: Vec::new(), len: 0, max: (cap + cap * 3 / 16 + 8).max(16) }
+        Self {
+            t: Vec::new(),
+            len: 0,
+            max: (cap + cap * 3 / 16 + 8).max(16),
+        }
     }
 
     #[inline]
@@ -204,7 +212,11 @@ impl Index {
 
     #[inline]
     fn next(&self, i: usize) -> usize {
-        if i + 1 == self.t.len() { 0 } else { i + 1 }
+        if i + 1 == self.t.len() {
+            0
+        } else {
+            i + 1
+        }
     }
 
     /// Position of the entry with `tag` whose slot satisfies `is`.
@@ -262,7 +274,9 @@ impl Index {
 
     /// Add a slot known not to be indexed.
     fn insert(&mut self, tag: u32, slot: u32) {
-        if (self.len + 1) * 4 > self.t.len() * 3 && self.t.len() < self.max || (self.len + 1) * 16 > self.t.len() * 15 {
+        if (self.len + 1) * 4 > self.t.len() * 3 && self.t.len() < self.max
+            || (self.len + 1) * 16 > self.t.len() * 15
+        {
             self.grow();
         }
         Self::place(&mut self.t, u64::from(tag) << 32 | u64::from(slot + 1));
@@ -273,7 +287,11 @@ impl Index {
     #[cold]
     fn grow(&mut self) {
         let n = (self.t.len() * 2).max(16);
-        let n = if n > self.max && self.t.len() < self.max { self.max } else { n };
+        let n = if n > self.max && self.t.len() < self.max {
+            self.max
+        } else {
+            n
+        };
         let mut t = vec![0u64; n];
         advise_huge(&t);
         for &e in &self.t {
@@ -297,7 +315,11 @@ impl Index {
             // The entry at j may move to the hole at i unless its home lies
             // cyclically in (i, j].
             let h = self.home((e >> 32) as u32);
-            let stays = if i <= j { i < h && h <= j } else { i < h || h <= j };
+            let stays = if i <= j {
+                i < h && h <= j
+            } else {
+                i < h || h <= j
+            };
             if !stays {
                 self.t[i] = e;
                 i = j;
@@ -340,7 +362,9 @@ impl Slab {
 
     #[inline]
     fn addr(&self, i: usize) -> *const Slot {
-        self.chunks[i >> CHUNK_BITS].as_ptr().wrapping_add(i & (CHUNK - 1))
+        self.chunks[i >> CHUNK_BITS]
+            .as_ptr()
+            .wrapping_add(i & (CHUNK - 1))
     }
 }
 
@@ -428,7 +452,8 @@ impl PageStore {
     }
 
     pub fn get(&self, ino: InodeRef, pgoff: u64) -> Option<&Slot> {
-        self.find(ino, pgoff).map(|at| &self.slots[(self.index.t[at] as u32 - 1) as usize])
+        self.find(ino, pgoff)
+            .map(|at| &self.slots[(self.index.t[at] as u32 - 1) as usize])
     }
 
     /// First prefetch stage for a page `seed` (its inode's [`inode_seed`]):
@@ -458,8 +483,16 @@ impl PageStore {
 
     fn unlink(&mut self, i: u32) {
         let Slot { prev, next, .. } = self.slots[i as usize];
-        if prev == NIL { self.head = next } else { self.slots[prev as usize].next = next }
-        if next == NIL { self.tail = prev } else { self.slots[next as usize].prev = prev }
+        if prev == NIL {
+            self.head = next
+        } else {
+            self.slots[prev as usize].next = next
+        }
+        if next == NIL {
+            self.tail = prev
+        } else {
+            self.slots[next as usize].prev = prev
+        }
     }
 
     fn link_front(&mut self, i: u32) {
@@ -471,7 +504,11 @@ impl PageStore {
             s.next = old;
             s.stamp = self.clock;
         }
-        if old == NIL { self.tail = i } else { self.slots[old as usize].prev = i }
+        if old == NIL {
+            self.tail = i
+        } else {
+            self.slots[old as usize].prev = i
+        }
         self.head = i;
     }
 
@@ -527,7 +564,10 @@ impl PageStore {
             let v = self.tail;
             let (vino, vpg) = (self.slots[v as usize].ino, self.slots[v as usize].pgoff);
             let vtag = self.tag(vino, vpg);
-            let at = self.index.find(vtag, |j| j == v).expect("every slot is indexed");
+            let at = self
+                .index
+                .find(vtag, |j| j == v)
+                .expect("every slot is indexed");
             self.index.remove_at(at);
             self.unlink(v);
             self.slots[v as usize] = fresh;
@@ -705,7 +745,13 @@ impl Timelines {
         let next = self.inodes.len() as InodeRef;
         let r = *self.inode_index.entry((dev, ino)).or_insert(next);
         if r == next {
-            self.inodes.push(Inode { dev, ino, ranges: Vec::new(), last_alloc: None, last_free: None });
+            self.inodes.push(Inode {
+                dev,
+                ino,
+                ranges: Vec::new(),
+                last_alloc: None,
+                last_free: None,
+            });
             self.pages.add_inode(r, inode_seed(dev, ino));
         }
         self.last_inode = Some(((dev, ino), r));
@@ -760,7 +806,9 @@ impl Timelines {
 
     fn record_watched(&mut self, ev: &Event) {
         let span = match ev.body {
-            Body::FaultBegin { pgoff, size, .. } | Body::LoadHole { pgoff, size, .. } | Body::InsertMapping { pgoff, size, .. } => {
+            Body::FaultBegin { pgoff, size, .. }
+            | Body::LoadHole { pgoff, size, .. }
+            | Body::InsertMapping { pgoff, size, .. } => {
                 let (s, n) = size.span(pgoff);
                 Some((s, s.saturating_add(n)))
             }
@@ -794,10 +842,23 @@ impl Timelines {
     fn slot_key(ev: &Event) -> Option<u64> {
         match ev.body {
             Body::LoadHole { pgoff, size, .. } | Body::InsertMapping { pgoff, size, .. } => {
-                Some(if size == Size::Pmd { pmd_key(pgoff) } else { pgoff })
+                Some(if size == Size::Pmd {
+                    pmd_key(pgoff)
+                } else {
+                    pgoff
+                })
             }
-            Body::MapBlocks { pgoff, npages, new: true, .. } if npages <= MAX_SLOT_RANGE => {
-                Some(if pgoff % PMD_PAGES == 0 && npages >= PMD_PAGES { pmd_key(pgoff) } else { pgoff })
+            Body::MapBlocks {
+                pgoff,
+                npages,
+                new: true,
+                ..
+            } if npages <= MAX_SLOT_RANGE => {
+                Some(if pgoff % PMD_PAGES == 0 && npages >= PMD_PAGES {
+                    pmd_key(pgoff)
+                } else {
+                    pgoff
+                })
             }
             _ => None,
         }
@@ -834,7 +895,9 @@ impl Timelines {
             self.record_watched(ev);
         }
         match ev.body {
-            Body::FaultBegin { fault, size, write, .. } => {
+            Body::FaultBegin {
+                fault, size, write, ..
+            } => {
                 // Findings name actors after their fault ended: keep pid and comm per task.
                 self.note_task(ev);
                 let f = self.fault_mut(ev, fault);
@@ -844,11 +907,27 @@ impl Timelines {
                 f.cpu = ev.cpu;
                 f.comm = ev.comm;
             }
-            Body::MapBlocks { fault, pgoff, npages, result, new, .. } => {
+            Body::MapBlocks {
+                fault,
+                pgoff,
+                npages,
+                result,
+                new,
+                ..
+            } => {
                 let ino = self.inode_ref(ev.dev, ev.ino);
                 let end = pgoff.saturating_add(npages.max(1));
                 if let Some(id) = fault {
-                    let l = Lookup { ts: ev.ts, ino, start: pgoff, end, result, new, tid: ev.tid, cpu: ev.cpu };
+                    let l = Lookup {
+                        ts: ev.ts,
+                        ino,
+                        start: pgoff,
+                        end,
+                        result,
+                        new,
+                        tid: ev.tid,
+                        cpu: ev.cpu,
+                    };
                     self.fault_mut(ev, id).lookups.push(l);
                 }
                 if new {
@@ -858,7 +937,15 @@ impl Timelines {
                     let rec = Rec::new(ev, fault, 0);
                     self.inodes[ino as usize].last_alloc = Some(ev.ts);
                     if end - pgoff > MAX_SLOT_RANGE {
-                        self.add_range(ino, RangeRec { kind: RangeKind::Alloc, start: pgoff, end, rec });
+                        self.add_range(
+                            ino,
+                            RangeRec {
+                                kind: RangeKind::Alloc,
+                                start: pgoff,
+                                end,
+                                rec,
+                            },
+                        );
                     } else {
                         // Whole aligned PMDs in one slot each, other pages one by one.
                         let mut p = pgoff;
@@ -880,18 +967,31 @@ impl Timelines {
                     None => self.inode_ref(ev.dev, ev.ino),
                 };
                 self.fault_mut(ev, fault);
-                let key = if size == Size::Pmd { pmd_key(pgoff) } else { pgoff };
+                let key = if size == Size::Pmd {
+                    pmd_key(pgoff)
+                } else {
+                    pgoff
+                };
                 let slot = self.pages.touch(ino, key);
                 slot.hole_loads = slot.hole_loads.saturating_add(1);
             }
-            Body::InsertMapping { fault, pgoff, size, inferred } => {
+            Body::InsertMapping {
+                fault,
+                pgoff,
+                size,
+                inferred,
+            } => {
                 let ino = match ino {
                     Some(i) => i,
                     None => self.inode_ref(ev.dev, ev.ino),
                 };
                 self.fault_mut(ev, fault);
                 let rec = Rec::new(ev, Some(fault), if inferred { Rec::INFERRED } else { 0 });
-                let key = if size == Size::Pmd { pmd_key(pgoff) } else { pgoff };
+                let key = if size == Size::Pmd {
+                    pmd_key(pgoff)
+                } else {
+                    pgoff
+                };
                 push2(&mut self.pages.touch(ino, key).inserts, rec);
             }
             Body::FaultEnd { fault, .. } => {
@@ -900,15 +1000,31 @@ impl Timelines {
                     self.faults_seen += 1;
                 }
             }
-            Body::Invalidate { pgoff, npages, reason } => {
+            Body::Invalidate {
+                pgoff,
+                npages,
+                reason,
+            } => {
                 let ino = self.inode_ref(ev.dev, ev.ino);
-                let end = if npages == u64::MAX { u64::MAX } else { pgoff.saturating_add(npages) };
+                let end = if npages == u64::MAX {
+                    u64::MAX
+                } else {
+                    pgoff.saturating_add(npages)
+                };
                 self.note_task(ev);
                 if crate::detect::insert_after_invalidate::frees_blocks(reason) {
                     self.inodes[ino as usize].last_free = Some(ev.ts);
                 }
                 let rec = Rec::new(ev, None, 0);
-                self.add_range(ino, RangeRec { kind: RangeKind::Invalidate(reason), start: pgoff, end, rec });
+                self.add_range(
+                    ino,
+                    RangeRec {
+                        kind: RangeKind::Invalidate(reason),
+                        start: pgoff,
+                        end,
+                        rec,
+                    },
+                );
             }
             Body::Lost { .. } => {}
         }
@@ -937,7 +1053,11 @@ impl Timelines {
 
     /// Range records of an inode covering `p`, newest first, while `keep(ts)`.
     pub fn ranges_back(&self, ino: InodeRef, p: u64) -> impl Iterator<Item = &RangeRec> {
-        self.inodes[ino as usize].ranges.iter().rev().filter(move |r| r.covers(p))
+        self.inodes[ino as usize]
+            .ranges
+            .iter()
+            .rev()
+            .filter(move |r| r.covers(p))
     }
 
     /// A summary of one page for display (not the hot path).
@@ -946,16 +1066,30 @@ impl Timelines {
         let page = self.pages.get(ino, key.pgoff);
         let pmd = self.pages.get(ino, pmd_key(key.pgoff));
         let recs = |f: fn(&Slot) -> [Rec; 2]| -> Vec<Rec> {
-            let mut v: Vec<Rec> = page.into_iter().chain(pmd).flat_map(f).filter(Rec::is_valid).collect();
+            let mut v: Vec<Rec> = page
+                .into_iter()
+                .chain(pmd)
+                .flat_map(f)
+                .filter(Rec::is_valid)
+                .collect();
             v.sort_by_key(|r| r.ts);
             v
         };
-        let ranges: Vec<RangeRec> =
-            self.inodes[ino as usize].ranges.iter().filter(|r| r.covers(key.pgoff)).copied().collect();
+        let ranges: Vec<RangeRec> = self.inodes[ino as usize]
+            .ranges
+            .iter()
+            .filter(|r| r.covers(key.pgoff))
+            .copied()
+            .collect();
         let lookups: Vec<(u64, Lookup)> = self
             .faults
             .iter()
-            .flat_map(|(&id, f)| f.lookups.iter().filter(|l| l.covers(ino, key.pgoff)).map(move |l| (id, *l)))
+            .flat_map(|(&id, f)| {
+                f.lookups
+                    .iter()
+                    .filter(|l| l.covers(ino, key.pgoff))
+                    .map(move |l| (id, *l))
+            })
             .collect();
         if page.is_none() && pmd.is_none() && ranges.is_empty() && lookups.is_empty() {
             return None;
@@ -999,16 +1133,55 @@ mod tests {
     #[test]
     fn watched_history_takes_the_ends_of_its_faults() {
         let dev = Dev::new(259, 0);
-        let ev = |ts, body| Event { ts, cpu: 0, tid: 1, pid: 1, comm: Comm::new("t"), dev, ino: 7, probe: 0, body };
-        let end = |ts, fault| ev(ts, Body::FaultEnd { fault, result: crate::event::FaultResult::Nopage });
-        let begin = |ts, fault, pgoff, size| ev(ts, Body::FaultBegin { fault, pgoff, size, write: false });
-        let key = PageKey { dev, ino: 7, pgoff: 3 };
+        let ev = |ts, body| Event {
+            ts,
+            cpu: 0,
+            tid: 1,
+            pid: 1,
+            comm: Comm::new("t"),
+            dev,
+            ino: 7,
+            probe: 0,
+            body,
+        };
+        let end = |ts, fault| {
+            ev(
+                ts,
+                Body::FaultEnd {
+                    fault,
+                    result: crate::event::FaultResult::Nopage,
+                },
+            )
+        };
+        let begin = |ts, fault, pgoff, size| {
+            ev(
+                ts,
+                Body::FaultBegin {
+                    fault,
+                    pgoff,
+                    size,
+                    write: false,
+                },
+            )
+        };
+        let key = PageKey {
+            dev,
+            ino: 7,
+            pgoff: 3,
+        };
         let mut t = Timelines::new(100);
         t.watch(key);
         let events = [
             begin(1, 10, 3, Size::Pte),
             begin(2, 11, 4, Size::Pte),
-            ev(3, Body::LoadHole { fault: 10, pgoff: 3, size: Size::Pte }),
+            ev(
+                3,
+                Body::LoadHole {
+                    fault: 10,
+                    pgoff: 3,
+                    size: Size::Pte,
+                },
+            ),
             end(4, 11),
             end(5, 10),
             begin(6, 12, 0, Size::Pmd),
@@ -1049,7 +1222,10 @@ mod tests {
         assert_eq!(s.len(), 64);
         assert_eq!(s.iter_mru().count(), 64);
         for slot in s.iter_mru() {
-            assert_eq!(s.get(slot.ino, slot.pgoff).map(|x| (x.ino, x.pgoff)), Some((slot.ino, slot.pgoff)));
+            assert_eq!(
+                s.get(slot.ino, slot.pgoff).map(|x| (x.ino, x.pgoff)),
+                Some((slot.ino, slot.pgoff))
+            );
         }
         assert_eq!(s.evicted, s.pages_seen - 64);
     }

@@ -40,7 +40,12 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Self { inodes: 16, pages_per_inode: 1 << 16, cpus: 8, seed: 42 }
+        Self {
+            inodes: 16,
+            pages_per_inode: 1 << 16,
+            cpus: 8,
+            seed: 42,
+        }
     }
 }
 
@@ -76,12 +81,39 @@ impl Workload {
             if r < 10 {
                 // write(2) allocating a few pages.
                 let n = 1 + rng.below(8);
-                push(40, Body::MapBlocks { fault: None, pgoff, npages: n, result: MapResult::Mapped, new: true, write: true }, &mut out);
-                push(30, Body::Invalidate { pgoff, npages: n, reason: InvalidateReason::Write }, &mut out);
+                push(
+                    40,
+                    Body::MapBlocks {
+                        fault: None,
+                        pgoff,
+                        npages: n,
+                        result: MapResult::Mapped,
+                        new: true,
+                        write: true,
+                    },
+                    &mut out,
+                );
+                push(
+                    30,
+                    Body::Invalidate {
+                        pgoff,
+                        npages: n,
+                        reason: InvalidateReason::Write,
+                    },
+                    &mut out,
+                );
                 continue;
             }
             if r < 20 {
-                push(40, Body::Invalidate { pgoff, npages: 1 + rng.below(4), reason: InvalidateReason::PunchHole }, &mut out);
+                push(
+                    40,
+                    Body::Invalidate {
+                        pgoff,
+                        npages: 1 + rng.below(4),
+                        reason: InvalidateReason::PunchHole,
+                    },
+                    &mut out,
+                );
                 continue;
             }
             let size = if r < 30 { Size::Pmd } else { Size::Pte };
@@ -90,19 +122,70 @@ impl Workload {
             }
             let npages = if size == Size::Pmd { 512 } else { 1 };
             let write = rng.below(3) == 0;
-            push(20, Body::FaultBegin { fault, pgoff, size, write }, &mut out);
+            push(
+                20,
+                Body::FaultBegin {
+                    fault,
+                    pgoff,
+                    size,
+                    write,
+                },
+                &mut out,
+            );
             let hole = rng.below(2) == 0;
-            let result = if hole { MapResult::Hole } else { MapResult::Mapped };
-            push(30, Body::MapBlocks { fault: Some(fault), pgoff, npages, result, new: false, write: false }, &mut out);
+            let result = if hole {
+                MapResult::Hole
+            } else {
+                MapResult::Mapped
+            };
+            push(
+                30,
+                Body::MapBlocks {
+                    fault: Some(fault),
+                    pgoff,
+                    npages,
+                    result,
+                    new: false,
+                    write: false,
+                },
+                &mut out,
+            );
             if hole && !write {
                 push(40, Body::LoadHole { fault, pgoff, size }, &mut out);
             } else {
                 if hole {
-                    push(30, Body::MapBlocks { fault: Some(fault), pgoff, npages, result: MapResult::Mapped, new: true, write: true }, &mut out);
+                    push(
+                        30,
+                        Body::MapBlocks {
+                            fault: Some(fault),
+                            pgoff,
+                            npages,
+                            result: MapResult::Mapped,
+                            new: true,
+                            write: true,
+                        },
+                        &mut out,
+                    );
                 }
-                push(40, Body::InsertMapping { fault, pgoff, size, inferred: false }, &mut out);
+                push(
+                    40,
+                    Body::InsertMapping {
+                        fault,
+                        pgoff,
+                        size,
+                        inferred: false,
+                    },
+                    &mut out,
+                );
             }
-            push(20, Body::FaultEnd { fault, result: FaultResult::Nopage }, &mut out);
+            push(
+                20,
+                Body::FaultEnd {
+                    fault,
+                    result: FaultResult::Nopage,
+                },
+                &mut out,
+            );
         }
         // Cross-CPU disorder: swap neighbours now and then (well inside any window).
         for i in 1..out.len() {

@@ -16,8 +16,12 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut v = Vec::new();
     for dir in ["seeds", "regressions"] {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(fuzz.join(dir).join(target)).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(fuzz.join(dir).join(target))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
         v.extend(files.into_iter().map(|p| {
             let b = std::fs::read(&p).unwrap();
@@ -31,7 +35,10 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn jsonl_seeds_and_regressions_pass_the_fuzz_checks() {
     let all = inputs("jsonl_reader");
     assert!(all.len() >= 30, "seeds missing: {}", all.len());
-    assert!(all.iter().any(|(p, _)| p.ends_with("comm-nul.jsonl")), "the comm NUL regression is kept");
+    assert!(
+        all.iter().any(|(p, _)| p.ends_with("comm-nul.jsonl")),
+        "the comm NUL regression is kept"
+    );
     for (p, b) in &all {
         eprintln!("{}", p.display());
         checks::jsonl(b);
@@ -60,5 +67,8 @@ fn tracefile_seeds_and_regressions_pass_the_fuzz_checks() {
     }
     // The seeds reach every branch worth mutating from: whole files, damaged
     // ones (cut, flipped, chunk removed) and refused ones (newer version).
-    assert!(clean >= 20 && damaged >= 3 && refused >= 1, "clean {clean}, damaged {damaged}, refused {refused}");
+    assert!(
+        clean >= 20 && damaged >= 3 && refused >= 1,
+        "clean {clean}, damaged {damaged}, refused {refused}"
+    );
 }

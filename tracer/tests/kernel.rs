@@ -20,7 +20,9 @@ use loopfs::{LoopFs, PAGE};
 static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    let guard = KERNEL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let guard = KERNEL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     // The kernel frees a finished run's programs a moment after its last fd
     // closes (RCU): start each test once the previous one's are gone, so that
     // "nothing of ours is loaded" checks see only their own run.
@@ -30,7 +32,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     }
     guard
 }
-
 
 /// Page-aligned buffer for O_DIRECT.
 struct Aligned {
@@ -68,16 +69,25 @@ impl Drop for Aligned {
 
 fn direct_write(path: &Path, page: u64, pages: usize) {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap();
     let buf = Aligned::new(pages, 0xab);
     f.write_all_at(buf.as_slice(), page * PAGE as u64).unwrap();
 }
 
 fn direct_read(path: &Path, page: u64, pages: usize) {
     use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap();
     let mut buf = Aligned::new(pages, 0);
-    f.read_exact_at(buf.as_mut_slice(), page * PAGE as u64).unwrap();
+    f.read_exact_at(buf.as_mut_slice(), page * PAGE as u64)
+        .unwrap();
 }
 
 /// A running `daxtrace stream --json`, ready (its programs attached).
@@ -100,19 +110,29 @@ impl Stream {
     /// Start `cmd` (a `stream --json`, possibly behind a wrapper that execs
     /// it) and wait until its programs are attached.
     fn spawn(mut cmd: Command, stdout: Stdio) -> Self {
-        let mut child = cmd.stdout(stdout).stderr(Stdio::piped()).spawn().expect("start daxtrace");
+        let mut child = cmd
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start daxtrace");
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut lines = Vec::new();
         let t0 = Instant::now();
         loop {
             let mut l = String::new();
-            assert!(stderr.read_line(&mut l).unwrap() > 0, "daxtrace exited before ready: {lines:?}");
+            assert!(
+                stderr.read_line(&mut l).unwrap() > 0,
+                "daxtrace exited before ready: {lines:?}"
+            );
             let ready = l.contains(" attached in ");
             lines.push(l);
             if ready {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(60), "not ready: {lines:?}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "not ready: {lines:?}"
+            );
         }
         // Keep reading stderr in the background so the child never blocks on it.
         let (tx, rx) = std::sync::mpsc::channel();
@@ -122,7 +142,10 @@ impl Stream {
             let _ = tx.send(rest);
         });
         STDERR_RX.with(|r| *r.borrow_mut() = Some(rx));
-        Self { child, stderr_lines: lines }
+        Self {
+            child,
+            stderr_lines: lines,
+        }
     }
 
     fn signal(&self, sig: i32) {
@@ -142,8 +165,14 @@ impl Stream {
         self.signal(sig);
         let status = self.child.wait().unwrap();
         let out = reader.map(|h| h.join().unwrap()).unwrap_or_default();
-        let rest = STDERR_RX.with(|r| r.borrow_mut().take()).map(|rx| rx.recv().unwrap_or_default()).unwrap_or_default();
-        let events = out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect();
+        let rest = STDERR_RX
+            .with(|r| r.borrow_mut().take())
+            .map(|rx| rx.recv().unwrap_or_default())
+            .unwrap_or_default();
+        let events = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+            .collect();
         (events, status, self.stderr_lines.concat() + &rest)
     }
 }
@@ -163,7 +192,10 @@ fn odirect_write_shows_allocation_and_read_shows_hole() {
     let (dev, _) = fs.dev();
     let (file, ino) = fs.sparse("sparse", 1024);
     let (_other, _) = fs.sparse("other", 1024);
-    let s = Stream::start(&["--dev", &dev, "--inode", &ino.to_string()], Stdio::piped());
+    let s = Stream::start(
+        &["--dev", &dev, "--inode", &ino.to_string()],
+        Stdio::piped(),
+    );
     direct_write(&file, 64, 16);
     direct_read(&file, 300, 1);
     // Activity on another inode of the same filesystem must not show.
@@ -180,16 +212,28 @@ fn odirect_write_shows_allocation_and_read_shows_hole() {
         }
     }
     let mut covered = HashSet::new();
-    for e in events.iter().filter(|e| e["kind"] == "map_blocks" && e["new"] == true) {
+    for e in events
+        .iter()
+        .filter(|e| e["kind"] == "map_blocks" && e["new"] == true)
+    {
         let (p, n) = (u(e, "pgoff"), u(e, "npages"));
         covered.extend(p..p + n);
-        assert!(e["fault"].is_null(), "a write(2)/O_DIRECT allocation is outside any fault: {e}");
+        assert!(
+            e["fault"].is_null(),
+            "a write(2)/O_DIRECT allocation is outside any fault: {e}"
+        );
     }
     for p in 64..80 {
-        assert!(covered.contains(&p), "page {p} not covered by a new map_blocks: {events:?}");
+        assert!(
+            covered.contains(&p),
+            "page {p} not covered by a new map_blocks: {events:?}"
+        );
     }
     let hole = events.iter().any(|e| {
-        e["kind"] == "map_blocks" && e["result"] == "hole" && u(e, "pgoff") <= 300 && 300 < u(e, "pgoff") + u(e, "npages")
+        e["kind"] == "map_blocks"
+            && e["result"] == "hole"
+            && u(e, "pgoff") <= 300
+            && 300 < u(e, "pgoff") + u(e, "npages")
     });
     assert!(hole, "no hole lookup covering page 300: {events:?}");
 }
@@ -212,7 +256,10 @@ struct Instance {
 
 impl Instance {
     fn new(kdev: u64) -> Self {
-        let dir = PathBuf::from(format!("/sys/kernel/tracing/instances/daxtrace-kt-{}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/sys/kernel/tracing/instances/daxtrace-kt-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir(&dir);
         std::fs::create_dir(&dir).expect("create ftrace instance");
         std::fs::write(dir.join("buffer_size_kb"), "8192").unwrap();
@@ -234,7 +281,11 @@ impl Instance {
         let text = std::fs::read_to_string(self.dir.join("trace")).unwrap();
         let mut m = BTreeMap::new();
         for l in text.lines().filter(|l| !l.starts_with('#')) {
-            if let Some(name) = l.split(": ").nth(1).and_then(|s| s.split_whitespace().next()) {
+            if let Some(name) = l
+                .split(": ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+            {
                 *m.entry(name.trim_end_matches(':').to_string()).or_insert(0) += 1;
             }
         }
@@ -269,11 +320,23 @@ fn counts_equal_the_kernels_own_trace() {
     let (events, status, stderr, inst) = mixed_run(s, &fs, kdev);
     assert!(status.success(), "{status:?}: {stderr}");
     let (kernel, overrun) = inst.counts();
-    assert_eq!(overrun, 0, "the ftrace instance itself overran; enlarge its buffer");
-    let lost: u64 = events.iter().filter(|e| e["kind"] == "lost").map(|e| u(e, "count")).sum();
+    assert_eq!(
+        overrun, 0,
+        "the ftrace instance itself overran; enlarge its buffer"
+    );
+    let lost: u64 = events
+        .iter()
+        .filter(|e| e["kind"] == "lost")
+        .map(|e| u(e, "count"))
+        .sum();
     let mut ours: BTreeMap<String, u64> = BTreeMap::new();
-    for e in events.iter().filter(|e| e["kind"] != "lost" && e["inferred"] != true) {
-        let probe = e["probe"].as_str().unwrap_or_else(|| panic!("event without probe: {e}"));
+    for e in events
+        .iter()
+        .filter(|e| e["kind"] != "lost" && e["inferred"] != true)
+    {
+        let probe = e["probe"]
+            .as_str()
+            .unwrap_or_else(|| panic!("event without probe: {e}"));
         let name = probe.split_once(':').unwrap().1.to_string();
         *ours.entry(name).or_insert(0) += 1;
     }
@@ -281,14 +344,26 @@ fn counts_equal_the_kernels_own_trace() {
     let mut diff_total = 0i64;
     for tp in COMPARED {
         let name = tp.split_once(':').unwrap().1;
-        let (k, o) = (kernel.get(name).copied().unwrap_or(0), ours.get(name).copied().unwrap_or(0));
+        let (k, o) = (
+            kernel.get(name).copied().unwrap_or(0),
+            ours.get(name).copied().unwrap_or(0),
+        );
         diff_total += k as i64 - o as i64;
         table += &format!("{tp:<32} kernel {k:>6} daxtrace {o:>6}\n");
     }
     eprintln!("{table}lost {lost}");
-    assert!(kernel.get("iomap_iter_dstmap").copied().unwrap_or(0) > 20, "workload produced too little:\n{table}");
-    assert!(kernel.get("ext4_punch_hole").copied().unwrap_or(0) >= 8, "{table}");
-    assert_eq!(diff_total, lost as i64, "counts differ by more than the reported loss:\n{table}");
+    assert!(
+        kernel.get("iomap_iter_dstmap").copied().unwrap_or(0) > 20,
+        "workload produced too little:\n{table}"
+    );
+    assert!(
+        kernel.get("ext4_punch_hole").copied().unwrap_or(0) >= 8,
+        "{table}"
+    );
+    assert_eq!(
+        diff_total, lost as i64,
+        "counts differ by more than the reported loss:\n{table}"
+    );
     if lost == 0 {
         for tp in COMPARED {
             let name = tp.split_once(':').unwrap().1;
@@ -308,10 +383,14 @@ fn our_programs() -> Vec<String> {
                 let full = pr.program();
                 let ev = pr.tracepoint().split_once(':').map_or("", |x| x.1);
                 let typed = [format!("btf_{ev}"), format!("raw_{ev}")];
-                (full.starts_with(n.as_str()) || typed.iter().any(|t| t.starts_with(n.as_str()))) && n.len() >= 12
+                (full.starts_with(n.as_str()) || typed.iter().any(|t| t.starts_with(n.as_str())))
+                    && n.len() >= 12
             }) || tracer_common::Probe::FUNCS.iter().any(|pr| {
                 let f = pr.function();
-                ["fe_", "fx_", "kp_", "kr_"].iter().any(|k| format!("{k}{f}").starts_with(n.as_str())) && n.len() >= 12
+                ["fe_", "fx_", "kp_", "kr_"]
+                    .iter()
+                    .any(|k| format!("{k}{f}").starts_with(n.as_str()))
+                    && n.len() >= 12
             })
         })
         .collect()
@@ -322,10 +401,21 @@ fn no_program_stays_after_any_exit() {
     let _serial = serial();
     let fs = LoopFs::ext4("kt-exit", 256);
     let (dev, _) = fs.dev();
-    assert_eq!(our_programs(), Vec::<String>::new(), "programs of ours before the test");
-    for (how, sig) in [("SIGINT", libc::SIGINT), ("SIGTERM", libc::SIGTERM), ("SIGKILL", libc::SIGKILL)] {
+    assert_eq!(
+        our_programs(),
+        Vec::<String>::new(),
+        "programs of ours before the test"
+    );
+    for (how, sig) in [
+        ("SIGINT", libc::SIGINT),
+        ("SIGTERM", libc::SIGTERM),
+        ("SIGKILL", libc::SIGKILL),
+    ] {
         let s = Stream::start(&["--dev", &dev], Stdio::piped());
-        assert!(!our_programs().is_empty(), "{how}: nothing attached while running?");
+        assert!(
+            !our_programs().is_empty(),
+            "{how}: nothing attached while running?"
+        );
         let (_, status, _) = s.stop(sig);
         if sig != libc::SIGKILL {
             assert!(status.success(), "{how}: {status:?}");
@@ -338,8 +428,15 @@ fn no_program_stays_after_any_exit() {
         assert_eq!(our_programs(), Vec::<String>::new(), "after {how}");
     }
     // Normal end by --duration.
-    let out = daxtrace().args(["stream", "--json", "--dev", &dev, "--duration", "1s"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = daxtrace()
+        .args(["stream", "--json", "--dev", &dev, "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // An error after attach: stdout is a pipe whose reader is gone.
     let s = Stream::start(&["--dev", &dev], Stdio::piped());
     let Stream { mut child, .. } = s;
@@ -357,7 +454,12 @@ fn no_program_stays_after_any_exit() {
 fn unprivileged_stream_is_a_one_line_error() {
     let _serial = serial();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(env!("CARGO_BIN_EXE_daxtrace"))
         .args(["stream", "--json", "--duration", "1s"])
         .output()
@@ -376,10 +478,17 @@ fn bad_device_and_inode_are_one_line_errors() {
     let (dev, _) = fs.dev();
     for (args, want) in [
         (vec!["--dev", "250:250"], "device 250:250 does not exist"),
-        (vec!["--dev", &dev, "--inode", "999999"], "inode 999999 was not found"),
+        (
+            vec!["--dev", &dev, "--inode", "999999"],
+            "inode 999999 was not found",
+        ),
         (vec!["--dev", "nonsense"], "MAJOR:MINOR"),
     ] {
-        let out = daxtrace().args(["stream", "--json"]).args(&args).output().unwrap();
+        let out = daxtrace()
+            .args(["stream", "--json"])
+            .args(&args)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{args:?}: {err}");
@@ -394,7 +503,11 @@ fn bad_device_and_inode_are_one_line_errors() {
 /// `mixed_workload` traced by the running `s` and by a tracefs instance on
 /// the same device; `s` is stopped with SIGTERM (the stopped instance is
 /// returned for its counts).
-fn mixed_run(s: Stream, fs: &LoopFs, kdev: u64) -> (Vec<Value>, std::process::ExitStatus, String, Instance) {
+fn mixed_run(
+    s: Stream,
+    fs: &LoopFs,
+    kdev: u64,
+) -> (Vec<Value>, std::process::ExitStatus, String, Instance) {
     let inst = Instance::new(kdev);
     mixed_workload(fs);
     std::thread::sleep(Duration::from_millis(200));
@@ -416,7 +529,12 @@ fn mixed_workload(fs: &LoopFs) {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
         // SAFETY: fallocate on an open fd with valid ranges.
         unsafe {
-            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, (i * 40 * 4096) as i64, 8192);
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                (i * 40 * 4096) as i64,
+                8192,
+            );
             libc::fallocate(fd, libc::FALLOC_FL_ZERO_RANGE, 4096 * 1500, 8192);
             libc::fallocate(fd, libc::FALLOC_FL_COLLAPSE_RANGE, 4096 * 1600, 4096 * 16);
         }
@@ -452,8 +570,15 @@ fn backends_agree_with_each_other_and_the_kernel() {
         let s = Stream::start(&["--dev", &dev, "--backend", asked], Stdio::piped());
         let ready = s.stderr_lines.concat();
         let backend = if asked == "fentry" && fentry_refused {
-            assert!(ready.contains("fentry dax_iomap_pte_fault failed (") && ready.contains("Operation not permitted"), "{ready}");
-            assert!(ready.contains("not tried: this kernel refused fentry"), "refused once, not per function: {ready}");
+            assert!(
+                ready.contains("fentry dax_iomap_pte_fault failed (")
+                    && ready.contains("Operation not permitted"),
+                "{ready}"
+            );
+            assert!(
+                ready.contains("not tried: this kernel refused fentry"),
+                "refused once, not per function: {ready}"
+            );
             "tp_btf"
         } else {
             asked
@@ -463,28 +588,64 @@ fn backends_agree_with_each_other_and_the_kernel() {
         // Every attach point went through the backend asked for: no fallback.
         let attached = ready.lines().find(|l| l.contains(" attached in ")).unwrap();
         // "(tp_btf 14; fault begin traced, ...)": that backend and no other.
-        let used = attached.split_once('(').and_then(|(_, r)| r.split_once(';')).map(|(u, _)| u).unwrap_or("");
-        assert!(used.starts_with(&format!("{backend} ")) && !used.contains(','), "{asked}: {attached}");
+        let used = attached
+            .split_once('(')
+            .and_then(|(_, r)| r.split_once(';'))
+            .map(|(u, _)| u)
+            .unwrap_or("");
+        assert!(
+            used.starts_with(&format!("{backend} ")) && !used.contains(','),
+            "{asked}: {attached}"
+        );
         let (kernel, overrun) = inst.counts();
         assert_eq!(overrun, 0);
-        let lost: u64 = events.iter().filter(|e| e["kind"] == "lost").map(|e| u(e, "count")).sum();
-        assert_eq!(lost, 0, "{backend}: lost events make the comparison meaningless");
+        let lost: u64 = events
+            .iter()
+            .filter(|e| e["kind"] == "lost")
+            .map(|e| u(e, "count"))
+            .sum();
+        assert_eq!(
+            lost, 0,
+            "{backend}: lost events make the comparison meaningless"
+        );
         let mut per_probe: BTreeMap<String, u64> = BTreeMap::new();
         let mut per_kind: BTreeMap<String, u64> = BTreeMap::new();
         for e in events.iter().filter(|e| e["kind"] != "lost") {
-            *per_kind.entry(e["kind"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            *per_kind
+                .entry(e["kind"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
             if e["inferred"] != true {
-                let name = e["probe"].as_str().unwrap().split_once(':').unwrap().1.to_string();
+                let name = e["probe"]
+                    .as_str()
+                    .unwrap()
+                    .split_once(':')
+                    .unwrap()
+                    .1
+                    .to_string();
                 *per_probe.entry(name).or_insert(0) += 1;
             }
         }
         for tp in COMPARED {
             let name = tp.split_once(':').unwrap().1;
-            assert_eq!(kernel.get(name), per_probe.get(name), "{backend} {tp}: kernel {kernel:?} ours {per_probe:?}");
+            assert_eq!(
+                kernel.get(name),
+                per_probe.get(name),
+                "{backend} {tp}: kernel {kernel:?} ours {per_probe:?}"
+            );
         }
-        assert!(per_kind.get("map_blocks").copied().unwrap_or(0) > 20, "{backend}: {per_kind:?}");
-        assert!(per_kind.get("invalidate").copied().unwrap_or(0) >= 32, "{backend}: {per_kind:?}");
-        let mut sigs: Vec<String> = events.iter().filter(|e| e["kind"] != "lost").map(signature).collect();
+        assert!(
+            per_kind.get("map_blocks").copied().unwrap_or(0) > 20,
+            "{backend}: {per_kind:?}"
+        );
+        assert!(
+            per_kind.get("invalidate").copied().unwrap_or(0) >= 32,
+            "{backend}: {per_kind:?}"
+        );
+        let mut sigs: Vec<String> = events
+            .iter()
+            .filter(|e| e["kind"] != "lost")
+            .map(signature)
+            .collect();
         sigs.sort();
         eprintln!("{backend}: {per_kind:?}");
         runs.push((backend, per_kind, sigs));
@@ -553,11 +714,24 @@ fn tracefs_not_mountable_is_a_one_line_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("tracefs is not mounted") && err.contains("Operation not permitted"), "{err}");
-    assert!(err.contains("mount -t tracefs nodev /sys/kernel/tracing"), "{err}");
-    assert!(!err.contains("needs root"), "CAP_BPF + CAP_PERFMON passed the privilege check: {err}");
+    assert!(
+        err.contains("tracefs is not mounted") && err.contains("Operation not permitted"),
+        "{err}"
+    );
+    assert!(
+        err.contains("mount -t tracefs nodev /sys/kernel/tracing"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("needs root"),
+        "CAP_BPF + CAP_PERFMON passed the privilege check: {err}"
+    );
     assert!(out.stdout.is_empty());
-    assert_eq!(our_programs(), Vec::<String>::new(), "nothing loaded before the error");
+    assert_eq!(
+        our_programs(),
+        Vec::<String>::new(),
+        "nothing loaded before the error"
+    );
 }
 
 /// A kernel without BTF (here: /sys/kernel/btf hidden): one line, exit 2;
@@ -574,7 +748,10 @@ fn no_btf_is_a_one_line_error_and_btf_file_stands_in() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("no BTF (/sys/kernel/btf/vmlinux is missing)") && err.contains("--btf FILE"), "{err}");
+    assert!(
+        err.contains("no BTF (/sys/kernel/btf/vmlinux is missing)") && err.contains("--btf FILE"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 
     let fs = LoopFs::ext4("kt-nobtf", 256);
@@ -582,15 +759,29 @@ fn no_btf_is_a_one_line_error_and_btf_file_stands_in() {
     let (file, ino) = fs.sparse("f", 64);
     let copy = copy.to_str().unwrap();
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-ec"]).arg(format!("{hide}\nexec \"$@\"")).arg("sh");
-    cmd.args([bin, "stream", "--json", "--btf", copy, "--dev", &dev, "--inode", &ino.to_string()]);
+    cmd.args(["--mount", "--propagation", "private", "sh", "-ec"])
+        .arg(format!("{hide}\nexec \"$@\""))
+        .arg("sh");
+    cmd.args([
+        bin,
+        "stream",
+        "--json",
+        "--btf",
+        copy,
+        "--dev",
+        &dev,
+        "--inode",
+        &ino.to_string(),
+    ]);
     let s = Stream::spawn(cmd, Stdio::piped());
     direct_write(&file, 8, 2);
     std::thread::sleep(Duration::from_millis(300));
     let (events, status, err) = s.stop(libc::SIGINT);
     assert!(status.success(), "{err}");
     assert!(
-        events.iter().any(|e| e["kind"] == "map_blocks" && e["new"] == true),
+        events
+            .iter()
+            .any(|e| e["kind"] == "map_blocks" && e["new"] == true),
         "no allocation seen with --btf on a kernel without BTF: {err}"
     );
 }
@@ -602,14 +793,22 @@ fn no_btf_is_a_one_line_error_and_btf_file_stands_in() {
 fn refused_memlock_is_not_a_failure() {
     let _serial = serial();
     let out = Command::new("prlimit")
-        .args(["--memlock=65536:65536", "setpriv", "--bounding-set=-sys_resource", "--inh-caps=-sys_resource"])
+        .args([
+            "--memlock=65536:65536",
+            "setpriv",
+            "--bounding-set=-sys_resource",
+            "--inh-caps=-sys_resource",
+        ])
         .arg(env!("CARGO_BIN_EXE_daxtrace"))
         .args(["stream", "--json", "--duration", "1s"])
         .env("DAXTRACE_LOG", "info")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("setrlimit(RLIMIT_MEMLOCK) refused"), "the limit was not refused, nothing tested: {err}");
+    assert!(
+        err.contains("setrlimit(RLIMIT_MEMLOCK) refused"),
+        "the limit was not refused, nothing tested: {err}"
+    );
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
 
@@ -620,7 +819,12 @@ fn refused_memlock_is_not_a_failure() {
 fn probe_as_root_checks_the_plan_by_attaching() {
     let _serial = serial();
     let plan = |args: &[&str]| -> Value {
-        let out = daxtrace().arg("probe").arg("--json").args(args).output().unwrap();
+        let out = daxtrace()
+            .arg("probe")
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{out:?}");
         serde_json::from_slice(&out.stdout).unwrap()
     };
@@ -637,15 +841,36 @@ fn probe_as_root_checks_the_plan_by_attaching() {
     let predicted = plan(&["--no-attach"]);
     assert_eq!(checked["checked"], "attached");
     assert_eq!(predicted["checked"], "predicted");
-    assert_eq!(our_programs(), Vec::<String>::new(), "probe left programs attached");
-    let used = |p: &Value| p["entries"].as_array().unwrap().iter().filter(|e| e["status"] == "used").count();
+    assert_eq!(
+        our_programs(),
+        Vec::<String>::new(),
+        "probe left programs attached"
+    );
+    let used = |p: &Value| {
+        p["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["status"] == "used")
+            .count()
+    };
     assert!(used(&checked) >= 10, "{checked}");
     let fentry_refused = !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     if fentry_refused {
-        assert!(!rows(&predicted, "fentry", "used").is_empty(), "prediction: fentry is listed, so USED");
-        assert!(rows(&checked, "fentry", "used").is_empty(), "{:?}", rows(&checked, "fentry", "used"));
+        assert!(
+            !rows(&predicted, "fentry", "used").is_empty(),
+            "prediction: fentry is listed, so USED"
+        );
+        assert!(
+            rows(&checked, "fentry", "used").is_empty(),
+            "{:?}",
+            rows(&checked, "fentry", "used")
+        );
         let failed = rows(&checked, "fentry", "failed");
-        assert!(failed.iter().any(|r| r.contains("Operation not permitted")), "{failed:?}");
+        assert!(
+            failed.iter().any(|r| r.contains("Operation not permitted")),
+            "{failed:?}"
+        );
         // Their steps fell back to typed tracepoints, which attach here.
         assert!(!rows(&checked, "tp_btf", "used").is_empty());
     }
@@ -685,7 +910,15 @@ kill -INT $pid; wait $pid; echo "rc $?"
 umount $d/mnt; losetup -d $loop
 "#;
     let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .arg(&dir)
         .arg(env!("CARGO_BIN_EXE_daxtrace"))
         .stdout(Stdio::piped())
@@ -695,28 +928,48 @@ umount $d/mnt; losetup -d $loop
     let mut line = |want: &str| {
         let mut l = String::new();
         out.read_line(&mut l).unwrap();
-        assert!(l.starts_with(want), "expected {want:?}, got {l:?}; daxtrace said: {}", std::fs::read_to_string(dir.join("err")).unwrap_or_default());
+        assert!(
+            l.starts_with(want),
+            "expected {want:?}, got {l:?}; daxtrace said: {}",
+            std::fs::read_to_string(dir.join("err")).unwrap_or_default()
+        );
         l
     };
     let iter_attached = || our_programs().iter().any(|p| p == "btf_iomap_iter");
     line("started");
     let err = std::fs::read_to_string(dir.join("err")).unwrap();
     assert!(err.contains("iomap:iomap_iter not attached yet"), "{err}");
-    assert!(!iter_attached(), "attached before any DAX mount: {:?}", our_programs());
+    assert!(
+        !iter_attached(),
+        "attached before any DAX mount: {:?}",
+        our_programs()
+    );
     std::fs::write(dir.join("go"), "").unwrap();
     line("mounted");
     let err = std::fs::read_to_string(dir.join("err")).unwrap();
-    assert!(err.contains("a DAX filesystem is mounted now: attached iomap:iomap_iter (tp_btf)"), "{err}");
+    assert!(
+        err.contains("a DAX filesystem is mounted now: attached iomap:iomap_iter (tp_btf)"),
+        "{err}"
+    );
     assert!(iter_attached(), "{:?}", our_programs());
     std::fs::write(dir.join("stop"), "").unwrap();
     let rc = line("rc ");
-    assert_eq!(rc.trim(), "rc 0", "{}", std::fs::read_to_string(dir.join("err")).unwrap_or_default());
+    assert_eq!(
+        rc.trim(),
+        "rc 0",
+        "{}",
+        std::fs::read_to_string(dir.join("err")).unwrap_or_default()
+    );
     assert!(child.wait().unwrap().success());
     // The kernel frees programs when the last fd closes; give RCU a moment.
     let t0 = Instant::now();
     while !our_programs().is_empty() && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(our_programs(), Vec::<String>::new(), "programs left after exit");
+    assert_eq!(
+        our_programs(),
+        Vec::<String>::new(),
+        "programs left after exit"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,7 +15,6 @@ use metrics_util::{get, sample, Serve};
 
 use loopfs::{LoopFs, PAGE};
 
-
 /// An O_DIRECT-able (page-aligned) slice of `pages` pages inside `buf`.
 fn aligned(buf: &mut Vec<u8>, pages: usize) -> &mut [u8] {
     buf.resize((pages + 1) * PAGE, 0xab);
@@ -24,7 +23,12 @@ fn aligned(buf: &mut Vec<u8>, pages: usize) -> &mut [u8] {
 }
 
 fn direct(path: &Path, write: bool, page: u64, pages: usize) {
-    let f = std::fs::OpenOptions::new().read(!write).write(write).custom_flags(libc::O_DIRECT).open(path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap();
     let mut buf = Vec::new();
     let b = aligned(&mut buf, pages);
     if write {
@@ -62,7 +66,10 @@ fn live_serve_counts_real_lookups_and_stops_cleanly() {
         if allocs >= 1.0 && holes >= 1.0 {
             break body;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "no allocation/hole lookup counted:\n{body}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no allocation/hole lookup counted:\n{body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(sample(&body, r#"daxtrace_allocated_pages_total{origin="write"}"#).unwrap() >= 16.0);
@@ -70,10 +77,11 @@ fn live_serve_counts_real_lookups_and_stops_cleanly() {
     // The attach points used on this host (tp_btf for every tracepoint
     // here, by `auto`) are in the state set.
     assert!(
-        body.lines().any(|l| l.starts_with("daxtrace_attach_status{")
-            && l.contains(r#"step="lookup""#)
-            && l.contains(r#"status="used""#)
-            && l.ends_with(" 1")),
+        body.lines()
+            .any(|l| l.starts_with("daxtrace_attach_status{")
+                && l.contains(r#"step="lookup""#)
+                && l.contains(r#"status="used""#)
+                && l.ends_with(" 1")),
         "no used attach point for the block lookup in:\n{body}"
     );
     let fill = sample(&body, "daxtrace_ringbuf_fill_ratio").unwrap();

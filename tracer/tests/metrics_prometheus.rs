@@ -38,14 +38,21 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(tool("prometheus"))
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("starting prometheus");
-        let p = Self { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let p = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
         p.wait(Duration::from_secs(60), "ready", || {
             metrics_util::try_get(&format!("{}/-/ready", p.url), None).is_ok_and(|r| r.0 == 200)
         });
@@ -60,21 +67,35 @@ impl Prometheus {
     fn wait(&self, timeout: Duration, what: &str, mut ok: impl FnMut() -> bool) {
         let t0 = Instant::now();
         while !ok() {
-            assert!(t0.elapsed() < timeout, "prometheus: {what} not reached in {timeout:?}; its log:\n{}", self.log());
+            assert!(
+                t0.elapsed() < timeout,
+                "prometheus: {what} not reached in {timeout:?}; its log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
     /// An instant query: (status, result vector).
     fn query(&self, expr: &str) -> (String, Vec<Value>) {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut resp = agent.get(&format!("{}/api/v1/query", self.url)).query("query", expr).call().unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .get(&format!("{}/api/v1/query", self.url))
+            .query("query", expr)
+            .call()
+            .unwrap();
         let v: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
         let status = v["status"].as_str().unwrap_or("?").to_owned();
         if status != "success" {
             return (format!("{status}: {}", v["error"]), Vec::new());
         }
-        (status, v["data"]["result"].as_array().cloned().unwrap_or_default())
+        (
+            status,
+            v["data"]["result"].as_array().cloned().unwrap_or_default(),
+        )
     }
 }
 
@@ -91,7 +112,12 @@ fn dashboards() -> Vec<(String, Value)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap(),
+            )
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -124,13 +150,24 @@ fn grafana_substitute(expr: &str) -> String {
 
 /// Findings of `daxtrace analyze --json` on `path`, per (rule, severity).
 fn analyze_findings(path: &Path) -> BTreeMap<(String, String), u64> {
-    let out = Command::new(daxtrace()).args(["analyze", "--json"]).arg(path).output().unwrap();
-    assert!(matches!(out.status.code(), Some(0 | 1)), "analyze failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(daxtrace())
+        .args(["analyze", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "analyze failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut counts = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         if v["kind"] == "finding" {
-            let key = (v["rule"].as_str().unwrap().to_owned(), v["severity"].as_str().unwrap().to_owned());
+            let key = (
+                v["rule"].as_str().unwrap().to_owned(),
+                v["severity"].as_str().unwrap().to_owned(),
+            );
             *counts.entry(key).or_default() += 1;
         }
     }
@@ -140,10 +177,17 @@ fn analyze_findings(path: &Path) -> BTreeMap<(String, String), u64> {
 #[test]
 fn dashboards_against_real_prometheus() {
     let trace = race_trace();
-    let mut serve = Serve::start(&["--replay", trace.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let mut serve = Serve::start(&[
+        "--replay",
+        trace.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     let target = serve.addr();
     assert!(
-        serve.wait_log("replay_complete", Duration::from_secs(120)).is_some(),
+        serve
+            .wait_log("replay_complete", Duration::from_secs(120))
+            .is_some(),
         "replay did not complete: {}",
         serve.stderr.lock().unwrap()
     );
@@ -151,10 +195,17 @@ fn dashboards_against_real_prometheus() {
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards/daxtrace-rules.yml");
     let prom = Prometheus::start(&target, &rules);
     // A few scrapes after the replay: enough samples for every rate() over 1m.
-    prom.wait(Duration::from_secs(60), "4 scrapes of the finished replay", || {
-        let (_, r) = prom.query("count_over_time(daxtrace_input_complete[1m])");
-        r.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse::<f64>().ok()).is_some_and(|n| n >= 4.0)
-    });
+    prom.wait(
+        Duration::from_secs(60),
+        "4 scrapes of the finished replay",
+        || {
+            let (_, r) = prom.query("count_over_time(daxtrace_input_complete[1m])");
+            r.first()
+                .and_then(|s| s["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|n| n >= 4.0)
+        },
+    );
     let (_, up) = prom.query("up");
     assert_eq!(up.len(), 1);
     assert_eq!(up[0]["value"][1], "1", "scrape failing: {up:?}");
@@ -168,33 +219,61 @@ fn dashboards_against_real_prometheus() {
             let (status, result) = prom.query(&q);
             n += 1;
             if status != "success" || result.is_empty() {
-                failures.push(format!("{file} / {title}: {status}, {} series: {q}", result.len()));
+                failures.push(format!(
+                    "{file} / {title}: {status}, {} series: {q}",
+                    result.len()
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {n} dashboard queries gave nothing:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} dashboard queries gave nothing:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(n >= 20, "only {n} queries checked");
 
     // The findings metric equals what analyze finds in the same file.
     let expected = analyze_findings(&trace);
-    assert!(expected.values().sum::<u64>() > 0, "the racing trace has no finding");
+    assert!(
+        expected.values().sum::<u64>() > 0,
+        "the racing trace has no finding"
+    );
     let (_, series) = prom.query("daxtrace_findings_total");
     let mut got = BTreeMap::new();
     for s in &series {
-        let key = (s["metric"]["rule"].as_str().unwrap().to_owned(), s["metric"]["severity"].as_str().unwrap().to_owned());
+        let key = (
+            s["metric"]["rule"].as_str().unwrap().to_owned(),
+            s["metric"]["severity"].as_str().unwrap().to_owned(),
+        );
         let v: f64 = s["value"][1].as_str().unwrap().parse().unwrap();
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "counts are small integers")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "counts are small integers"
+        )]
         if v > 0.0 {
             got.insert(key, v as u64);
         }
     }
-    assert_eq!(got, expected, "Prometheus's daxtrace_findings_total vs analyze --json");
+    assert_eq!(
+        got, expected,
+        "Prometheus's daxtrace_findings_total vs analyze --json"
+    );
 
     // The alert rules shipped next to the dashboards load and fire on it.
     if expected.keys().any(|(_, sev)| sev == "corruption") {
-        prom.wait(Duration::from_secs(30), "DaxStaleHoleCorruption firing", || {
-            !prom.query(r#"ALERTS{alertname="DaxStaleHoleCorruption",alertstate="firing"}"#).1.is_empty()
-        });
+        prom.wait(
+            Duration::from_secs(30),
+            "DaxStaleHoleCorruption firing",
+            || {
+                !prom
+                    .query(r#"ALERTS{alertname="DaxStaleHoleCorruption",alertstate="firing"}"#)
+                    .1
+                    .is_empty()
+            },
+        );
     }
 
     let st = serve.terminate();
@@ -205,8 +284,15 @@ fn dashboards_against_real_prometheus() {
 #[test]
 fn scrape_config_and_rules_pass_promtool() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
-    for (what, file) in [("config", "prometheus.yml"), ("rules", "daxtrace-rules.yml")] {
-        let out = Command::new(tool("promtool")).args(["check", what]).arg(dir.join(file)).output().unwrap();
+    for (what, file) in [
+        ("config", "prometheus.yml"),
+        ("rules", "daxtrace-rules.yml"),
+    ] {
+        let out = Command::new(tool("promtool"))
+            .args(["check", what])
+            .arg(dir.join(file))
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "promtool check {what} {file}:\n{}{}",

@@ -10,10 +10,16 @@ use std::time::{Duration, Instant};
 use metrics_util::{daxtrace, get, race_trace, sample, tool, Serve};
 
 fn replay_on_any_port(trace: &std::path::Path) -> (Serve, String) {
-    let mut s = Serve::start(&["--replay", trace.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let mut s = Serve::start(&[
+        "--replay",
+        trace.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     let addr = s.addr();
     assert!(
-        s.wait_log("replay_complete", Duration::from_secs(30)).is_some(),
+        s.wait_log("replay_complete", Duration::from_secs(30))
+            .is_some(),
         "replay did not complete; stderr:\n{}",
         s.stderr.lock().unwrap()
     );
@@ -36,7 +42,12 @@ fn metrics_parse_as_prometheus_text() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    promtool.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -47,14 +58,38 @@ fn metrics_parse_as_prometheus_text() {
 
     // The parser would also accept an empty page: check the content is there.
     assert_eq!(sample(&body, "daxtrace_input_complete"), Some(1.0));
-    assert_eq!(sample(&body, r#"daxtrace_events_total{kind="fault_begin"}"#), Some(17.0));
+    assert_eq!(
+        sample(&body, r#"daxtrace_events_total{kind="fault_begin"}"#),
+        Some(17.0)
+    );
     assert_eq!(sample(&body, "daxtrace_lost_events_total"), Some(3.0));
     assert_eq!(sample(&body, "daxtrace_late_events_total"), Some(1.0));
-    assert_eq!(sample(&body, r#"daxtrace_hole_loads_total{size="pmd"}"#), Some(1.0));
-    assert_eq!(sample(&body, r#"daxtrace_allocations_total{origin="write"}"#), Some(1.0));
-    assert_eq!(sample(&body, r#"daxtrace_invalidations_total{reason="truncate"}"#), Some(1.0));
-    assert_eq!(sample(&body, r#"daxtrace_fault_duration_seconds_count{size="pte"}"#), Some(14.0));
-    assert_eq!(sample(&body, r#"daxtrace_fault_duration_seconds_count{size="pmd"}"#), Some(3.0));
+    assert_eq!(
+        sample(&body, r#"daxtrace_hole_loads_total{size="pmd"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&body, r#"daxtrace_allocations_total{origin="write"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&body, r#"daxtrace_invalidations_total{reason="truncate"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            r#"daxtrace_fault_duration_seconds_count{size="pte"}"#
+        ),
+        Some(14.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            r#"daxtrace_fault_duration_seconds_count{size="pmd"}"#
+        ),
+        Some(3.0)
+    );
 
     let (status, ct, om) = get(
         &format!("http://{addr}/metrics"),
@@ -83,8 +118,14 @@ fn default_metrics_address_is_loopback() {
             break (s, v["addr"].as_str().unwrap().to_owned());
         }
         let err = s.stderr.lock().unwrap().clone();
-        assert!(err.contains("cannot listen on 127.0.0.1:9464"), "serve failed otherwise: {err}");
-        assert!(t0.elapsed() < Duration::from_secs(60), "127.0.0.1:9464 stayed busy for a minute");
+        assert!(
+            err.contains("cannot listen on 127.0.0.1:9464"),
+            "serve failed otherwise: {err}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "127.0.0.1:9464 stayed busy for a minute"
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(addr, "127.0.0.1:9464");
@@ -99,9 +140,16 @@ fn default_metrics_address_is_loopback() {
             (f[3] == "0A" && f[1].ends_with(":24F8")).then_some(f[1])
         })
         .collect();
-    assert_eq!(listeners, ["0100007F:24F8"], "listening sockets on port 9464");
+    assert_eq!(
+        listeners,
+        ["0100007F:24F8"],
+        "listening sockets on port 9464"
+    );
     let tcp6 = std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
-    assert!(!tcp6.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(":24F8"))));
+    assert!(!tcp6.lines().any(|l| l
+        .split_whitespace()
+        .nth(1)
+        .is_some_and(|a| a.ends_with(":24F8"))));
 
     let (status, _, body) = get("http://127.0.0.1:9464/metrics", None);
     assert_eq!(status, 200);
@@ -116,7 +164,10 @@ fn findings_logged_as_json_and_sigterm_stops_cleanly() {
     let (mut s, _addr) = replay_on_any_port(&metrics_util::data("metrics-race.jsonl"));
     let findings = s.logged("finding");
     assert_eq!(findings.len(), 3, "{findings:#?}");
-    let corruption = findings.iter().find(|f| f["severity"] == "corruption").expect("the seed race");
+    let corruption = findings
+        .iter()
+        .find(|f| f["severity"] == "corruption")
+        .expect("the seed race");
     assert_eq!(corruption["rule"], "hole_load_after_allocate");
     assert_eq!(corruption["dev"], "259:0");
     assert_eq!(corruption["ino"], 12);
@@ -125,9 +176,15 @@ fn findings_logged_as_json_and_sigterm_stops_cleanly() {
     assert_eq!(corruption["alloc_tid"], 202);
     assert_eq!(corruption["insert_fault"], 2);
     assert_eq!(corruption["hole_ts"], 1_011_000);
-    let stale = findings.iter().find(|f| f["severity"] == "stale_mapping").unwrap();
+    let stale = findings
+        .iter()
+        .find(|f| f["severity"] == "stale_mapping")
+        .unwrap();
     assert_eq!(stale["invalidate_tid"], 404);
-    assert!(stale.get("alloc_ts").is_none(), "no alloc step in insert_after_invalidate: {stale}");
+    assert!(
+        stale.get("alloc_ts").is_none(),
+        "no alloc step in insert_after_invalidate: {stale}"
+    );
 
     // Still serving after the replay ended.
     std::thread::sleep(Duration::from_millis(300));
@@ -149,20 +206,40 @@ fn bad_input_line() {
     std::fs::write(&path, lines.join("\n")).unwrap();
 
     let out = Command::new(daxtrace())
-        .args(["serve", "--metrics", "127.0.0.1:0", "--replay", path.to_str().unwrap()])
+        .args([
+            "serve",
+            "--metrics",
+            "127.0.0.1:0",
+            "--replay",
+            path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("bad.jsonl:4") && err.contains("--skip-bad"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:4") && err.contains("--skip-bad"),
+        "{err}"
+    );
 
-    let mut s = Serve::start(&["--metrics", "127.0.0.1:0", "--skip-bad", "--replay", path.to_str().unwrap()]);
+    let mut s = Serve::start(&[
+        "--metrics",
+        "127.0.0.1:0",
+        "--skip-bad",
+        "--replay",
+        path.to_str().unwrap(),
+    ]);
     let addr = s.addr();
-    assert!(s.wait_log("replay_complete", Duration::from_secs(30)).is_some());
+    assert!(s
+        .wait_log("replay_complete", Duration::from_secs(30))
+        .is_some());
     let (_, _, body) = get(&format!("http://{addr}/metrics"), None);
     assert_eq!(sample(&body, "daxtrace_bad_input_total"), Some(1.0));
-    assert_eq!(sample(&body, r#"daxtrace_events_total{kind="fault_begin"}"#), Some(17.0));
+    assert_eq!(
+        sample(&body, r#"daxtrace_events_total{kind="fault_begin"}"#),
+        Some(17.0)
+    );
     assert!(s.terminate().success());
 }
 
@@ -171,13 +248,22 @@ fn address_in_use_is_a_one_line_error() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap().to_string();
     let out = Command::new(daxtrace())
-        .args(["serve", "--metrics", &addr, "--replay", race_trace().to_str().unwrap()])
+        .args([
+            "serve",
+            "--metrics",
+            &addr,
+            "--replay",
+            race_trace().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("--metrics"), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("--metrics"),
+        "{err}"
+    );
 }
 
 /// `--record` writes a trace file holding every replayed event, finished
@@ -187,16 +273,43 @@ fn record_writes_a_trace_file_closed_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("serve.dtr");
     let src = metrics_util::data("metrics-race.jsonl");
-    let mut s = Serve::start(&["--metrics", "127.0.0.1:0", "--replay", src.to_str().unwrap(), "--record", out.to_str().unwrap()]);
+    let mut s = Serve::start(&[
+        "--metrics",
+        "127.0.0.1:0",
+        "--replay",
+        src.to_str().unwrap(),
+        "--record",
+        out.to_str().unwrap(),
+    ]);
     let _ = s.addr();
-    assert!(s.wait_log("replay_complete", Duration::from_secs(30)).is_some(), "{}", s.stderr.lock().unwrap());
+    assert!(
+        s.wait_log("replay_complete", Duration::from_secs(30))
+            .is_some(),
+        "{}",
+        s.stderr.lock().unwrap()
+    );
     assert!(s.terminate().success());
     let rec = s.logged("recorded");
     assert_eq!(rec.len(), 1, "{rec:?}");
     assert_eq!(rec[0]["events"], 72);
 
-    let a = Command::new(daxtrace()).args(["analyze", "--json"]).arg(&out).output().unwrap();
-    assert_eq!(a.status.code(), Some(1), "{}", String::from_utf8_lossy(&a.stderr));
+    let a = Command::new(daxtrace())
+        .args(["analyze", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        a.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
     let text = String::from_utf8(a.stdout).unwrap();
-    assert_eq!(text.lines().filter(|l| l.contains(r#""kind":"finding""#)).count(), 3, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains(r#""kind":"finding""#))
+            .count(),
+        3,
+        "{text}"
+    );
 }

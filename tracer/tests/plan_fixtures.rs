@@ -16,15 +16,20 @@ use tracer::attach::tracefs::Field;
 use tracer_common::BtfOffsets;
 
 fn dir(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kernels").join(version)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/kernels")
+        .join(version)
 }
 
 fn read(version: &str, file: &str) -> String {
-    std::fs::read_to_string(dir(version).join(file)).unwrap_or_else(|e| panic!("{version}/{file}: {e}"))
+    std::fs::read_to_string(dir(version).join(file))
+        .unwrap_or_else(|e| panic!("{version}/{file}: {e}"))
 }
 
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 /// `btf` / `btf-file`: `source kernel|file`, `func NAME`, `tp EVENT`,
@@ -78,7 +83,18 @@ fn desc(version: &str, btf_file: Option<&str>) -> KernelDesc {
             let mut w = l.split_whitespace();
             let name = w.next().unwrap().to_string();
             // Offsets do not matter to the plan, only which fields exist.
-            let fields = w.enumerate().map(|(i, f)| (f.to_string(), Field { offset: 8 + 8 * i as u16, size: 8 })).collect();
+            let fields = w
+                .enumerate()
+                .map(|(i, f)| {
+                    (
+                        f.to_string(),
+                        Field {
+                            offset: 8 + 8 * i as u16,
+                            size: 8,
+                        },
+                    )
+                })
+                .collect();
             (name, fields)
         })
         .collect();
@@ -102,14 +118,20 @@ fn outcome(p: &plan::AttachPlan) -> String {
     p.coverage
         .iter()
         .map(|c| {
-            let step = serde_json::to_value(c.step).unwrap().as_str().unwrap().to_string();
+            let step = serde_json::to_value(c.step)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string();
             let mut by: Vec<String> = p
                 .used()
                 .filter(|e| e.step == c.step)
                 .map(|e| format!("{}:{}", e.backend.name(), e.symbol))
                 .collect();
             by.sort();
-            format!("{step} {} {}", c.how, by.join(" ")).trim_end().to_string()
+            format!("{step} {} {}", c.how, by.join(" "))
+                .trim_end()
+                .to_string()
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -126,10 +148,18 @@ fn check(version: &str, btf_file: Option<&str>, expected_file: &str) {
         let want: String = lines(body).collect::<Vec<_>>().join("\n");
         let p = plan::plan_with(&d, choice, &|_, _| true);
         let got = outcome(&p);
-        assert_eq!(got, want, "{version} {expected_file} backend {name}:\n{}", p.render());
+        assert_eq!(
+            got,
+            want,
+            "{version} {expected_file} backend {name}:\n{}",
+            p.render()
+        );
         blocks += 1;
     }
-    assert!(blocks > 0, "{version}/{expected_file} has no `# backend` block");
+    assert!(
+        blocks > 0,
+        "{version}/{expected_file} has no `# backend` block"
+    );
 }
 
 #[test]
@@ -172,23 +202,53 @@ fn kernel_6_12() {
 /// (it would count every event twice).
 #[test]
 fn no_step_is_traced_twice() {
-    for (v, b) in [("4.4", Some("btf-file")), ("4.9", Some("btf-file")), ("4.19", None), ("5.10", Some("btf")), ("6.1", Some("btf")), ("6.12", Some("btf"))] {
+    for (v, b) in [
+        ("4.4", Some("btf-file")),
+        ("4.9", Some("btf-file")),
+        ("4.19", None),
+        ("5.10", Some("btf")),
+        ("6.1", Some("btf")),
+        ("6.12", Some("btf")),
+    ] {
         let d = desc(v, b);
-        for choice in [Choice::Auto, Choice::Tracepoint, Choice::TpBtf, Choice::RawTp, Choice::Kprobe, Choice::Fentry] {
+        for choice in [
+            Choice::Auto,
+            Choice::Tracepoint,
+            Choice::TpBtf,
+            Choice::RawTp,
+            Choice::Kprobe,
+            Choice::Fentry,
+        ] {
             let p = plan::plan_with(&d, choice, &|_, _| true);
             for step in plan::Step::ALL {
-                let fams: HashSet<_> = p.used().filter(|e| e.step == step).map(|e| e.backend.family()).collect();
+                let fams: HashSet<_> = p
+                    .used()
+                    .filter(|e| e.step == step)
+                    .map(|e| e.backend.family())
+                    .collect();
                 assert!(fams.len() <= 1, "{v} {choice:?} {step:?}: {fams:?}");
-                let syms: Vec<_> = p.used().filter(|e| e.step == step).map(|e| e.symbol).collect();
+                let syms: Vec<_> = p
+                    .used()
+                    .filter(|e| e.step == step)
+                    .map(|e| e.symbol)
+                    .collect();
                 let uniq: HashSet<_> = syms.iter().collect();
-                assert_eq!(syms.len(), uniq.len(), "{v} {choice:?} {step:?}: one attach point through two backends");
+                assert_eq!(
+                    syms.len(),
+                    uniq.len(),
+                    "{v} {choice:?} {step:?}: one attach point through two backends"
+                );
             }
         }
     }
 }
 
 fn probe_cmd(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_daxtrace")).arg("probe").args(args).output().unwrap()
+    std::process::Command::new(env!("CARGO_BIN_EXE_daxtrace"))
+        .arg("probe")
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// `--btf` with something that is not BTF: one line saying what is wrong
@@ -200,7 +260,12 @@ fn a_bad_btf_file_is_a_one_line_error() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("cannot read BTF from") && err.contains("Cargo.toml") && err.contains("raw BTF file"), "{err}");
+    assert!(
+        err.contains("cannot read BTF from")
+            && err.contains("Cargo.toml")
+            && err.contains("raw BTF file"),
+        "{err}"
+    );
 }
 
 /// `--btf FILE` takes the offsets from the file: a copy of the running
@@ -224,6 +289,10 @@ fn offsets_from_a_btf_file_match_the_kernels() {
     let file = json(&["--json", "--btf", copy.to_str().unwrap()]);
     assert_eq!(file["btf_source"], copy.to_str().unwrap());
     assert_eq!(kernel["btf_source"], btf::VMLINUX);
-    assert!(kernel["btf_offsets"].as_object().unwrap().len() >= 10, "{}", kernel["btf_offsets"]);
+    assert!(
+        kernel["btf_offsets"].as_object().unwrap().len() >= 10,
+        "{}",
+        kernel["btf_offsets"]
+    );
     assert_eq!(kernel["btf_offsets"], file["btf_offsets"]);
 }

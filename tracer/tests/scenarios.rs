@@ -22,7 +22,10 @@ fn scenarios() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && !p.to_string_lossy().ends_with(".expected.jsonl"))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && !p.to_string_lossy().ends_with(".expected.jsonl")
+        })
         .collect();
     v.sort();
     assert!(v.len() >= 20, "scenario files missing: {v:?}");
@@ -50,12 +53,33 @@ fn expected(trace: &Path) -> Vec<Value> {
 }
 
 fn analyze_json(args: &[&str]) -> (i32, Vec<Value>, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_daxtrace")).arg("analyze").arg("--json").args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_daxtrace"))
+        .arg("analyze")
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let findings = lines.iter().filter(|v| v["kind"] == "finding").cloned().collect();
-    let summary = lines.iter().find(|v| v["kind"] == "summary").cloned().expect("a summary line");
-    (out.status.code().unwrap(), findings, summary, String::from_utf8(out.stderr).unwrap())
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let findings = lines
+        .iter()
+        .filter(|v| v["kind"] == "finding")
+        .cloned()
+        .collect();
+    let summary = lines
+        .iter()
+        .find(|v| v["kind"] == "summary")
+        .cloned()
+        .expect("a summary line");
+    (
+        out.status.code().unwrap(),
+        findings,
+        summary,
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }
 
 #[test]
@@ -70,10 +94,18 @@ fn scenarios_give_their_expected_findings() {
             failures.push(format!("{name}: exit {code}, want {want_code} ({stderr})"));
         }
         if summary["findings"] != got.len() {
-            failures.push(format!("{name}: summary says {} findings, {} printed", summary["findings"], got.len()));
+            failures.push(format!(
+                "{name}: summary says {} findings, {} printed",
+                summary["findings"],
+                got.len()
+            ));
         }
         if got.len() != want.len() {
-            failures.push(format!("{name}: {} findings, want {}: {got:?}", got.len(), want.len()));
+            failures.push(format!(
+                "{name}: {} findings, want {}: {got:?}",
+                got.len(),
+                want.len()
+            ));
             continue;
         }
         for (g, w) in got.iter().zip(&want) {
@@ -102,7 +134,10 @@ fn run(events: &[Event]) -> Vec<Value> {
     }
     p.finish(&mut c);
     assert_eq!(p.stats().late, 0);
-    let mut v: Vec<Value> = c.0.iter().map(|f| serde_json::to_value(FindingLine::new(f)).unwrap()).collect();
+    let mut v: Vec<Value> =
+        c.0.iter()
+            .map(|f| serde_json::to_value(FindingLine::new(f)).unwrap())
+            .collect();
     v.sort_by_key(ToString::to_string);
     v
 }
@@ -110,12 +145,20 @@ fn run(events: &[Event]) -> Vec<Value> {
 #[test]
 fn shuffled_scenarios_give_the_same_findings() {
     for trace in scenarios() {
-        let events: Vec<Event> = tracer::source::open_any(&trace).unwrap().map(Result::unwrap).collect();
+        let events: Vec<Event> = tracer::source::open_any(&trace)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         let base = run(&events);
         for seed in 0..12u64 {
             let mut ev = events.clone();
             ev.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-            assert_eq!(run(&ev), base, "{} shuffled with seed {seed}", trace.display());
+            assert_eq!(
+                run(&ev),
+                base,
+                "{} shuffled with seed {seed}",
+                trace.display()
+            );
         }
     }
 }
@@ -124,11 +167,22 @@ fn shuffled_scenarios_give_the_same_findings() {
 fn bad_line_names_line_and_keeps_earlier_findings() {
     let tmp = std::env::temp_dir().join(format!("daxtrace-bad-{}.jsonl", std::process::id()));
     let seed = std::fs::read_to_string(dir().join("seed_race.jsonl")).unwrap();
-    std::fs::write(&tmp, format!("{seed}{{\"ts\":2000,\"kind\":\"load_hole\",\"fault\":1}}\n")).unwrap();
+    std::fs::write(
+        &tmp,
+        format!("{seed}{{\"ts\":2000,\"kind\":\"load_hole\",\"fault\":1}}\n"),
+    )
+    .unwrap();
     let (code, got, summary, stderr) = analyze_json(&[tmp.to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains(":10:") && stderr.contains("missing field `pgoff`"), "{stderr}");
-    assert_eq!(got.len(), 1, "the seed finding before the bad line is still printed");
+    assert!(
+        stderr.contains(":10:") && stderr.contains("missing field `pgoff`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        got.len(),
+        1,
+        "the seed finding before the bad line is still printed"
+    );
     assert!(summary["error"].as_str().unwrap().contains(":10:"));
 
     let (code, got, summary, _) = analyze_json(&["--skip-bad", tmp.to_str().unwrap()]);
@@ -151,12 +205,23 @@ fn several_files_and_stdin() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(lines[4..].join("\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines[4..].join("\n").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     std::fs::remove_file(&a).ok();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.lines().filter(|l| l.contains("\"kind\":\"finding\"")).count(), 1, "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"kind\":\"finding\""))
+            .count(),
+        1,
+        "{text}"
+    );
 }
 
 #[test]
@@ -173,12 +238,33 @@ fn late_events_are_counted_and_reported() {
     std::fs::write(&tmp, text).unwrap();
     let (code, _, summary, _) = analyze_json(&["--window-ms", "1", tmp.to_str().unwrap()]);
     assert_eq!(code, 0);
-    assert_eq!((summary["late"].as_u64(), summary["lost"].as_u64(), summary["events"].as_u64()), (Some(1), Some(2), Some(3)));
-    let out = Command::new(env!("CARGO_BIN_EXE_daxtrace")).args(["analyze", "--window-ms", "1", tmp.to_str().unwrap()]).output().unwrap();
+    assert_eq!(
+        (
+            summary["late"].as_u64(),
+            summary["lost"].as_u64(),
+            summary["events"].as_u64()
+        ),
+        (Some(1), Some(2), Some(3))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_daxtrace"))
+        .args(["analyze", "--window-ms", "1", tmp.to_str().unwrap()])
+        .output()
+        .unwrap();
     let human = String::from_utf8(out.stdout).unwrap();
     assert!(human.contains("1 late, 2 lost"), "{human}");
-    let json = Command::new(env!("CARGO_BIN_EXE_daxtrace")).args(["analyze", "--json", "--window-ms", "1", tmp.to_str().unwrap()]).output().unwrap();
-    assert!(String::from_utf8(json.stdout).unwrap().contains(r#"{"kind":"late","event":{"ts":5000000"#));
+    let json = Command::new(env!("CARGO_BIN_EXE_daxtrace"))
+        .args([
+            "analyze",
+            "--json",
+            "--window-ms",
+            "1",
+            tmp.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(json.stdout)
+        .unwrap()
+        .contains(r#"{"kind":"late","event":{"ts":5000000"#));
     std::fs::remove_file(&tmp).ok();
 }
 
@@ -186,19 +272,56 @@ fn late_events_are_counted_and_reported() {
 fn timeline_shows_one_page() {
     let trace = dir().join("pmd_alloc_vs_pte_hole.jsonl");
     let out = Command::new(env!("CARGO_BIN_EXE_daxtrace"))
-        .args(["timeline", "--dev", "259:0", "--ino", "12", "--pgoff", "5", "--json", trace.to_str().unwrap()])
+        .args([
+            "timeline",
+            "--dev",
+            "259:0",
+            "--ino",
+            "12",
+            "--pgoff",
+            "5",
+            "--json",
+            trace.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    let kinds: Vec<String> =
-        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["kind"].as_str().unwrap().to_owned()).collect();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
     // The PMD fault's events cover page 5 (its begin at pgoff 0 spans 0..511).
     assert_eq!(
         kinds,
-        ["fault_begin", "map_blocks", "fault_begin", "map_blocks", "map_blocks", "insert_mapping", "fault_end", "load_hole", "fault_end", "finding"]
+        [
+            "fault_begin",
+            "map_blocks",
+            "fault_begin",
+            "map_blocks",
+            "map_blocks",
+            "insert_mapping",
+            "fault_end",
+            "load_hole",
+            "fault_end",
+            "finding"
+        ]
     );
     let other = Command::new(env!("CARGO_BIN_EXE_daxtrace"))
-        .args(["timeline", "--dev", "259:0", "--ino", "12", "--pgoff", "600", trace.to_str().unwrap()])
+        .args([
+            "timeline",
+            "--dev",
+            "259:0",
+            "--ino",
+            "12",
+            "--pgoff",
+            "600",
+            trace.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8(other.stdout).unwrap();

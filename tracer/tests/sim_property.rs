@@ -12,8 +12,8 @@ use rand::SeedableRng;
 use tracer::detect::{Finding, Rule, Severity};
 use tracer::event::{Body, PageKey};
 use tracer::source::sim::{
-    compare, detect, jitter, Actor, Clock, ModelConfig, Op, Pick, Run, Scenario, ScheduleError, Sim, SimOptions,
-    Simulation, Tally, SIM_DEV,
+    compare, detect, jitter, Actor, Clock, ModelConfig, Op, Pick, Run, Scenario, ScheduleError,
+    Sim, SimOptions, Simulation, Tally, SIM_DEV,
 };
 
 fn rng() -> rand::rngs::SmallRng {
@@ -21,14 +21,28 @@ fn rng() -> rand::rngs::SmallRng {
 }
 
 fn page(ino: u64, pgoff: u64) -> PageKey {
-    PageKey { dev: SIM_DEV, ino, pgoff }
+    PageKey {
+        dev: SIM_DEV,
+        ino,
+        pgoff,
+    }
 }
 
 /// Run a hand-built interleaving: `script[i]` is the actor that takes step i.
-fn scripted(actors: Vec<Vec<Op>>, script: &[usize], fixed: bool) -> Result<(Run, Vec<Finding>), ScheduleError> {
-    let sc = Scenario { files: 1, actors: actors.into_iter().map(|ops| Actor { ops }).collect() };
+fn scripted(
+    actors: Vec<Vec<Op>>,
+    script: &[usize],
+    fixed: bool,
+) -> Result<(Run, Vec<Finding>), ScheduleError> {
+    let sc = Scenario {
+        files: 1,
+        actors: actors.into_iter().map(|ops| Actor { ops }).collect(),
+    };
     let mut sim = Sim::new();
-    let cfg = ModelConfig { fixed, ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        fixed,
+        ..ModelConfig::default()
+    };
     let run = sim.run(&sc, cfg, script, &mut rng())?.clone();
     let (findings, stats) = detect(&run.events, SimOptions::default().pipeline);
     assert_eq!((stats.late, stats.evicted), (0, 0));
@@ -40,7 +54,10 @@ const R: Op = Op::Read { file: 0, pgoff: 0 };
 const W: Op = Op::Write { file: 0, pgoff: 0 };
 
 fn severities(f: &[Finding]) -> Vec<(Rule, Severity, u64)> {
-    let mut v: Vec<_> = f.iter().map(|f| (f.rule, f.severity, f.page.pgoff)).collect();
+    let mut v: Vec<_> = f
+        .iter()
+        .map(|f| (f.rule, f.severity, f.page.pgoff))
+        .collect();
     v.sort();
     v
 }
@@ -52,22 +69,39 @@ fn seed_sequence_corrupts_bytes() {
     // P1 read fault: get_block -> hole; P2 write fault: get_block -> allocates,
     // dax_insert_mapping; P1: dax_load_hole.
     let (run, findings) = scripted(vec![vec![R], vec![W]], &[0, 1, 1, 1, 0], false).unwrap();
-    assert_eq!(run.corrupted, vec![page(INO, 0)], "the oracle sees zeros mapped over P2's data");
-    assert_eq!(run.wrong_reads, 1, "P1's load right after its fault returns zeros");
+    assert_eq!(
+        run.corrupted,
+        vec![page(INO, 0)],
+        "the oracle sees zeros mapped over P2's data"
+    );
+    assert_eq!(
+        run.wrong_reads, 1,
+        "P1's load right after its fault returns zeros"
+    );
     assert_eq!(run.incoherent_at_end, 1);
     let kinds: Vec<&str> = run.events.iter().map(|e| e.body.kind_name()).collect();
     assert_eq!(
         kinds,
         [
-            "fault_begin", "map_blocks", // P1 lookup: hole
-            "fault_begin", "map_blocks", // P2 lookup: hole
+            "fault_begin",
+            "map_blocks", // P1 lookup: hole
+            "fault_begin",
+            "map_blocks", // P2 lookup: hole
             "map_blocks", // P2 get_block(create=1): allocates
-            "insert_mapping", "fault_end", // P2
-            "load_hole", "fault_end", // P1
+            "insert_mapping",
+            "fault_end", // P2
+            "load_hole",
+            "fault_end", // P1
         ]
     );
-    assert!(run.events.windows(2).all(|w| w[0].ts < w[1].ts), "strictly increasing ts");
-    assert_eq!(severities(&findings), [(Rule::HoleLoadAfterAllocate, Severity::Corruption, 0)]);
+    assert!(
+        run.events.windows(2).all(|w| w[0].ts < w[1].ts),
+        "strictly increasing ts"
+    );
+    assert_eq!(
+        severities(&findings),
+        [(Rule::HoleLoadAfterAllocate, Severity::Corruption, 0)]
+    );
 }
 
 #[test]
@@ -76,7 +110,10 @@ fn stale_hole_before_the_writers_insert_is_corruption_in_bytes() {
     // P2's store put in the new block are already invisible to P1.
     let (run, findings) = scripted(vec![vec![R], vec![W]], &[0, 1, 1, 0, 1], false).unwrap();
     assert_eq!(run.corrupted, vec![page(INO, 0)]);
-    assert_eq!(severities(&findings), [(Rule::HoleLoadAfterAllocate, Severity::StaleHole, 0)]);
+    assert_eq!(
+        severities(&findings),
+        [(Rule::HoleLoadAfterAllocate, Severity::StaleHole, 0)]
+    );
 }
 
 #[test]
@@ -84,8 +121,15 @@ fn pmd_allocation_vs_pte_hole_load() {
     let pte = Op::Read { file: 0, pgoff: 5 };
     let pmd = Op::PmdWrite { file: 0, pgoff: 0 };
     let (run, findings) = scripted(vec![vec![pte], vec![pmd]], &[0, 1, 1, 0], false).unwrap();
-    assert_eq!(run.corrupted, vec![page(INO, 5)], "only the page the PTE reader mapped shows zeros over data");
-    assert_eq!(severities(&findings), [(Rule::HoleLoadAfterAllocate, Severity::Corruption, 5)]);
+    assert_eq!(
+        run.corrupted,
+        vec![page(INO, 5)],
+        "only the page the PTE reader mapped shows zeros over data"
+    );
+    assert_eq!(
+        severities(&findings),
+        [(Rule::HoleLoadAfterAllocate, Severity::Corruption, 5)]
+    );
 }
 
 #[test]
@@ -95,39 +139,89 @@ fn pte_allocation_vs_pmd_hole_load() {
     let (run, findings) = scripted(vec![vec![pmd], vec![pte]], &[0, 1, 1, 1, 0], false).unwrap();
     // The huge zero page covers 512 pages, but only page 3 holds data.
     assert_eq!(run.corrupted, vec![page(INO, 3)]);
-    assert_eq!(severities(&findings), [(Rule::HoleLoadAfterAllocate, Severity::Corruption, 3)]);
+    assert_eq!(
+        severities(&findings),
+        [(Rule::HoleLoadAfterAllocate, Severity::Corruption, 3)]
+    );
 }
 
 #[test]
 fn write2_vs_hole_load() {
-    let pw = Op::Pwrite { file: 0, pgoff: 0, npages: 2 };
+    let pw = Op::Pwrite {
+        file: 0,
+        pgoff: 0,
+        npages: 2,
+    };
     let (run, findings) = scripted(vec![vec![R], vec![pw]], &[0, 1, 0], false).unwrap();
     assert_eq!(run.corrupted, vec![page(INO, 0)]);
     assert_eq!(run.wrong_reads, 1);
-    let alloc = run.events.iter().find(|e| matches!(e.body, Body::MapBlocks { fault: None, .. })).unwrap();
-    assert!(matches!(alloc.body, Body::MapBlocks { new: true, write: true, npages: 2, .. }));
-    assert_eq!(severities(&findings), [(Rule::HoleLoadAfterAllocate, Severity::StaleHole, 0)]);
+    let alloc = run
+        .events
+        .iter()
+        .find(|e| matches!(e.body, Body::MapBlocks { fault: None, .. }))
+        .unwrap();
+    assert!(matches!(
+        alloc.body,
+        Body::MapBlocks {
+            new: true,
+            write: true,
+            npages: 2,
+            ..
+        }
+    ));
+    assert_eq!(
+        severities(&findings),
+        [(Rule::HoleLoadAfterAllocate, Severity::StaleHole, 0)]
+    );
 }
 
 #[test]
 fn insert_of_freed_blocks_corrupts() {
     // write(2) allocates page 0; P1 looks it up (mapped); a punch frees it; P1
     // maps the freed block, which still holds the written bytes.
-    let pw = Op::Pwrite { file: 0, pgoff: 0, npages: 1 };
-    let punch = Op::Punch { file: 0, pgoff: 0, npages: 1 };
-    let (run, findings) = scripted(vec![vec![R], vec![pw], vec![punch]], &[1, 0, 2, 0], false).unwrap();
+    let pw = Op::Pwrite {
+        file: 0,
+        pgoff: 0,
+        npages: 1,
+    };
+    let punch = Op::Punch {
+        file: 0,
+        pgoff: 0,
+        npages: 1,
+    };
+    let (run, findings) =
+        scripted(vec![vec![R], vec![pw], vec![punch]], &[1, 0, 2, 0], false).unwrap();
     assert_eq!(run.corrupted, vec![page(INO, 0)]);
-    assert_eq!(severities(&findings), [(Rule::InsertAfterInvalidate, Severity::StaleMapping, 0)]);
+    assert_eq!(
+        severities(&findings),
+        [(Rule::InsertAfterInvalidate, Severity::StaleMapping, 0)]
+    );
 }
 
 #[test]
 fn invalidation_between_allocation_and_hole_load_clears_the_reader_not_the_writer() {
     // R lookup (hole), W lookup (hole), W allocates, punch, R loads a hole
     // (legitimate: the page is a hole again), W inserts its freed block.
-    let punch = Op::Punch { file: 0, pgoff: 0, npages: 1 };
-    let (run, findings) = scripted(vec![vec![R], vec![W], vec![punch]], &[0, 1, 1, 2, 0, 1], false).unwrap();
-    assert_eq!(run.corrupted, vec![page(INO, 0)], "W maps freed blocks holding its bytes");
-    assert_eq!(severities(&findings), [(Rule::InsertAfterInvalidate, Severity::StaleMapping, 0)]);
+    let punch = Op::Punch {
+        file: 0,
+        pgoff: 0,
+        npages: 1,
+    };
+    let (run, findings) = scripted(
+        vec![vec![R], vec![W], vec![punch]],
+        &[0, 1, 1, 2, 0, 1],
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        run.corrupted,
+        vec![page(INO, 0)],
+        "W maps freed blocks holding its bytes"
+    );
+    assert_eq!(
+        severities(&findings),
+        [(Rule::InsertAfterInvalidate, Severity::StaleMapping, 0)]
+    );
 }
 
 #[test]
@@ -142,23 +236,44 @@ fn excluded_orderings_leave_the_bytes_intact() {
     let w1 = Op::Write { file: 0, pgoff: 1 };
     let (run, findings) = scripted(vec![vec![R], vec![w1]], &[0, 1, 1, 1, 0], false).unwrap();
     assert!(run.corrupted.is_empty() && findings.is_empty());
-    let sc = Scenario { files: 2, actors: vec![Actor { ops: vec![R] }, Actor { ops: vec![Op::Write { file: 1, pgoff: 0 }] }] };
-    let run = Sim::new().run(&sc, ModelConfig::default(), &[0, 1, 1, 1, 0], &mut rng()).unwrap().clone();
+    let sc = Scenario {
+        files: 2,
+        actors: vec![
+            Actor { ops: vec![R] },
+            Actor {
+                ops: vec![Op::Write { file: 1, pgoff: 0 }],
+            },
+        ],
+    };
+    let run = Sim::new()
+        .run(&sc, ModelConfig::default(), &[0, 1, 1, 1, 0], &mut rng())
+        .unwrap()
+        .clone();
     assert!(run.corrupted.is_empty());
-    assert!(detect(&run.events, SimOptions::default().pipeline).0.is_empty());
+    assert!(detect(&run.events, SimOptions::default().pipeline)
+        .0
+        .is_empty());
 }
 
 #[test]
 fn fixed_entry_lock_serialises_the_seed_sequence() {
     // The writer cannot start while the reader holds the entry lock.
-    assert_eq!(scripted(vec![vec![R], vec![W]], &[0, 1], true).unwrap_err(), ScheduleError::Blocked { step: 1, actor: 1 });
+    assert_eq!(
+        scripted(vec![vec![R], vec![W]], &[0, 1], true).unwrap_err(),
+        ScheduleError::Blocked { step: 1, actor: 1 }
+    );
     let (run, findings) = scripted(vec![vec![R], vec![W]], &[0, 0, 1, 1, 1], true).unwrap();
     assert!(run.corrupted.is_empty() && findings.is_empty());
 }
 
 #[test]
 fn jittered_delivery_gives_the_same_findings() {
-    let (run, findings) = scripted(vec![vec![R], vec![W], vec![Op::Read { file: 0, pgoff: 0 }]], &[0, 1, 2, 1, 1, 0, 2], false).unwrap();
+    let (run, findings) = scripted(
+        vec![vec![R], vec![W], vec![Op::Read { file: 0, pgoff: 0 }]],
+        &[0, 1, 2, 1, 1, 0, 2],
+        false,
+    )
+    .unwrap();
     let mut ev = run.events.clone();
     let mut r = rng();
     for _ in 0..20 {
@@ -177,24 +292,49 @@ fn op_strategy(files: u8) -> impl Strategy<Value = Op> {
         1 => Op::Write { file, pgoff },
         2 => Op::PmdRead { file, pgoff },
         3 => Op::PmdWrite { file, pgoff },
-        4 => Op::Pwrite { file, pgoff, npages: n },
-        5 => Op::Punch { file, pgoff, npages: n },
+        4 => Op::Pwrite {
+            file,
+            pgoff,
+            npages: n,
+        },
+        5 => Op::Punch {
+            file,
+            pgoff,
+            npages: n,
+        },
         _ => Op::Truncate { file, pgoff },
     })
 }
 
 fn scenario_strategy() -> impl Strategy<Value = Scenario> {
     (1u8..=2).prop_flat_map(|files| {
-        prop::collection::vec(prop::collection::vec(op_strategy(files), 1..=3).prop_map(|ops| Actor { ops }), 2..=4)
-            .prop_map(move |actors| Scenario { files: usize::from(files), actors })
+        prop::collection::vec(
+            prop::collection::vec(op_strategy(files), 1..=3).prop_map(|ops| Actor { ops }),
+            2..=4,
+        )
+        .prop_map(move |actors| Scenario {
+            files: usize::from(files),
+            actors,
+        })
     })
 }
 
 /// Run one schedule both ways; returns whether it corrupted.
-fn check_schedule(sim: &mut Sim, sc: &Scenario, choices: &[u32], fixed: bool, jit: bool) -> Result<bool, TestCaseError> {
-    let cfg = ModelConfig { fixed, ..ModelConfig::default() };
+fn check_schedule(
+    sim: &mut Sim,
+    sc: &Scenario,
+    choices: &[u32],
+    fixed: bool,
+    jit: bool,
+) -> Result<bool, TestCaseError> {
+    let cfg = ModelConfig {
+        fixed,
+        ..ModelConfig::default()
+    };
     let mut r = rng();
-    let run = sim.run_with(sc, cfg, Pick::Among(choices), &mut r).expect("random schedules never block");
+    let run = sim
+        .run_with(sc, cfg, Pick::Among(choices), &mut r)
+        .expect("random schedules never block");
     let mut ev = run.events.clone();
     if jit {
         jitter(&mut ev, &mut r);
@@ -219,11 +359,19 @@ fn check_schedule(sim: &mut Sim, sc: &Scenario, choices: &[u32], fixed: bool, ji
 /// Run `cases` random schedules (scenario, step choices, delivery jitter);
 /// returns how many corrupted. A failure shrinks to a minimal schedule.
 fn property(cases: u32, fixed: bool) -> u64 {
-    let cfg = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
+    let cfg = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
     let mut runner = proptest::test_runner::TestRunner::new(cfg);
     let sim = std::cell::RefCell::new(Sim::new());
     let corrupting = std::cell::Cell::new(0u64);
-    let strategy = (scenario_strategy(), prop::collection::vec(any::<u32>(), 0..40), any::<bool>());
+    let strategy = (
+        scenario_strategy(),
+        prop::collection::vec(any::<u32>(), 0..40),
+        any::<bool>(),
+    );
     let result = runner.run(&strategy, |(sc, choices, jit)| {
         let corrupt = check_schedule(&mut sim.borrow_mut(), &sc, &choices, fixed, jit && !fixed)?;
         corrupting.set(corrupting.get() + u64::from(corrupt));
@@ -240,7 +388,10 @@ fn finding_iff_corruption_over_100k_schedules() {
     // Per page and per schedule: precision and recall exactly 1 (any
     // disagreement fails the case), and races must actually happen.
     let corrupting = property(100_000, false);
-    assert!(corrupting > 5_000, "only {corrupting} corrupting schedules: the property would be vacuous");
+    assert!(
+        corrupting > 5_000,
+        "only {corrupting} corrupting schedules: the property would be vacuous"
+    );
 }
 
 #[test]
@@ -252,17 +403,36 @@ fn fixed_never_finds_never_corrupts() {
 /// totals that must show races actually happen.
 #[test]
 fn simulate_path_precision_and_recall_are_one() {
-    let mut sim = Simulation::new(SimOptions { seed: 42, jitter: true, ..SimOptions::default() });
+    let mut sim = Simulation::new(SimOptions {
+        seed: 42,
+        jitter: true,
+        ..SimOptions::default()
+    });
     let mut t = Tally::default();
     for i in 0..20_000 {
         t.add_judged(&sim.judge(i));
     }
-    assert_eq!(t.disagreeing_total, 0, "disagreeing schedules (seed 42): {:?}", t.disagreeing);
-    assert_eq!((t.schedule_matrix.precision(), t.schedule_matrix.recall()), (1.0, 1.0));
-    assert_eq!((t.page_matrix.precision(), t.page_matrix.recall()), (1.0, 1.0));
+    assert_eq!(
+        t.disagreeing_total, 0,
+        "disagreeing schedules (seed 42): {:?}",
+        t.disagreeing
+    );
+    assert_eq!(
+        (t.schedule_matrix.precision(), t.schedule_matrix.recall()),
+        (1.0, 1.0)
+    );
+    assert_eq!(
+        (t.page_matrix.precision(), t.page_matrix.recall()),
+        (1.0, 1.0)
+    );
     // The property is not vacuous: every shape of race occurs.
     assert!(t.corrupting_schedules > 500, "{t:?}");
-    assert!(t.findings_corruption > 0 && t.findings_stale_hole > 0 && t.findings_insert_after_invalidate > 0, "{t:?}");
+    assert!(
+        t.findings_corruption > 0
+            && t.findings_stale_hole > 0
+            && t.findings_insert_after_invalidate > 0,
+        "{t:?}"
+    );
     assert!(t.schedule_matrix.tn > 1000);
 }
 
@@ -270,13 +440,21 @@ fn simulate_path_precision_and_recall_are_one() {
 fn ties_are_never_an_order() {
     // With equal timestamps the detector must not invent findings the bytes
     // do not support; it may miss races whose order ties (DESIGN.md §2).
-    let mut sim = Simulation::new(SimOptions { seed: 9, clock: Clock::Ties(3), ..SimOptions::default() });
+    let mut sim = Simulation::new(SimOptions {
+        seed: 9,
+        clock: Clock::Ties(3),
+        ..SimOptions::default()
+    });
     let mut t = Tally::default();
     for i in 0..5_000 {
         t.add_judged(&sim.judge(i));
     }
     assert!(t.page_matrix.fn_ > 0, "ties hide some races: {t:?}");
-    assert_eq!(t.page_matrix.fp, 0, "a finding without corruption: {:?}", t.disagreeing);
+    assert_eq!(
+        t.page_matrix.fp, 0,
+        "a finding without corruption: {:?}",
+        t.disagreeing
+    );
 }
 
 /// `tests/data/race.jsonl` is simulator output, reproducible with
@@ -291,10 +469,18 @@ fn sample_race_file_is_simulator_output_and_holds_every_severity() {
         ops: 2,
         files: 2,
         hot_pages: 2,
-        mix: tracer::source::sim::Mix { pmd_read: 0, pmd_write: 0, ..Default::default() },
+        mix: tracer::source::sim::Mix {
+            pmd_read: 0,
+            pmd_write: 0,
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let mut sim = Simulation::new(SimOptions { seed: 3, shape, ..SimOptions::default() });
+    let mut sim = Simulation::new(SimOptions {
+        seed: 3,
+        shape,
+        ..SimOptions::default()
+    });
     let mut expected = Vec::new();
     let mut t = Tally::default();
     for i in 0..25 {
@@ -305,17 +491,35 @@ fn sample_race_file_is_simulator_output_and_holds_every_severity() {
         }
         t.add_judged(&j);
     }
-    let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/race.jsonl")).unwrap();
-    assert!(file == expected, "race.jsonl differs from the simulator's output: regenerate it (command above)");
+    let file = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/race.jsonl"
+    ))
+    .unwrap();
+    assert!(
+        file == expected,
+        "race.jsonl differs from the simulator's output: regenerate it (command above)"
+    );
     assert_eq!(t.disagreeing_total, 0);
     assert!(t.corrupting_schedules >= 3);
 
     // Read back through serde (the interchange format) and judge as analyze does.
-    let events: Vec<tracer::event::Event> =
-        std::str::from_utf8(&file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<tracer::event::Event> = std::str::from_utf8(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!((200..=500).contains(&events.len()));
     let (findings, _) = detect(&events, SimOptions::default().pipeline);
     let sev: std::collections::BTreeSet<Severity> = findings.iter().map(|f| f.severity).collect();
-    assert_eq!(sev, [Severity::Corruption, Severity::StaleHole, Severity::StaleMapping].into());
+    assert_eq!(
+        sev,
+        [
+            Severity::Corruption,
+            Severity::StaleHole,
+            Severity::StaleMapping
+        ]
+        .into()
+    );
     assert_eq!(findings.len() as u64, t.findings);
 }

@@ -22,7 +22,12 @@ fn run(args: &[&str]) -> Output {
 
 fn ok(args: &[&str]) -> Output {
     let out = run(args);
-    assert!(out.status.success(), "daxtrace {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "daxtrace {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -40,24 +45,153 @@ fn write_jsonl(path: &Path, evs: &[Event]) {
 }
 
 fn ev(ts: u64, tid: u32, comm: &str, body: Body) -> Event {
-    Event { ts, cpu: tid % 2, tid, pid: tid, comm: Comm::new(comm), dev: Dev::new(259, 0), ino: 12, probe: 0, body }
+    Event {
+        ts,
+        cpu: tid % 2,
+        tid,
+        pid: tid,
+        comm: Comm::new(comm),
+        dev: Dev::new(259, 0),
+        ino: 12,
+        probe: 0,
+        body,
+    }
 }
 
 /// The seed's race on page 5, then an unrelated clean fault on page 9.
 fn race() -> Vec<Event> {
     vec![
-        ev(100, 1, "reader", Body::FaultBegin { fault: 1, pgoff: 5, size: Size::Pte, write: false }),
-        ev(110, 1, "reader", Body::MapBlocks { fault: Some(1), pgoff: 5, npages: 1, result: MapResult::Hole, new: false, write: false }),
-        ev(120, 2, "writer", Body::FaultBegin { fault: 2, pgoff: 5, size: Size::Pte, write: true }),
-        ev(130, 2, "writer", Body::MapBlocks { fault: Some(2), pgoff: 5, npages: 1, result: MapResult::Mapped, new: true, write: true }),
-        ev(140, 2, "writer", Body::InsertMapping { fault: 2, pgoff: 5, size: Size::Pte, inferred: false }),
-        ev(150, 2, "writer", Body::FaultEnd { fault: 2, result: FaultResult::Nopage }),
-        ev(160, 1, "reader", Body::LoadHole { fault: 1, pgoff: 5, size: Size::Pte }),
-        ev(170, 1, "reader", Body::FaultEnd { fault: 1, result: FaultResult::Nopage }),
-        ev(200, 3, "other", Body::FaultBegin { fault: 3, pgoff: 9, size: Size::Pte, write: false }),
-        ev(210, 3, "other", Body::MapBlocks { fault: Some(3), pgoff: 9, npages: 1, result: MapResult::Mapped, new: false, write: false }),
-        ev(220, 3, "other", Body::InsertMapping { fault: 3, pgoff: 9, size: Size::Pte, inferred: true }),
-        ev(230, 3, "other", Body::FaultEnd { fault: 3, result: FaultResult::Nopage }),
+        ev(
+            100,
+            1,
+            "reader",
+            Body::FaultBegin {
+                fault: 1,
+                pgoff: 5,
+                size: Size::Pte,
+                write: false,
+            },
+        ),
+        ev(
+            110,
+            1,
+            "reader",
+            Body::MapBlocks {
+                fault: Some(1),
+                pgoff: 5,
+                npages: 1,
+                result: MapResult::Hole,
+                new: false,
+                write: false,
+            },
+        ),
+        ev(
+            120,
+            2,
+            "writer",
+            Body::FaultBegin {
+                fault: 2,
+                pgoff: 5,
+                size: Size::Pte,
+                write: true,
+            },
+        ),
+        ev(
+            130,
+            2,
+            "writer",
+            Body::MapBlocks {
+                fault: Some(2),
+                pgoff: 5,
+                npages: 1,
+                result: MapResult::Mapped,
+                new: true,
+                write: true,
+            },
+        ),
+        ev(
+            140,
+            2,
+            "writer",
+            Body::InsertMapping {
+                fault: 2,
+                pgoff: 5,
+                size: Size::Pte,
+                inferred: false,
+            },
+        ),
+        ev(
+            150,
+            2,
+            "writer",
+            Body::FaultEnd {
+                fault: 2,
+                result: FaultResult::Nopage,
+            },
+        ),
+        ev(
+            160,
+            1,
+            "reader",
+            Body::LoadHole {
+                fault: 1,
+                pgoff: 5,
+                size: Size::Pte,
+            },
+        ),
+        ev(
+            170,
+            1,
+            "reader",
+            Body::FaultEnd {
+                fault: 1,
+                result: FaultResult::Nopage,
+            },
+        ),
+        ev(
+            200,
+            3,
+            "other",
+            Body::FaultBegin {
+                fault: 3,
+                pgoff: 9,
+                size: Size::Pte,
+                write: false,
+            },
+        ),
+        ev(
+            210,
+            3,
+            "other",
+            Body::MapBlocks {
+                fault: Some(3),
+                pgoff: 9,
+                npages: 1,
+                result: MapResult::Mapped,
+                new: false,
+                write: false,
+            },
+        ),
+        ev(
+            220,
+            3,
+            "other",
+            Body::InsertMapping {
+                fault: 3,
+                pgoff: 9,
+                size: Size::Pte,
+                inferred: true,
+            },
+        ),
+        ev(
+            230,
+            3,
+            "other",
+            Body::FaultEnd {
+                fault: 3,
+                result: FaultResult::Nopage,
+            },
+        ),
         ev(240, 0, "daxtrace", Body::Lost { count: 4 }),
     ]
 }
@@ -76,7 +210,11 @@ fn jsonl_to_trace_to_jsonl_is_byte_identical() {
     let mut evs: Vec<Event> = Workload::new(11).take(50_000).collect();
     evs.extend(race());
     evs[10].probe = tracer_common::Probe::IomapIterDstmap as u16;
-    let (j, t, back) = (d.path().join("in.jsonl"), d.path().join("t.dxt"), d.path().join("back.jsonl"));
+    let (j, t, back) = (
+        d.path().join("in.jsonl"),
+        d.path().join("t.dxt"),
+        d.path().join("back.jsonl"),
+    );
     write_jsonl(&j, &evs);
     ok(&["export", "--format", "daxtrace", "-o", s(&t), s(&j)]);
     assert_eq!(mode(&t), 0o600);
@@ -184,7 +322,8 @@ fn perfetto_of(evs: &[Event]) -> perfetto_protos::trace::Trace {
     write_jsonl(&j, evs);
     ok(&["export", "--format", "perfetto", "-o", s(&p), s(&j)]);
     assert_eq!(mode(&p), 0o600);
-    perfetto_protos::trace::Trace::parse_from_bytes(&std::fs::read(&p).unwrap()).expect("a valid perfetto Trace")
+    perfetto_protos::trace::Trace::parse_from_bytes(&std::fs::read(&p).unwrap())
+        .expect("a valid perfetto Trace")
 }
 
 #[cfg(feature = "perfetto")]
@@ -198,7 +337,10 @@ fn perfetto_parses_back_with_tracks_slices_and_instants() {
         if p.has_track_descriptor() {
             let d = p.track_descriptor();
             if d.thread.is_some() {
-                threads.insert(d.uuid(), (d.thread.tid(), d.thread.thread_name().to_owned()));
+                threads.insert(
+                    d.uuid(),
+                    (d.thread.tid(), d.thread.thread_name().to_owned()),
+                );
             }
             names.insert(d.uuid(), d.name().to_owned());
         }
@@ -208,31 +350,72 @@ fn perfetto_parses_back_with_tracks_slices_and_instants() {
     assert_eq!(tids, vec![0, 1, 2, 3]);
     assert!(threads.values().any(|t| t.1 == "reader"));
     // Page 5 saw both a hole load and an allocation: it gets a track; page 9 does not.
-    let page5 = names.iter().find(|(_, n)| n.contains("pgoff 5")).map(|(u, _)| *u).expect("page 5 track");
+    let page5 = names
+        .iter()
+        .find(|(_, n)| n.contains("pgoff 5"))
+        .map(|(u, _)| *u)
+        .expect("page 5 track");
     assert!(!names.values().any(|n| n.contains("pgoff 9")), "{names:?}");
-    let evs: Vec<_> = trace.packet.iter().filter(|p| p.has_track_event()).collect();
+    let evs: Vec<_> = trace
+        .packet
+        .iter()
+        .filter(|p| p.has_track_event())
+        .collect();
     let count = |ty: Type| evs.iter().filter(|p| p.track_event().type_() == ty).count();
     assert_eq!(count(Type::TYPE_SLICE_BEGIN), 3, "one slice per fault");
     assert_eq!(count(Type::TYPE_SLICE_END), 3);
-    let reader_track = threads.iter().find(|(_, t)| t.0 == 1).map(|(u, _)| *u).unwrap();
+    let reader_track = threads
+        .iter()
+        .find(|(_, t)| t.0 == 1)
+        .map(|(u, _)| *u)
+        .unwrap();
     let on = |track: u64| -> Vec<String> {
-        evs.iter().filter(|p| p.track_event().track_uuid() == track).map(|p| p.track_event().name().to_owned()).collect()
+        evs.iter()
+            .filter(|p| p.track_event().track_uuid() == track)
+            .map(|p| p.track_event().name().to_owned())
+            .collect()
     };
     let reader = on(reader_track);
     assert_eq!(reader[0], "pte read fault pgoff 5", "{reader:?}");
-    assert!(reader.contains(&"lookup: hole".to_owned()) && reader.contains(&"load_hole (pte)".to_owned()), "{reader:?}");
+    assert!(
+        reader.contains(&"lookup: hole".to_owned())
+            && reader.contains(&"load_hole (pte)".to_owned()),
+        "{reader:?}"
+    );
     let page = on(page5);
-    assert_eq!(page.len(), 5, "lookup, allocate, insert, hole load, finding on page 5: {page:?}");
+    assert_eq!(
+        page.len(),
+        5,
+        "lookup, allocate, insert, hole load, finding on page 5: {page:?}"
+    );
     assert!(page[1].starts_with("allocate by 2 (writer)"), "{page:?}");
-    assert!(page[3].starts_with("load_hole (pte) by 1 (reader)"), "{page:?}");
+    assert!(
+        page[3].starts_with("load_hole (pte) by 1 (reader)"),
+        "{page:?}"
+    );
     assert_eq!(page[4], "FINDING hole_load_after_allocate (corruption)");
     // The finding is also on the top-level findings track, with its steps as arguments.
-    let findings_track = names.iter().find(|(_, n)| *n == "findings").map(|(u, _)| *u).unwrap();
-    let f: Vec<_> = evs.iter().filter(|p| p.track_event().track_uuid() == findings_track).collect();
+    let findings_track = names
+        .iter()
+        .find(|(_, n)| *n == "findings")
+        .map(|(u, _)| *u)
+        .unwrap();
+    let f: Vec<_> = evs
+        .iter()
+        .filter(|p| p.track_event().track_uuid() == findings_track)
+        .collect();
     assert_eq!(f.len(), 2, "the finding and the lost record");
-    let finding = f.iter().find(|p| p.track_event().name().starts_with("FINDING")).unwrap();
+    let finding = f
+        .iter()
+        .find(|p| p.track_event().name().starts_with("FINDING"))
+        .unwrap();
     assert_eq!(finding.timestamp(), 160);
-    let steps = finding.track_event().debug_annotations.iter().filter(|a| a.name().starts_with("step")).count();
+    let steps = finding
+        .track_event()
+        .debug_annotations
+        .iter()
+        .filter(|a| a.name().starts_with("step"))
+        .count();
     assert!(steps >= 3, "lookup, alloc, (insert,) hole");
     for p in &evs {
         assert_eq!(p.timestamp_clock_id(), 3, "CLOCK_MONOTONIC");
@@ -267,7 +450,13 @@ fn record_replay_writes_a_complete_private_file() {
     let t2 = d.path().join("ino.dxt");
     ok(&["record", "--replay", s(&j), "--inode", "13", "-o", s(&t2)]);
     let back: Vec<Event> = TraceReader::open(&t2).unwrap().collect();
-    assert_eq!(back, evs.iter().copied().filter(|e| e.ino == 13).collect::<Vec<_>>());
+    assert_eq!(
+        back,
+        evs.iter()
+            .copied()
+            .filter(|e| e.ino == 13)
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -280,12 +469,28 @@ fn record_counts_queue_overflow_as_lost_events_in_the_file() {
     let mut r = TraceReader::open(&t).unwrap();
     let back: Vec<Event> = r.by_ref().collect();
     let f = r.report().footer.clone().unwrap();
-    let lost_events: u64 = back.iter().filter_map(|e| if let Body::Lost { count } = e.body { Some(count) } else { None }).sum();
+    let lost_events: u64 = back
+        .iter()
+        .filter_map(|e| {
+            if let Body::Lost { count } = e.body {
+                Some(count)
+            } else {
+                None
+            }
+        })
+        .sum();
     assert!(f.queue_dropped > 0, "the queue never overflowed: {f:?}");
     assert_eq!(lost_events, f.queue_dropped);
     assert_eq!(f.lost, f.queue_dropped);
-    let kept = back.iter().filter(|e| !matches!(e.body, Body::Lost { .. })).count() as u64;
-    assert_eq!(kept + f.queue_dropped, evs.len() as u64, "every event is either in the file or counted lost");
+    let kept = back
+        .iter()
+        .filter(|e| !matches!(e.body, Body::Lost { .. }))
+        .count() as u64;
+    assert_eq!(
+        kept + f.queue_dropped,
+        evs.len() as u64,
+        "every event is either in the file or counted lost"
+    );
 }
 
 #[test]
@@ -294,21 +499,43 @@ fn record_stops_cleanly_on_sigint_and_duration() {
     let (j, _) = replay_file(d.path(), 200_000);
     let t = d.path().join("int.dxt");
     let child = bin()
-        .args(["record", "--replay", s(&j), "--replay-rate", "20000", "-o", s(&t)])
+        .args([
+            "record",
+            "--replay",
+            s(&j),
+            "--replay-rate",
+            "20000",
+            "-o",
+            s(&t),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut r = TraceReader::open(&t).unwrap();
     let n = r.by_ref().count();
     assert!(n > 0 && n < 200_000, "{n}");
     assert_eq!(r.report().footer.as_ref().unwrap().stop_reason, "signal");
 
     let t = d.path().join("dur.dxt");
-    ok(&["record", "--replay", s(&j), "--replay-rate", "20000", "--duration", "500ms", "-o", s(&t)]);
+    ok(&[
+        "record",
+        "--replay",
+        s(&j),
+        "--replay-rate",
+        "20000",
+        "--duration",
+        "500ms",
+        "-o",
+        s(&t),
+    ]);
     let mut r = TraceReader::open(&t).unwrap();
     let n = r.by_ref().count();
     assert!(n > 0 && n < 200_000, "{n}");
@@ -321,7 +548,15 @@ fn record_killed_with_sigkill_leaves_a_readable_file() {
     let (j, evs) = replay_file(d.path(), 200_000);
     let t = d.path().join("kill.dxt");
     let mut child = bin()
-        .args(["record", "--replay", s(&j), "--replay-rate", "40000", "-o", s(&t)])
+        .args([
+            "record",
+            "--replay",
+            s(&j),
+            "--replay-rate",
+            "40000",
+            "-o",
+            s(&t),
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -330,7 +565,10 @@ fn record_killed_with_sigkill_leaves_a_readable_file() {
     child.wait().unwrap();
     let mut r = TraceReader::open(&t).unwrap();
     let back: Vec<Event> = r.by_ref().collect();
-    assert!(!back.is_empty(), "chunks are cut every second: some must be complete");
+    assert!(
+        !back.is_empty(),
+        "chunks are cut every second: some must be complete"
+    );
     assert!(back.len() < evs.len());
     assert_eq!(back[..], evs[..back.len()], "a prefix of what was recorded");
     assert!(r.report().footer.is_none());
@@ -373,10 +611,16 @@ fn analyze_finds_the_same_in_a_trace_file_as_in_its_jsonl() {
         assert_eq!(out_j, out_t, "{}", j.display());
         if code_j == Some(1) {
             with_findings += 1;
-            assert!(out_t.contains("hole_load_after_allocate") || out_t.contains("insert_after_invalidate"));
+            assert!(
+                out_t.contains("hole_load_after_allocate")
+                    || out_t.contains("insert_after_invalidate")
+            );
         }
     }
-    assert!(with_findings >= 1, "no input had findings: the comparison proved nothing");
+    assert!(
+        with_findings >= 1,
+        "no input had findings: the comparison proved nothing"
+    );
 }
 
 #[test]
@@ -391,7 +635,15 @@ fn record_stops_cleanly_on_sigterm_and_max_size_and_filters_by_dev() {
     // SIGTERM stops like SIGINT: footer written, reason "signal".
     let t = d.path().join("term.dxt");
     let child = bin()
-        .args(["record", "--replay", s(&j), "--replay-rate", "20000", "-o", s(&t)])
+        .args([
+            "record",
+            "--replay",
+            s(&j),
+            "--replay-rate",
+            "20000",
+            "-o",
+            s(&t),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -399,7 +651,11 @@ fn record_stops_cleanly_on_sigterm_and_max_size_and_filters_by_dev() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut r = TraceReader::open(&t).unwrap();
     let back: Vec<Event> = r.by_ref().collect();
     assert!(!back.is_empty() && back.len() < evs.len(), "{}", back.len());
@@ -408,7 +664,17 @@ fn record_stops_cleanly_on_sigterm_and_max_size_and_filters_by_dev() {
     // --max-size: stops at the first check past the limit (a chunk is cut every
     // second), closes the file cleanly, and the file stays near the limit.
     let t = d.path().join("max.dxt");
-    ok(&["record", "--replay", s(&j), "--replay-rate", "40000", "--max-size", "20K", "-o", s(&t)]);
+    ok(&[
+        "record",
+        "--replay",
+        s(&j),
+        "--replay-rate",
+        "40000",
+        "--max-size",
+        "20K",
+        "-o",
+        s(&t),
+    ]);
     let mut r = TraceReader::open(&t).unwrap();
     let n = r.by_ref().count();
     assert!(n > 0 && n < evs.len(), "{n}");
@@ -419,7 +685,11 @@ fn record_stops_cleanly_on_sigterm_and_max_size_and_filters_by_dev() {
     let t = d.path().join("dev.dxt");
     ok(&["record", "--replay", s(&j), "--dev", "7:0", "-o", s(&t)]);
     let back: Vec<Event> = TraceReader::open(&t).unwrap().collect();
-    let want: Vec<Event> = evs.iter().copied().filter(|e| e.dev == Dev::new(7, 0)).collect();
+    let want: Vec<Event> = evs
+        .iter()
+        .copied()
+        .filter(|e| e.dev == Dev::new(7, 0))
+        .collect();
     assert_eq!(back, want);
 }
 
@@ -428,7 +698,10 @@ fn record_stops_cleanly_on_sigterm_and_max_size_and_filters_by_dev() {
 #[test]
 fn progress_shows_on_a_terminal_and_not_when_piped() {
     assert!(
-        Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success()),
+        Command::new("script")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success()),
         "util-linux `script` is missing: run `cargo xtask setup`"
     );
     let d = tmp();
@@ -437,23 +710,70 @@ fn progress_shows_on_a_terminal_and_not_when_piped() {
     ok(&["export", "--format", "daxtrace", "-o", s(&t), s(&j)]);
     let exe = env!("CARGO_BIN_EXE_daxtrace");
     let back = d.path().join("back.jsonl");
-    for cmd in ["summary".to_owned(), "analyze".to_owned(), format!("export --format jsonl -o {}", s(&back))] {
+    for cmd in [
+        "summary".to_owned(),
+        "analyze".to_owned(),
+        format!("export --format jsonl -o {}", s(&back)),
+    ] {
         let line = format!("{exe} {cmd} {} >/dev/null", s(&t));
-        let tty = Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+        let tty = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .output()
+            .unwrap();
         let shown = String::from_utf8_lossy(&tty.stdout);
-        assert!(shown.contains(&format!("reading {}", s(&t))), "{cmd} on a terminal: no progress bar in {shown:?}");
-        let piped = bin().args(cmd.split(' ')).arg(&t).stdout(Stdio::null()).output().unwrap();
+        assert!(
+            shown.contains(&format!("reading {}", s(&t))),
+            "{cmd} on a terminal: no progress bar in {shown:?}"
+        );
+        let piped = bin()
+            .args(cmd.split(' '))
+            .arg(&t)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&piped.stderr);
-        assert!(!err.contains("reading") && !err.contains('\u{1b}'), "{cmd} piped: {err:?}");
+        assert!(
+            !err.contains("reading") && !err.contains('\u{1b}'),
+            "{cmd} piped: {err:?}"
+        );
     }
     // record's progress line: events, bytes, lost, rate (redrawn once a second).
     let rec = d.path().join("rec.dxt");
-    let line = format!("{exe} record --replay {} --replay-rate 10000 -o {}", s(&j), s(&rec));
-    let tty = Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+    let line = format!(
+        "{exe} record --replay {} --replay-rate 10000 -o {}",
+        s(&j),
+        s(&rec)
+    );
+    let tty = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
     let shown = String::from_utf8_lossy(&tty.stdout);
-    let progress = shown.split(['\r', '\n']).find(|l| l.contains("recording ")).unwrap_or_else(|| panic!("no progress line in {shown:?}"));
-    assert!(progress.contains(" events, ") && progress.contains("lost 0") && progress.contains("events/s"), "{progress:?}");
-    let piped = bin().args(["record", "--replay", s(&j), "--replay-rate", "10000", "-o", s(&rec)]).output().unwrap();
+    let progress = shown
+        .split(['\r', '\n'])
+        .find(|l| l.contains("recording "))
+        .unwrap_or_else(|| panic!("no progress line in {shown:?}"));
+    assert!(
+        progress.contains(" events, ")
+            && progress.contains("lost 0")
+            && progress.contains("events/s"),
+        "{progress:?}"
+    );
+    let piped = bin()
+        .args([
+            "record",
+            "--replay",
+            s(&j),
+            "--replay-rate",
+            "10000",
+            "-o",
+            s(&rec),
+        ])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&piped.stderr);
-    assert!(!err.contains("recording ") && err.contains("recorded 20000 events"), "record piped: {err:?}");
+    assert!(
+        !err.contains("recording ") && err.contains("recorded 20000 events"),
+        "record piped: {err:?}"
+    );
 }

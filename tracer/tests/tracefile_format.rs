@@ -25,7 +25,15 @@ fn header() -> Header {
 /// Write `events` with `per_chunk` events per chunk and a stats record after
 /// every chunk; return the bytes and the byte offset where each chunk starts.
 fn write(events: &[Event], per_chunk: usize, footer: bool) -> (Vec<u8>, Vec<u64>) {
-    let mut w = TraceWriter::new(Vec::new(), &header(), WriterOptions { chunk_events: per_chunk, zstd_level: 3 }).unwrap();
+    let mut w = TraceWriter::new(
+        Vec::new(),
+        &header(),
+        WriterOptions {
+            chunk_events: per_chunk,
+            zstd_level: 3,
+        },
+    )
+    .unwrap();
     for (i, e) in events.iter().enumerate() {
         w.write_event(e);
         if (i + 1) % (per_chunk * 2) == 0 {
@@ -90,35 +98,86 @@ fn body() -> impl Strategy<Value = Body> {
         InvalidateReason::ZeroRange,
         InvalidateReason::Write,
     ]);
-    let result = prop::sample::select(vec![MapResult::Hole, MapResult::Mapped, MapResult::Unwritten]);
+    let result = prop::sample::select(vec![
+        MapResult::Hole,
+        MapResult::Mapped,
+        MapResult::Unwritten,
+    ]);
     prop_oneof![
-        (any::<u64>(), any::<u64>(), size(), any::<bool>())
-            .prop_map(|(fault, pgoff, size, write)| Body::FaultBegin { fault, pgoff, size, write }),
-        (any::<Option<u64>>(), any::<u64>(), any::<u64>(), result, any::<bool>(), any::<bool>()).prop_map(
-            |(fault, pgoff, npages, result, new, write)| Body::MapBlocks { fault, pgoff, npages, result, new, write }
+        (any::<u64>(), any::<u64>(), size(), any::<bool>()).prop_map(
+            |(fault, pgoff, size, write)| Body::FaultBegin {
+                fault,
+                pgoff,
+                size,
+                write
+            }
         ),
-        (any::<u64>(), any::<u64>(), size()).prop_map(|(fault, pgoff, size)| Body::LoadHole { fault, pgoff, size }),
-        (any::<u64>(), any::<u64>(), size(), any::<bool>())
-            .prop_map(|(fault, pgoff, size, inferred)| Body::InsertMapping { fault, pgoff, size, inferred }),
+        (
+            any::<Option<u64>>(),
+            any::<u64>(),
+            any::<u64>(),
+            result,
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(fault, pgoff, npages, result, new, write)| Body::MapBlocks {
+                    fault,
+                    pgoff,
+                    npages,
+                    result,
+                    new,
+                    write
+                }
+            ),
+        (any::<u64>(), any::<u64>(), size()).prop_map(|(fault, pgoff, size)| Body::LoadHole {
+            fault,
+            pgoff,
+            size
+        }),
+        (any::<u64>(), any::<u64>(), size(), any::<bool>()).prop_map(
+            |(fault, pgoff, size, inferred)| Body::InsertMapping {
+                fault,
+                pgoff,
+                size,
+                inferred
+            }
+        ),
         (any::<u64>(), fr).prop_map(|(fault, result)| Body::FaultEnd { fault, result }),
-        (any::<u64>(), any::<u64>(), reason).prop_map(|(pgoff, npages, reason)| Body::Invalidate { pgoff, npages, reason }),
+        (any::<u64>(), any::<u64>(), reason).prop_map(|(pgoff, npages, reason)| Body::Invalidate {
+            pgoff,
+            npages,
+            reason
+        }),
         any::<u64>().prop_map(|count| Body::Lost { count }),
     ]
 }
 
 fn event() -> impl Strategy<Value = Event> {
-    (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<[u8; 16]>(), any::<(u32, u32)>(), any::<u64>(), any::<u16>(), body())
-        .prop_map(|(ts, cpu, tid, pid, comm, (ma, mi), ino, probe, body)| Event {
-            ts,
-            cpu,
-            tid,
-            pid,
-            comm: Comm(comm),
-            dev: Dev::new(ma, mi),
-            ino,
-            probe,
-            body,
-        })
+    (
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<[u8; 16]>(),
+        any::<(u32, u32)>(),
+        any::<u64>(),
+        any::<u16>(),
+        body(),
+    )
+        .prop_map(
+            |(ts, cpu, tid, pid, comm, (ma, mi), ino, probe, body)| Event {
+                ts,
+                cpu,
+                tid,
+                pid,
+                comm: Comm(comm),
+                dev: Dev::new(ma, mi),
+                ino,
+                probe,
+                body,
+            },
+        )
 }
 
 proptest! {
@@ -182,7 +241,9 @@ fn cut_at_every_chunk_boundary_reads_every_complete_chunk() {
     let mut n = 0u64;
     for &s in &starts {
         before.push(n);
-        n += u64::from(u32::from_le_bytes(bytes[s as usize + 16..s as usize + 20].try_into().unwrap()));
+        n += u64::from(u32::from_le_bytes(
+            bytes[s as usize + 16..s as usize + 20].try_into().unwrap(),
+        ));
     }
     for (k, &s) in starts.iter().enumerate() {
         for cut in [s, s + 1, s + 27, s + 28, s + 40] {
@@ -198,13 +259,19 @@ fn cut_at_every_chunk_boundary_reads_every_complete_chunk() {
             assert!(w.contains("no footer"), "{w}");
             if cut as u64 > s {
                 assert!(
-                    rep.damage.iter().any(|d| matches!(d.kind, DamageKind::Truncated { .. })),
+                    rep.damage
+                        .iter()
+                        .any(|d| matches!(d.kind, DamageKind::Truncated { .. })),
                     "cut at {cut}: {:?}",
                     rep.damage
                 );
                 assert!(w.contains(&format!("file cut at byte {cut}")), "{w}");
             } else {
-                assert!(rep.damage.is_empty(), "clean cut at a boundary: {:?}", rep.damage);
+                assert!(
+                    rep.damage.is_empty(),
+                    "clean cut at a boundary: {:?}",
+                    rep.damage
+                );
             }
         }
     }
@@ -228,7 +295,9 @@ fn cut_at_random_bytes_never_panics_and_keeps_a_prefix() {
         x ^= x >> 7;
         x ^= x << 17;
         let cut = 20 + (x as usize) % (bytes.len() - 20);
-        let Ok(mut r) = TraceReader::new(Cursor::new(&bytes[..cut])) else { continue };
+        let Ok(mut r) = TraceReader::new(Cursor::new(&bytes[..cut])) else {
+            continue;
+        };
         let back: Vec<Event> = r.by_ref().collect();
         assert_eq!(back[..], evs[..back.len()], "cut at {cut}");
         assert_eq!(back.len() % 1000, 0, "only whole chunks");
@@ -236,11 +305,23 @@ fn cut_at_random_bytes_never_panics_and_keeps_a_prefix() {
         // The damage is reported: a cut inside the header or a chunk, never silent.
         let w = r.report().warnings().join("\n");
         if starts.contains(&(cut as u64)) {
-            assert!(r.report().damage.is_empty(), "cut at a chunk boundary {cut}: {w}");
+            assert!(
+                r.report().damage.is_empty(),
+                "cut at a chunk boundary {cut}: {w}"
+            );
         } else if cut as u64 > starts[0] {
-            assert!(w.contains(&format!("file cut at byte {cut}")), "cut at {cut}: {w}");
+            assert!(
+                w.contains(&format!("file cut at byte {cut}")),
+                "cut at {cut}: {w}"
+            );
         } else {
-            assert!(r.report().damage.iter().any(|d| d.kind == DamageKind::BadHeader), "cut in the header at {cut}: {w}");
+            assert!(
+                r.report()
+                    .damage
+                    .iter()
+                    .any(|d| d.kind == DamageKind::BadHeader),
+                "cut in the header at {cut}: {w}"
+            );
         }
         assert!(w.contains("no footer"), "{w}");
     }
@@ -258,7 +339,17 @@ fn damaged_chunk_is_skipped_and_reported() {
     assert_eq!(back[..1000], evs[..1000]);
     assert_eq!(back[1000..], evs[2000..]);
     assert_eq!(rep.damage.len(), 1, "{:?}", rep.damage);
-    assert!(matches!(rep.damage[0].kind, DamageKind::BadCrc { seq: 1, count: 1000 }), "{:?}", rep.damage[0]);
+    assert!(
+        matches!(
+            rep.damage[0].kind,
+            DamageKind::BadCrc {
+                seq: 1,
+                count: 1000
+            }
+        ),
+        "{:?}",
+        rep.damage[0]
+    );
     assert_eq!(rep.damage[0].offset, s as u64);
     assert!(rep.footer.is_some());
     let w = rep.warnings().join("\n");
@@ -284,7 +375,13 @@ fn garbage_between_chunks_and_a_removed_chunk_are_reported() {
     r.extend_from_slice(&bytes[c..]);
     let (back, rep) = read_all(&r);
     assert_eq!(back.len(), 2000);
-    assert!(rep.damage.iter().any(|d| d.kind == DamageKind::MissingChunks { from: 1, to: 1 }), "{:?}", rep.damage);
+    assert!(
+        rep.damage
+            .iter()
+            .any(|d| d.kind == DamageKind::MissingChunks { from: 1, to: 1 }),
+        "{:?}",
+        rep.damage
+    );
     assert!(a > 20);
 }
 
@@ -304,8 +401,16 @@ fn damaged_header_still_reads_chunks() {
 fn newer_version_is_a_clear_error() {
     let (mut bytes, _) = write(&[], 10, true);
     bytes[8] = 2;
-    let e = TraceReader::new(Cursor::new(&bytes[..])).err().expect("refused");
-    assert!(matches!(e, TraceError::NewerVersion { found: 2, supported: 1 }));
+    let e = TraceReader::new(Cursor::new(&bytes[..]))
+        .err()
+        .expect("refused");
+    assert!(matches!(
+        e,
+        TraceError::NewerVersion {
+            found: 2,
+            supported: 1
+        }
+    ));
     assert!(e.to_string().contains("newer daxtrace"), "{e}");
 }
 
@@ -324,10 +429,19 @@ fn files_are_created_0600_even_over_an_existing_file() {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
     let w = TraceWriter::create(&p, &header(), WriterOptions::default()).unwrap();
     w.finish(0, 0, "test").unwrap();
-    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let fresh = dir.path().join("new.dxt");
-    TraceWriter::create(&fresh, &header(), WriterOptions::default()).unwrap().finish(0, 0, "t").unwrap();
-    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
+    TraceWriter::create(&fresh, &header(), WriterOptions::default())
+        .unwrap()
+        .finish(0, 0, "t")
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 /// Only regular files are made private: writing a trace into a FIFO (or,
@@ -339,13 +453,21 @@ fn writing_to_a_fifo_leaves_its_mode_alone() {
     let fifo = dir.path().join("pipe");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "{}", std::io::Error::last_os_error());
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o644) },
+        0,
+        "{}",
+        std::io::Error::last_os_error()
+    );
     std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o644)).unwrap();
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {
             let mut b = Vec::new();
-            std::fs::File::open(fifo).unwrap().read_to_end(&mut b).unwrap();
+            std::fs::File::open(fifo)
+                .unwrap()
+                .read_to_end(&mut b)
+                .unwrap();
             b
         })
     };
@@ -356,14 +478,25 @@ fn writing_to_a_fifo_leaves_its_mode_alone() {
     drop(w.finish(0, 0, "test").unwrap());
     let got = reader.join().unwrap();
     assert!(got.starts_with(b"DAXTRACE"));
-    assert_eq!(std::fs::metadata(&fifo).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(
+        std::fs::metadata(&fifo).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
 }
 
 #[test]
 fn stats_and_footer_carry_lost_and_late() {
     let mut evs: Vec<Event> = Workload::new(8).take(100).collect();
     evs[50].body = Body::Lost { count: 17 };
-    let mut w = TraceWriter::new(Vec::new(), &header(), WriterOptions { chunk_events: 40, zstd_level: 1 }).unwrap();
+    let mut w = TraceWriter::new(
+        Vec::new(),
+        &header(),
+        WriterOptions {
+            chunk_events: 40,
+            zstd_level: 1,
+        },
+    )
+    .unwrap();
     for e in &evs[..60] {
         w.write_event(e);
     }

@@ -10,11 +10,23 @@ use crate::util::{root, run};
 
 pub fn run_checks() -> Result<()> {
     let dir = root().join("dashboards");
-    run(Command::new("promtool").arg("check").arg("config").arg(dir.join("prometheus.yml")))?;
-    run(Command::new("promtool").arg("check").arg("rules").arg(dir.join("daxtrace-rules.yml")))?;
+    run(Command::new("promtool")
+        .arg("check")
+        .arg("config")
+        .arg(dir.join("prometheus.yml")))?;
+    run(Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(dir.join("daxtrace-rules.yml")))?;
     // Names only exported metrics (static), then every panel query against a
     // Prometheus scraping `daxtrace serve --replay` of a racing trace.
-    run(Command::new(env!("CARGO"))
-        .current_dir(root())
-        .args(["test", "-p", "tracer", "--test", "metrics_dashboards", "--test", "metrics_prometheus"]))
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "test",
+        "-p",
+        "tracer",
+        "--test",
+        "metrics_dashboards",
+        "--test",
+        "metrics_prometheus",
+    ]))
 }

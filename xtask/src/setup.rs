@@ -10,7 +10,14 @@ use crate::util::{output, run as sh};
 /// Debian packages the build and tests use: LLVM for bpf-linker, filesystem
 /// tools for the loop-device tests, tmux for the terminal test, prometheus
 /// for the metrics test.
-const DEB_PACKAGES: &[&str] = &["llvm-22-dev", "e2fsprogs", "xfsprogs", "util-linux", "tmux", "prometheus"];
+const DEB_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "e2fsprogs",
+    "xfsprogs",
+    "util-linux",
+    "tmux",
+    "prometheus",
+];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> Result<()> {
@@ -18,7 +25,10 @@ pub fn run() -> Result<()> {
     debian_packages()?;
     rust_src()?;
     bpf_linker()?;
-    eprintln!("setup: everything present ({:.1}s)", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "setup: everything present ({:.1}s)",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -44,8 +54,14 @@ fn debian_packages() -> Result<()> {
 }
 
 fn rust_src() -> Result<()> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]))
-        .unwrap_or_default();
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))
+    .unwrap_or_default();
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("setup: nightly rust-src present");
         return Ok(());
@@ -62,7 +78,11 @@ fn bpf_linker() -> Result<()> {
     }
     eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
     sh(Command::new("cargo")
-        .args(["install", "--locked", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
+        .args([
+            "install",
+            "--locked",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        ])
         .args(["--no-default-features", "--features", "llvm-22"])
         .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
 }

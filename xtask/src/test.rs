@@ -13,12 +13,20 @@ pub fn run_all() -> Result<()> {
     crate::setup::run()?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc_geteuid() } != 0 {
-        bail!("the tests attach eBPF programs and mount loop devices: run `sudo -E cargo xtask test`");
+        bail!(
+            "the tests attach eBPF programs and mount loop devices: run `sudo -E cargo xtask test`"
+        );
     }
     let t0 = std::time::Instant::now();
     run(Command::new("cargo")
         .current_dir(root())
-        .args(["test", "--workspace", "--release", "--features", "tracer/kernel-tests"])
+        .args([
+            "test",
+            "--workspace",
+            "--release",
+            "--features",
+            "tracer/kernel-tests",
+        ])
         .env_remove("DAXTRACE_EBPF"))?;
     // The lab's short pass: one kernel (6.12, the demo's), ext4 and xfs,
     // real DAX faults in QEMU counted against the kernel's own trace, the
@@ -35,12 +43,24 @@ pub fn run_all() -> Result<()> {
         // The mismatch test on these real traces: one fault_begin dropped
         // from daxtrace's events must make the comparison fail.
         eprintln!("xtask test: the lab's mismatch test (the same traces, one daxtrace event dropped: must FAIL)");
-        if crate::lab::run(ShortLab::parse_from(["test", "--kernel", "6.12", "--judge-only", "--inject-mismatch"]).lab)? {
+        if crate::lab::run(
+            ShortLab::parse_from([
+                "test",
+                "--kernel",
+                "6.12",
+                "--judge-only",
+                "--inject-mismatch",
+            ])
+            .lab,
+        )? {
             bail!("the lab's comparison passed traces with a dropped event: it cannot fail");
         }
         eprintln!("xtask test: the mismatch test failed as it must");
     }
-    eprintln!("xtask test: everything passed in {:.0}s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask test: everything passed in {:.0}s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -112,7 +112,10 @@ pub struct Resolved {
 impl KernelBtf {
     /// `file`: the user's `--btf FILE`; None: the running kernel's.
     pub fn open(file: Option<&Path>) -> Result<Self, BtfError> {
-        let unreadable = |path: &Path, e: &dyn std::fmt::Display| BtfError::Unreadable { path: path.to_path_buf(), why: e.to_string() };
+        let unreadable = |path: &Path, e: &dyn std::fmt::Display| BtfError::Unreadable {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        };
         // Read whole, then index in memory (see btf_scan: no type is decoded
         // until asked for, so start-up does not pay for 100,000+ types).
         let parse = |p: &Path, base: Option<&RawBtf>| -> Result<RawBtf, BtfError> {
@@ -121,7 +124,13 @@ impl KernelBtf {
         };
         if let Some(f) = file {
             let base = parse(f, None)?;
-            return Ok(Self { source: f.to_path_buf(), base, modules: Vec::new(), index: Vec::new(), indexed: Default::default() });
+            return Ok(Self {
+                source: f.to_path_buf(),
+                base,
+                modules: Vec::new(),
+                index: Vec::new(),
+                indexed: Default::default(),
+            });
         }
         let vmlinux = Path::new(VMLINUX);
         if !vmlinux.exists() {
@@ -138,7 +147,13 @@ impl KernelBtf {
                 }
             }
         }
-        Ok(Self { source: vmlinux.to_path_buf(), base, modules, index: Vec::new(), indexed: Default::default() })
+        Ok(Self {
+            source: vmlinux.to_path_buf(),
+            base,
+            modules,
+            index: Vec::new(),
+            indexed: Default::default(),
+        })
     }
 
     /// Index `names` (and every struct and enum [`Self::resolve`] reads) in
@@ -150,14 +165,19 @@ impl KernelBtf {
         all.sort_unstable();
         all.dedup();
         let mut index = vec![self.base.index_names(None, &all)];
-        index.extend(self.modules.iter().map(|(_, b)| b.index_names(Some(&self.base), &all)));
+        index.extend(
+            self.modules
+                .iter()
+                .map(|(_, b)| b.index_names(Some(&self.base), &all)),
+        );
         self.index = index;
         self.indexed = all.iter().map(|s| (*s).to_string()).collect();
     }
 
     /// Each blob with the base it is split over (None for the base itself).
     fn all(&self) -> impl Iterator<Item = (&RawBtf, Option<&RawBtf>)> {
-        std::iter::once((&self.base, None)).chain(self.modules.iter().map(|(_, b)| (b, Some(&self.base))))
+        std::iter::once((&self.base, None))
+            .chain(self.modules.iter().map(|(_, b)| (b, Some(&self.base))))
     }
 
     /// Ids named `name` in blob `i` of [`Self::all`].
@@ -182,21 +202,34 @@ impl KernelBtf {
 
     /// Whether `name` is a function in BTF (an fentry target).
     pub fn has_func(&self, name: &str) -> bool {
-        self.all().enumerate().any(|(i, (btf, base))| self.ids(i, btf, base, name).into_iter().any(|id| btf.is_func(base, id)))
+        self.all().enumerate().any(|(i, (btf, base))| {
+            self.ids(i, btf, base, name)
+                .into_iter()
+                .any(|id| btf.is_func(base, id))
+        })
     }
 
     /// Whether `btf_trace_<event>` exists: the typedef tp_btf attaches through.
     pub fn has_tp_btf(&self, event: &str) -> bool {
         let name = format!("btf_trace_{event}");
-        self.all().enumerate().any(|(i, (btf, base))| !self.ids(i, btf, base, &name).is_empty())
+        self.all()
+            .enumerate()
+            .any(|(i, (btf, base))| !self.ids(i, btf, base, &name).is_empty())
     }
 
     /// vmlinux's id of the function `name` (`func`) or of the typedef
     /// `name`: the first of that kind, as aya's `id_by_type_name_kind`
     /// answers (tp_btf and fentry attach by this id).
     pub fn vmlinux_id(&self, name: &str, func: bool) -> Option<u32> {
-        let kind = if func { super::btf_scan::KIND_FUNC } else { super::btf_scan::KIND_TYPEDEF };
-        self.ids(0, &self.base, None, name).into_iter().filter(|&id| self.base.kind(None, id) == Some(kind)).min()
+        let kind = if func {
+            super::btf_scan::KIND_FUNC
+        } else {
+            super::btf_scan::KIND_TYPEDEF
+        };
+        self.ids(0, &self.base, None, name)
+            .into_iter()
+            .filter(|&id| self.base.kind(None, id) == Some(kind))
+            .min()
     }
 
     /// The module whose split BTF holds `name` when vmlinux's does not
@@ -214,9 +247,11 @@ impl KernelBtf {
 
     /// Value of an enumerator (e.g. `BH_Mapped` of `enum bh_state_bits`).
     pub fn enum_value(&self, enum_name: &str, variant: &str) -> Option<u32> {
-        self.all()
-            .enumerate()
-            .find_map(|(i, (btf, base))| self.ids(i, btf, base, enum_name).into_iter().find_map(|id| btf.enum_value(base, id, variant)))
+        self.all().enumerate().find_map(|(i, (btf, base))| {
+            self.ids(i, btf, base, enum_name)
+                .into_iter()
+                .find_map(|id| btf.enum_value(base, id, variant))
+        })
     }
 
     /// Every offset of [`MEMBERS`].
@@ -225,20 +260,32 @@ impl KernelBtf {
         let mut missing = Vec::new();
         for (slot_name, strukt, names) in MEMBERS {
             match names.iter().find_map(|m| self.member_offset(strukt, m)) {
-                Some(off) => *slot(&mut offsets, slot_name) = u16::try_from(off).unwrap_or(TpFields::ABSENT),
+                Some(off) => {
+                    *slot(&mut offsets, slot_name) = u16::try_from(off).unwrap_or(TpFields::ABSENT)
+                }
                 None => missing.push(format!("{strukt}.{}", names[0])),
             }
         }
         // The current task's ids and name, for the tp_btf programs; not
         // "missing" when absent: those programs then call the helpers.
-        for (member, slot) in [("pid", &mut offsets.task_pid), ("tgid", &mut offsets.task_tgid), ("comm", &mut offsets.task_comm)] {
-            if let Some(off) = self.member_offset("task_struct", member).and_then(|o| u16::try_from(o).ok()) {
+        for (member, slot) in [
+            ("pid", &mut offsets.task_pid),
+            ("tgid", &mut offsets.task_tgid),
+            ("comm", &mut offsets.task_comm),
+        ] {
+            if let Some(off) = self
+                .member_offset("task_struct", member)
+                .and_then(|o| u16::try_from(o).ok())
+            {
                 *slot = off;
             }
         }
         // Bit numbers of buffer_head state (legacy get_block results).
         for (variant, slot) in [("BH_Mapped", 0), ("BH_New", 1), ("BH_Unwritten", 2)] {
-            if let Some(v) = self.enum_value("bh_state_bits", variant).and_then(|v| u16::try_from(v).ok()) {
+            if let Some(v) = self
+                .enum_value("bh_state_bits", variant)
+                .and_then(|v| u16::try_from(v).ok())
+            {
                 match slot {
                     0 => offsets.bh_bit_mapped = v,
                     1 => offsets.bh_bit_new = v,
@@ -278,16 +325,38 @@ mod tests {
         };
         let r = k.resolve();
         let o = r.offsets;
-        for name in ["inode_i_sb", "inode_i_ino", "sb_s_dev", "vmf_vma", "vmf_pgoff", "vmf_flags", "iomap_offset", "iomap_length", "iomap_type"] {
-            assert_ne!(get(&o, name), TpFields::ABSENT, "{name} missing: {:?}", r.missing);
+        for name in [
+            "inode_i_sb",
+            "inode_i_ino",
+            "sb_s_dev",
+            "vmf_vma",
+            "vmf_pgoff",
+            "vmf_flags",
+            "iomap_offset",
+            "iomap_length",
+            "iomap_type",
+        ] {
+            assert_ne!(
+                get(&o, name),
+                TpFields::ABSENT,
+                "{name} missing: {:?}",
+                r.missing
+            );
         }
-        assert_eq!(o.vmf_vma, 0, "vm_fault starts with vma (in an anonymous const struct since 5.x)");
+        assert_eq!(
+            o.vmf_vma, 0,
+            "vm_fault starts with vma (in an anonymous const struct since 5.x)"
+        );
         assert!(o.vmf_pgoff > o.vmf_vma && o.vmf_pgoff < 64);
         assert!(o.inode_i_ino > o.inode_i_sb);
         assert!(o.iomap_length > o.iomap_offset && o.iomap_type > o.iomap_length);
         // The batched index gives the same answers as the per-name walk.
         let mut p = KernelBtf::open(None).unwrap();
-        p.prefetch(&["vfs_read", "btf_trace_iomap_iter_dstmap", "no_such_function_here"]);
+        p.prefetch(&[
+            "vfs_read",
+            "btf_trace_iomap_iter_dstmap",
+            "no_such_function_here",
+        ]);
         assert_eq!(p.resolve().offsets, o);
         assert_eq!(p.resolve().missing, r.missing);
         for f in ["vfs_read", "no_such_function_here"] {
@@ -300,8 +369,16 @@ mod tests {
         assert!(k.has_func("vfs_read"));
         assert!(!k.has_func("inode"), "a struct is not a function");
         // task_struct: pid then tgid (two pid_t), comm later.
-        assert!(o.task_pid != TpFields::ABSENT && o.task_tgid == o.task_pid + 4 && o.task_comm > o.task_tgid, "{o:?}");
+        assert!(
+            o.task_pid != TpFields::ABSENT
+                && o.task_tgid == o.task_pid + 4
+                && o.task_comm > o.task_tgid,
+            "{o:?}"
+        );
         // enum bh_state_bits: BH_Uptodate is 0 on every kernel; Mapped/New follow.
-        assert!(o.bh_bit_mapped != TpFields::ABSENT && o.bh_bit_new == o.bh_bit_mapped + 1, "{o:?}");
+        assert!(
+            o.bh_bit_mapped != TpFields::ABSENT && o.bh_bit_new == o.bh_bit_mapped + 1,
+            "{o:?}"
+        );
     }
 }

@@ -46,12 +46,19 @@ pub struct RawBtf {
 
 impl std::fmt::Debug for RawBtf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RawBtf {{ types: {}, first_id: {}, bytes: {} }}", self.offsets.len(), self.first_id, self.data.len())
+        write!(
+            f,
+            "RawBtf {{ types: {}, first_id: {}, bytes: {} }}",
+            self.offsets.len(),
+            self.first_id,
+            self.data.len()
+        )
     }
 }
 
 fn u32_at(d: &[u8], at: usize) -> Option<u32> {
-    d.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    d.get(at..at + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl RawBtf {
@@ -69,7 +76,10 @@ impl RawBtf {
             return Err("truncated BTF (sections run past the end)".into());
         }
         let (first_id, str_base) = match base {
-            Some(b) => (b.first_id + u32::try_from(b.offsets.len()).unwrap_or(u32::MAX), b.str_base + b.str_len()),
+            Some(b) => (
+                b.first_id + u32::try_from(b.offsets.len()).unwrap_or(u32::MAX),
+                b.str_base + b.str_len(),
+            ),
             None => (1, 0),
         };
         let mut offsets = Vec::with_capacity(type_len / 16);
@@ -85,7 +95,9 @@ impl RawBtf {
                 KIND_ARRAY => 12,
                 KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
                 KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
-                k if k == 0 || k > KIND_MAX => return Err(format!("unknown BTF kind {k} at byte {at}")),
+                k if k == 0 || k > KIND_MAX => {
+                    return Err(format!("unknown BTF kind {k} at byte {at}"))
+                }
                 _ => 0,
             };
             offsets.push(u32::try_from(at).map_err(|_| "BTF over 4 GiB")?);
@@ -95,7 +107,14 @@ impl RawBtf {
         if at != types.end {
             return Err("the last type record runs past the type section".into());
         }
-        Ok(Self { data, strs, offsets, names, first_id, str_base })
+        Ok(Self {
+            data,
+            strs,
+            offsets,
+            names,
+            first_id,
+            str_base,
+        })
     }
 
     fn str_len(&self) -> u32 {
@@ -127,7 +146,10 @@ impl RawBtf {
     /// Ids of this blob's types named `name` (split BTF also matches names
     /// stored in the base's strings).
     pub fn ids_named(&self, base: Option<&RawBtf>, name: &str) -> Vec<u32> {
-        let offs: Vec<u32> = [self.own_str(name), base.and_then(|b| b.own_str(name))].into_iter().flatten().collect();
+        let offs: Vec<u32> = [self.own_str(name), base.and_then(|b| b.own_str(name))]
+            .into_iter()
+            .flatten()
+            .collect();
         let mut out = Vec::new();
         for (i, n) in self.names.iter().enumerate() {
             if offs.contains(n) {
@@ -141,7 +163,11 @@ impl RawBtf {
     /// of the strings and one of the type records, where [`Self::ids_named`]
     /// walks both per name (start-up asks about a hundred names; under TCG
     /// each walk costs milliseconds).
-    pub fn index_names(&self, base: Option<&RawBtf>, wanted: &[&str]) -> std::collections::HashMap<String, Vec<u32>> {
+    pub fn index_names(
+        &self,
+        base: Option<&RawBtf>,
+        wanted: &[&str],
+    ) -> std::collections::HashMap<String, Vec<u32>> {
         use std::collections::HashMap;
         let mut lens = [false; 256];
         for w in wanted {
@@ -168,21 +194,34 @@ impl RawBtf {
         let mut out: HashMap<String, Vec<u32>> = HashMap::new();
         for (i, n) in self.names.iter().enumerate() {
             if let Some(&w) = by_off.get(n) {
-                out.entry(wanted[w].to_string()).or_default().push(self.first_id + u32::try_from(i).unwrap_or(u32::MAX));
+                out.entry(wanted[w].to_string())
+                    .or_default()
+                    .push(self.first_id + u32::try_from(i).unwrap_or(u32::MAX));
             }
         }
         out
     }
 
     /// (kind, kind_flag, vlen, size_or_type, record offset) of type `id`.
-    fn record<'a>(&'a self, base: Option<&'a RawBtf>, id: u32) -> Option<(&'a RawBtf, u32, bool, usize, u32, usize)> {
+    fn record<'a>(
+        &'a self,
+        base: Option<&'a RawBtf>,
+        id: u32,
+    ) -> Option<(&'a RawBtf, u32, bool, usize, u32, usize)> {
         let btf = match base {
             Some(b) if id < self.first_id => b,
             _ => self,
         };
         let at = *btf.offsets.get(id.checked_sub(btf.first_id)? as usize)? as usize;
         let info = u32_at(&btf.data, at + 4)?;
-        Some((btf, (info >> 24) & 0x1f, info >> 31 == 1, (info & 0xffff) as usize, u32_at(&btf.data, at + 8)?, at + 12))
+        Some((
+            btf,
+            (info >> 24) & 0x1f,
+            info >> 31 == 1,
+            (info & 0xffff) as usize,
+            u32_at(&btf.data, at + 8)?,
+            at + 12,
+        ))
     }
 
     pub fn kind(&self, base: Option<&RawBtf>, id: u32) -> Option<u32> {
@@ -203,7 +242,13 @@ impl RawBtf {
         self.member_bits_depth(base, id, member.as_bytes(), 0)
     }
 
-    fn member_bits_depth(&self, base: Option<&RawBtf>, id: u32, member: &[u8], depth: u32) -> Option<u32> {
+    fn member_bits_depth(
+        &self,
+        base: Option<&RawBtf>,
+        id: u32,
+        member: &[u8],
+        depth: u32,
+    ) -> Option<u32> {
         // Anonymous nesting is a few levels deep in practice; a loop in a
         // damaged file must not recurse for ever.
         if depth > 16 {
@@ -215,7 +260,11 @@ impl RawBtf {
         }
         for i in 0..vlen {
             let m = at + 12 * i;
-            let (name_off, ty, off) = (u32_at(&btf.data, m)?, u32_at(&btf.data, m + 4)?, u32_at(&btf.data, m + 8)?);
+            let (name_off, ty, off) = (
+                u32_at(&btf.data, m)?,
+                u32_at(&btf.data, m + 4)?,
+                u32_at(&btf.data, m + 8)?,
+            );
             // With kind_flag set, the top 8 bits are a bitfield's size.
             let bits = if kflag { off & 0x00ff_ffff } else { off };
             let name = self.name(base, name_off);
@@ -226,7 +275,9 @@ impl RawBtf {
                 let mut inner = ty;
                 for _ in 0..8 {
                     match self.kind(base, inner) {
-                        Some(KIND_TYPEDEF | KIND_CONST | KIND_VOLATILE) => inner = self.record(base, inner)?.4,
+                        Some(KIND_TYPEDEF | KIND_CONST | KIND_VOLATILE) => {
+                            inner = self.record(base, inner)?.4
+                        }
                         _ => break,
                     }
                 }
@@ -248,7 +299,9 @@ impl RawBtf {
         };
         (0..vlen).find_map(|i| {
             let e = at + stride * i;
-            (self.name(base, u32_at(&btf.data, e)?) == variant.as_bytes()).then(|| u32_at(&btf.data, e + 4)).flatten()
+            (self.name(base, u32_at(&btf.data, e)?) == variant.as_bytes())
+                .then(|| u32_at(&btf.data, e + 4))
+                .flatten()
         })
     }
 
@@ -275,7 +328,10 @@ mod tests {
 
     impl Builder {
         fn new() -> Self {
-            Self { strs: vec![0], ..Self::default() }
+            Self {
+                strs: vec![0],
+                ..Self::default()
+            }
         }
         fn s(&mut self, name: &str) -> u32 {
             if name.is_empty() {
@@ -286,15 +342,36 @@ mod tests {
             self.strs.push(0);
             off
         }
-        fn ty(&mut self, name: &str, kind: u32, kflag: bool, vlen: u32, size_or_type: u32, extra: &[u32]) -> u32 {
+        fn ty(
+            &mut self,
+            name: &str,
+            kind: u32,
+            kflag: bool,
+            vlen: u32,
+            size_or_type: u32,
+            extra: &[u32],
+        ) -> u32 {
             let n = self.s(name);
-            for w in [n, (kind << 24) | (u32::from(kflag) << 31) | vlen, size_or_type].iter().chain(extra) {
+            for w in [
+                n,
+                (kind << 24) | (u32::from(kflag) << 31) | vlen,
+                size_or_type,
+            ]
+            .iter()
+            .chain(extra)
+            {
                 self.types.extend_from_slice(&w.to_le_bytes());
             }
             self.count += 1;
             self.count
         }
-        fn strukt(&mut self, name: &str, kind: u32, kflag: bool, members: &[(&str, u32, u32)]) -> u32 {
+        fn strukt(
+            &mut self,
+            name: &str,
+            kind: u32,
+            kflag: bool,
+            members: &[(&str, u32, u32)],
+        ) -> u32 {
             let mut extra = Vec::new();
             for (m, ty, off) in members {
                 extra.extend([self.s(m), *ty, *off]);
@@ -305,7 +382,13 @@ mod tests {
             let mut d = Vec::new();
             d.extend_from_slice(&MAGIC.to_le_bytes());
             d.extend_from_slice(&[1, 0]);
-            for w in [24u32, 0, self.types.len() as u32, self.types.len() as u32, self.strs.len() as u32] {
+            for w in [
+                24u32,
+                0,
+                self.types.len() as u32,
+                self.types.len() as u32,
+                self.strs.len() as u32,
+            ] {
                 d.extend_from_slice(&w.to_le_bytes());
             }
             d.extend_from_slice(&self.types);
@@ -318,11 +401,26 @@ mod tests {
         let mut b = Builder::new();
         let int = b.ty("int", KIND_INT, false, 0, 4, &[32]);
         // struct inner { int a; int b; } as an anonymous union member of vm_fault.
-        let anon = b.strukt("", KIND_UNION, false, &[("pgoff", int, 0), ("other", int, 0)]);
+        let anon = b.strukt(
+            "",
+            KIND_UNION,
+            false,
+            &[("pgoff", int, 0), ("other", int, 0)],
+        );
         let konst = b.ty("", KIND_CONST, false, 0, anon, &[]);
-        b.strukt("vm_fault", KIND_STRUCT, false, &[("vma", int, 0), ("", konst, 64), ("flags", int, 192)]);
+        b.strukt(
+            "vm_fault",
+            KIND_STRUCT,
+            false,
+            &[("vma", int, 0), ("", konst, 64), ("flags", int, 192)],
+        );
         // kind_flag: bitfield size 3 in the top byte, bit offset 40 below.
-        b.strukt("buffer_head", KIND_STRUCT, true, &[("b_state", int, (3 << 24) | 40)]);
+        b.strukt(
+            "buffer_head",
+            KIND_STRUCT,
+            true,
+            &[("b_state", int, (3 << 24) | 40)],
+        );
         b.ty("dax_iomap_pte_fault", KIND_FUNC, false, 1, 0, &[]);
         b.ty("btf_trace_iomap_iter", KIND_TYPEDEF, false, 0, int, &[]);
         let (m, n) = (b.s("BH_Mapped"), b.s("BH_New"));
@@ -338,11 +436,19 @@ mod tests {
         assert_eq!(vmf.len(), 1);
         assert!(btf.is_struct(None, vmf[0]));
         assert_eq!(btf.member_bits(None, vmf[0], "vma"), Some(0));
-        assert_eq!(btf.member_bits(None, vmf[0], "pgoff"), Some(64), "inside the anonymous const union");
+        assert_eq!(
+            btf.member_bits(None, vmf[0], "pgoff"),
+            Some(64),
+            "inside the anonymous const union"
+        );
         assert_eq!(btf.member_bits(None, vmf[0], "flags"), Some(192));
         assert_eq!(btf.member_bits(None, vmf[0], "nope"), None);
         let bh = btf.ids_named(None, "buffer_head")[0];
-        assert_eq!(btf.member_bits(None, bh, "b_state"), Some(40), "bitfield size bits masked off");
+        assert_eq!(
+            btf.member_bits(None, bh, "b_state"),
+            Some(40),
+            "bitfield size bits masked off"
+        );
         let f = btf.ids_named(None, "dax_iomap_pte_fault");
         assert!(btf.is_func(None, f[0]));
         assert!(!btf.is_func(None, vmf[0]));
@@ -351,10 +457,22 @@ mod tests {
         assert!(btf.ids_named(None, "trace_iomap_iter").is_empty());
         assert!(btf.ids_named(None, "iomap_pte_fault").is_empty());
         // The batched index answers as the per-name walk does.
-        let names = ["vm_fault", "buffer_head", "dax_iomap_pte_fault", "btf_trace_iomap_iter", "int", "iomap_pte_fault", "absent"];
+        let names = [
+            "vm_fault",
+            "buffer_head",
+            "dax_iomap_pte_fault",
+            "btf_trace_iomap_iter",
+            "int",
+            "iomap_pte_fault",
+            "absent",
+        ];
         let idx = btf.index_names(None, &names);
         for n in names {
-            assert_eq!(idx.get(n).cloned().unwrap_or_default(), btf.ids_named(None, n), "{n}");
+            assert_eq!(
+                idx.get(n).cloned().unwrap_or_default(),
+                btf.ids_named(None, n),
+                "{n}"
+            );
         }
         assert!(!idx.contains_key("iomap_pte_fault") && !idx.contains_key("absent"));
         let e = btf.ids_named(None, "bh_state_bits")[0];
@@ -365,14 +483,20 @@ mod tests {
     #[test]
     fn split_btf_continues_ids_and_strings_of_its_base() {
         let base = RawBtf::parse(sample().bytes(), None).unwrap();
-        let mut m = Builder { shift: base.str_len(), ..Builder::new() };
+        let mut m = Builder {
+            shift: base.str_len(),
+            ..Builder::new()
+        };
         // A module type whose member type (id 1, "int") lives in the base.
         m.strukt("ext4_map_blocks", KIND_STRUCT, false, &[("m_lblk", 1, 32)]);
         let split = RawBtf::parse(m.bytes(), Some(&base)).unwrap();
         let ids = split.ids_named(Some(&base), "ext4_map_blocks");
         assert_eq!(ids, vec![9], "ids continue after the base's 8 types");
         assert_eq!(split.member_bits(Some(&base), 9, "m_lblk"), Some(32));
-        assert!(split.ids_named(Some(&base), "vm_fault").is_empty(), "the base's types are the base's");
+        assert!(
+            split.ids_named(Some(&base), "vm_fault").is_empty(),
+            "the base's types are the base's"
+        );
         let idx = split.index_names(Some(&base), &["ext4_map_blocks", "vm_fault"]);
         assert_eq!(idx.get("ext4_map_blocks"), Some(&vec![9]));
         assert!(!idx.contains_key("vm_fault"));
@@ -384,9 +508,14 @@ mod tests {
     fn damaged_blobs_are_errors_not_panics() {
         let good = sample().bytes();
         assert!(RawBtf::parse(Vec::new(), None).is_err());
-        assert!(RawBtf::parse(vec![0; 64], None).unwrap_err().contains("magic"));
+        assert!(RawBtf::parse(vec![0; 64], None)
+            .unwrap_err()
+            .contains("magic"));
         for cut in [24, 30, good.len() - 1] {
-            assert!(RawBtf::parse(good[..cut].to_vec(), None).is_err(), "cut at {cut}");
+            assert!(
+                RawBtf::parse(good[..cut].to_vec(), None).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut bad_kind = good.clone();
         bad_kind[24 + 7] = 30; // first record's kind byte
@@ -416,14 +545,34 @@ mod tests {
         };
         let ours = RawBtf::parse(bytes, None).unwrap();
         let aya = aya::Btf::from_sys_fs().unwrap();
-        for name in ["vfs_read", "do_sys_openat2", "filemap_fault", "no_such_function_here", "inode"] {
-            let a = aya.id_by_type_name_kind(name, aya_obj::btf::BtfKind::Func).ok();
-            let o = ours.ids_named(None, name).into_iter().find(|&i| ours.is_func(None, i));
+        for name in [
+            "vfs_read",
+            "do_sys_openat2",
+            "filemap_fault",
+            "no_such_function_here",
+            "inode",
+        ] {
+            let a = aya
+                .id_by_type_name_kind(name, aya_obj::btf::BtfKind::Func)
+                .ok();
+            let o = ours
+                .ids_named(None, name)
+                .into_iter()
+                .find(|&i| ours.is_func(None, i));
             assert_eq!(a, o, "{name}");
         }
-        for name in ["btf_trace_sched_switch", "btf_trace_iomap_iter", "btf_trace_no_such_event"] {
-            let a = aya.id_by_type_name_kind(name, aya_obj::btf::BtfKind::Typedef).ok();
-            let o = ours.ids_named(None, name).into_iter().find(|&i| ours.kind(None, i) == Some(KIND_TYPEDEF));
+        for name in [
+            "btf_trace_sched_switch",
+            "btf_trace_iomap_iter",
+            "btf_trace_no_such_event",
+        ] {
+            let a = aya
+                .id_by_type_name_kind(name, aya_obj::btf::BtfKind::Typedef)
+                .ok();
+            let o = ours
+                .ids_named(None, name)
+                .into_iter()
+                .find(|&i| ours.kind(None, i) == Some(KIND_TYPEDEF));
             assert_eq!(a, o, "{name}");
         }
     }

@@ -45,7 +45,14 @@ impl Filter {
             let mounts = mountpoints(self.dev);
             if !mounts.is_empty() && !inode_exists(&mounts, ino) {
                 let where_ = match self.dev {
-                    Some(d) => format!("device {d} (mounted on {})", mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", ")),
+                    Some(d) => format!(
+                        "device {d} (mounted on {})",
+                        mounts
+                            .iter()
+                            .map(|m| m.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     None => "any mounted ext2/ext4/xfs filesystem".to_string(),
                 };
                 return Err(AttachError::NoSuchInode { ino, where_ });
@@ -57,13 +64,19 @@ impl Filter {
 
 /// Mount points of `dev`, or of every DAX-capable filesystem when `None`.
 fn mountpoints(dev: Option<Dev>) -> Vec<std::path::PathBuf> {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
         // id parent maj:min root mountpoint opts ... - fstype source superopts
-        let Some(sep) = f.iter().position(|x| *x == "-") else { continue };
-        let (Some(majmin), Some(mp), Some(fstype)) = (f.get(2), f.get(4), f.get(sep + 1)) else { continue };
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            continue;
+        };
+        let (Some(majmin), Some(mp), Some(fstype)) = (f.get(2), f.get(4), f.get(sep + 1)) else {
+            continue;
+        };
         let matches = match dev {
             Some(d) => majmin.parse::<Dev>().is_ok_and(|m| m == d),
             None => matches!(*fstype, "ext2" | "ext4" | "xfs"),
@@ -82,18 +95,24 @@ fn inode_exists(mounts: &[std::path::PathBuf], ino: u64) -> bool {
     const BOUND: usize = 2_000_000;
     let mut seen = 0usize;
     for root in mounts {
-        let Ok(meta) = std::fs::symlink_metadata(root) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(root) else {
+            continue;
+        };
         let dev = meta.dev();
         if meta.ino() == ino {
             return true;
         }
         let mut stack = vec![root.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for ent in rd.flatten() {
                 seen += 1;
                 if seen > BOUND {
-                    tracing::warn!("stopped looking for inode {ino} after {BOUND} entries; assuming it exists");
+                    tracing::warn!(
+                        "stopped looking for inode {ino} after {BOUND} entries; assuming it exists"
+                    );
                     return true;
                 }
                 let Ok(m) = ent.metadata() else { continue };
@@ -119,22 +138,35 @@ const NO_DAX_MOUNT: &str = "not attached yet: no ext2/ext4/xfs filesystem is mou
 /// ext2/ext4/xfs mount (of `dev`, when given) on a block device whose queue
 /// says `dax` 1 (a partition's is its disk's). Unreadable sysfs counts as yes.
 fn dax_mounted(dev: Option<Dev>) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return true };
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
     let sysfs = Path::new("/sys/dev/block").exists();
     dax_mounted_in(&text, dev, |majmin| {
         let base = Path::new("/sys/dev/block").join(majmin);
-        [base.join("queue/dax"), base.join("../queue/dax")].iter().find_map(|p| std::fs::read_to_string(p).ok()).map(|v| v.trim() == "1")
+        [base.join("queue/dax"), base.join("../queue/dax")]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|v| v.trim() == "1")
     }) || !sysfs
 }
 
 /// [`dax_mounted`] over `mountinfo` text; `queue_dax` answers for a
 /// `MAJ:MIN` (None: unknown, counted as DAX).
-fn dax_mounted_in(mountinfo: &str, dev: Option<Dev>, queue_dax: impl Fn(&str) -> Option<bool>) -> bool {
+fn dax_mounted_in(
+    mountinfo: &str,
+    dev: Option<Dev>,
+    queue_dax: impl Fn(&str) -> Option<bool>,
+) -> bool {
     mountinfo.lines().any(|line| {
         // id parent maj:min root mountpoint opts ... - fstype source superopts
         let f: Vec<&str> = line.split_whitespace().collect();
-        let Some(sep) = f.iter().position(|x| *x == "-") else { return false };
-        let (Some(majmin), Some(fstype)) = (f.get(2), f.get(sep + 1)) else { return false };
+        let Some(sep) = f.iter().position(|x| *x == "-") else {
+            return false;
+        };
+        let (Some(majmin), Some(fstype)) = (f.get(2), f.get(sep + 1)) else {
+            return false;
+        };
         matches!(*fstype, "ext2" | "ext4" | "xfs")
             && dev.is_none_or(|d| majmin.parse::<Dev>().is_ok_and(|m| m == d))
             && queue_dax(majmin).unwrap_or(true)
@@ -174,11 +206,19 @@ impl Loaded {
             return None;
         }
         let d = self.deferred.take()?;
-        let waiting = |e: &Entry| matches!(&e.status, plan::Status::Unsupported(why) if why == NO_DAX_MOUNT);
+        let waiting =
+            |e: &Entry| matches!(&e.status, plan::Status::Unsupported(why) if why == NO_DAX_MOUNT);
         self.plan.notes.retain(|n| !n.contains(NO_DAX_MOUNT));
         let mut failed = Vec::new();
         for b in self.plan.backend.order() {
-            let Some(i) = self.plan.entries.iter().position(|e| e.backend == b && waiting(e)) else { continue };
+            let Some(i) = self
+                .plan
+                .entries
+                .iter()
+                .position(|e| e.backend == b && waiting(e))
+            else {
+                continue;
+            };
             match attach_one(&mut self.ebpf, d.btf.as_ref(), &self.plan.entries[i]) {
                 Ok(()) => {
                     let e = &mut self.plan.entries[i];
@@ -188,7 +228,12 @@ impl Loaded {
                     for e in self.plan.entries.iter_mut().filter(|e| waiting(e)) {
                         e.status = plan::Status::Available;
                     }
-                    if let Some(c) = self.plan.coverage.iter_mut().find(|c| c.step == Step::Invalidate) {
+                    if let Some(c) = self
+                        .plan
+                        .coverage
+                        .iter_mut()
+                        .find(|c| c.step == Step::Invalidate)
+                    {
                         c.by.push(by);
                     }
                     return Some(format!("a DAX filesystem is mounted now: attached {symbol} ({}), for DAX write(2) teardowns", b.name()));
@@ -208,7 +253,10 @@ impl Loaded {
 }
 
 fn raise_memlock() {
-    let lim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let lim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: plain syscall with a valid struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -247,16 +295,27 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     let loader = std::thread::spawn(|| {
         let t = std::time::Instant::now();
         let (l, parsed) = loader_without_kernel_btf();
-        tracing::debug!("start-up: aya's loader ready after {:.3}s (kernel BTF parsed: {parsed})", t.elapsed().as_secs_f64());
+        tracing::debug!(
+            "start-up: aya's loader ready after {:.3}s (kernel BTF parsed: {parsed})",
+            t.elapsed().as_secs_f64()
+        );
         l
     });
     let root = tracefs::find_or_mount()?;
-    tracing::debug!("start-up: checks and tracefs {:.3}s", t0.elapsed().as_secs_f64());
-    let req = Request { backend: filter.backend, btf_file: filter.btf.clone() };
+    tracing::debug!(
+        "start-up: checks and tracefs {:.3}s",
+        t0.elapsed().as_secs_f64()
+    );
+    let req = Request {
+        backend: filter.backend,
+        btf_file: filter.btf.clone(),
+    };
     let desc = plan::describe(Some(&root), depth, &req)?;
     let t_described = t0.elapsed();
     let mut plan = plan::plan(&desc, filter.backend);
-    if plan.missing_required().contains(&Step::FaultBegin) && plan.missing_required().contains(&Step::Lookup) {
+    if plan.missing_required().contains(&Step::FaultBegin)
+        && plan.missing_required().contains(&Step::Lookup)
+    {
         return Err(AttachError::NothingToAttach);
     }
     // `iomap_iter` fires two or three times per I/O on every iomap
@@ -267,18 +326,21 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     // `choose` starts over from both.)
     let mut skipped_iter = false;
     if !dax_mounted(filter.dev) {
-        for e in plan
-            .entries
-            .iter_mut()
-            .filter(|e| e.probe == Some(tracer_common::Probe::IomapIter) && matches!(e.status, plan::Status::Available | plan::Status::Used))
-        {
+        for e in plan.entries.iter_mut().filter(|e| {
+            e.probe == Some(tracer_common::Probe::IomapIter)
+                && matches!(e.status, plan::Status::Available | plan::Status::Used)
+        }) {
             e.status = plan::Status::Unsupported(NO_DAX_MOUNT.into());
             skipped_iter = true;
         }
     }
     raise_memlock();
 
-    let mut config = Config { fields: plan.fields, btf: plan.offsets, ..Config::default() };
+    let mut config = Config {
+        fields: plan.fields,
+        btf: plan.offsets,
+        ..Config::default()
+    };
     if let Some(d) = filter.dev {
         config.filter_dev = d.to_kernel();
     }
@@ -288,7 +350,12 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     }
     // tp_btf and fentry resolve their target in the running kernel's BTF,
     // by ids btf_scan found while describing it: built beside the object load.
-    let ids = desc.btf.as_ref().filter(|f| f.kernel && plan.kernel.btf).map(|f| f.vmlinux_ids.clone()).unwrap_or_default();
+    let ids = desc
+        .btf
+        .as_ref()
+        .filter(|f| f.kernel && plan.kernel.btf)
+        .map(|f| f.vmlinux_ids.clone())
+        .unwrap_or_default();
     let target_btf = std::thread::spawn(move || aya_target_btf(&ids));
     let t_btf = std::time::Instant::now();
     let mut loader = loader.join().map_err(|_| AttachError::LoaderPanicked)?;
@@ -298,8 +365,13 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     // The function programs' entry/return pairing map is preallocated (an
     // LRU hash): without a function backend in the plan, a token size.
     let per_task = aya::util::nr_cpus().map_or(PER_TASK_MAX, per_task_entries);
-    loader.map_max_entries(FAULTS_MAP, per_task).map_max_entries(WRITES_MAP, per_task);
-    if plan.entries.iter().any(|e| e.backend.family() == plan::Family::Function && matches!(e.status, plan::Status::Available | plan::Status::Used)) {
+    loader
+        .map_max_entries(FAULTS_MAP, per_task)
+        .map_max_entries(WRITES_MAP, per_task);
+    if plan.entries.iter().any(|e| {
+        e.backend.family() == plan::Family::Function
+            && matches!(e.status, plan::Status::Available | plan::Status::Used)
+    }) {
         loader.map_max_entries(CALLS_MAP, per_task);
     } else {
         loader.map_max_entries(CALLS_MAP, CALLS_UNUSED);
@@ -316,7 +388,10 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     plan.checked = "attached";
     plan.choose(&mut |e| {
         if refused.contains(&e.backend) {
-            return Err(format!("not tried: this kernel refused {} above", e.backend.name()));
+            return Err(format!(
+                "not tried: this kernel refused {} above",
+                e.backend.name()
+            ));
         }
         attach_one(&mut ebpf, kbtf.as_ref(), e).map_err(|err| {
             let msg = short_error(&err.to_string());
@@ -327,7 +402,8 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
         })
     });
     if skipped_iter {
-        plan.notes.push(format!("invalidate: iomap:iomap_iter {NO_DAX_MOUNT}"));
+        plan.notes
+            .push(format!("invalidate: iomap:iomap_iter {NO_DAX_MOUNT}"));
     }
     for n in &plan.notes {
         tracing::info!("{n}");
@@ -344,8 +420,16 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     if plan.used().next().is_none() {
         return Err(AttachError::NothingToAttach);
     }
-    let deferred = skipped_iter.then(|| Deferred { dev: filter.dev, btf: kbtf });
-    Ok(Loaded { ebpf, plan, ready_after: t0.elapsed(), deferred })
+    let deferred = skipped_iter.then(|| Deferred {
+        dev: filter.dev,
+        btf: kbtf,
+    });
+    Ok(Loaded {
+        ebpf,
+        plan,
+        ready_after: t0.elapsed(),
+        deferred,
+    })
 }
 
 /// aya's loader, without the kernel BTF it would parse for nothing.
@@ -366,7 +450,11 @@ fn loader_without_kernel_btf() -> (EbpfLoader<'static>, bool) {
     let dir = c"/sys/kernel/btf";
     // SAFETY: plain syscalls with a valid NUL-terminated path; they change
     // only this thread's filesystem context once unshared from the others'.
-    let isolated = unsafe { libc::unshare(libc::CLONE_FS) == 0 && libc::chroot(dir.as_ptr()) == 0 && libc::chdir(c"/".as_ptr()) == 0 };
+    let isolated = unsafe {
+        libc::unshare(libc::CLONE_FS) == 0
+            && libc::chroot(dir.as_ptr()) == 0
+            && libc::chdir(c"/".as_ptr()) == 0
+    };
     let mut l = EbpfLoader::new();
     if isolated {
         // Whatever this thread saw, the loader relocates nothing.
@@ -395,7 +483,10 @@ const PER_TASK_MAX: u32 = 65536;
 
 /// Size of the per-task LRU maps for `ncpus` possible CPUs.
 fn per_task_entries(ncpus: usize) -> u32 {
-    u32::try_from(ncpus).unwrap_or(u32::MAX).saturating_mul(PER_TASK_PER_CPU).clamp(PER_TASK_MIN, PER_TASK_MAX)
+    u32::try_from(ncpus)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(PER_TASK_PER_CPU)
+        .clamp(PER_TASK_MIN, PER_TASK_MAX)
 }
 
 /// Program loads (the verifier) run on this many threads: the guests and
@@ -443,14 +534,20 @@ fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &AttachPlan) -> usize {
         std::thread::scope(|s| {
             for _ in 0..PRELOAD_THREADS {
                 s.spawn(|| loop {
-                    let Some((name, prog, target)) = queue.lock().map_or(None, |mut q| q.pop()) else { break };
+                    let Some((name, prog, target)) = queue.lock().map_or(None, |mut q| q.pop())
+                    else {
+                        break;
+                    };
                     match load_program(prog, target, btf) {
                         Ok(()) => {
                             done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(e) => {
                             let e = e.into_attach(name);
-                            tracing::debug!("start-up: {name} did not load ({}); its entry will fall back", short_error(&e.to_string()));
+                            tracing::debug!(
+                                "start-up: {name} did not load ({}); its entry will fall back",
+                                short_error(&e.to_string())
+                            );
                             if let Ok(mut f) = fails.lock() {
                                 f.push(name.to_string());
                             }
@@ -472,12 +569,20 @@ fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &AttachPlan) -> usize {
 /// The programs `attach_one` loads for entry `e`, each with its load target
 /// (the function, or the tracepoint's event name).
 fn entry_programs(e: &Entry) -> Vec<(String, &'static str)> {
-    let Some(probe) = e.probe else { return Vec::new() };
+    let Some(probe) = e.probe else {
+        return Vec::new();
+    };
     if e.backend.family() == plan::Family::Function {
-        return super::funcs::programs(e.backend, probe).into_iter().map(|n| (n, e.symbol)).collect();
+        return super::funcs::programs(e.backend, probe)
+            .into_iter()
+            .map(|n| (n, e.symbol))
+            .collect();
     }
     let ev = probe.tracepoint().split_once(':').map_or("", |x| x.1);
-    e.backend.program(probe).map(|n| vec![(n, ev)]).unwrap_or_default()
+    e.backend
+        .program(probe)
+        .map(|n| vec![(n, ev)])
+        .unwrap_or_default()
 }
 
 /// Why [`load_program`] did not load a program.
@@ -493,7 +598,10 @@ impl LoadError {
         match self {
             LoadError::NoBtf => AttachError::NoBtf,
             LoadError::NotTracing => AttachError::NoProgram(name.to_string()),
-            LoadError::Program(source) => AttachError::ProgramNamed { program: name.to_string(), source },
+            LoadError::Program(source) => AttachError::ProgramNamed {
+                program: name.to_string(),
+                source,
+            },
         }
     }
 }
@@ -502,7 +610,11 @@ impl LoadError {
 /// programs are loaded, by [`preload`] ahead of time and by the attach path
 /// for whatever preload did not reach. `target` is the function (fentry,
 /// fexit) or the tracepoint's event name (tp_btf).
-pub(super) fn load_program(prog: &mut Program, target: &str, btf: Option<&Btf>) -> Result<(), LoadError> {
+pub(super) fn load_program(
+    prog: &mut Program,
+    target: &str,
+    btf: Option<&Btf>,
+) -> Result<(), LoadError> {
     if prog.fd().is_ok() {
         return Ok(());
     }
@@ -548,7 +660,10 @@ pub fn aya_target_btf(ids: &[(String, u32, bool)]) -> Option<Btf> {
             types.extend_from_slice(&w.to_ne_bytes());
         }
     }
-    let (tlen, slen) = (u32::try_from(types.len()).ok()?, u32::try_from(strs.len()).ok()?);
+    let (tlen, slen) = (
+        u32::try_from(types.len()).ok()?,
+        u32::try_from(strs.len()).ok()?,
+    );
     // btf_header: magic, version 1, flags 0, hdr_len 24, type_off, type_len, str_off, str_len.
     let mut blob = Vec::with_capacity(24 + types.len() + strs.len());
     blob.extend_from_slice(&0xeb9f_u16.to_ne_bytes());
@@ -561,7 +676,9 @@ pub fn aya_target_btf(ids: &[(String, u32, bool)]) -> Option<Btf> {
     match Btf::parse(&blob, aya::Endianness::default()) {
         Ok(b) => Some(b),
         Err(e) => {
-            tracing::warn!("cannot build the BTF of attach targets ({e}); tp_btf and fentry are unavailable");
+            tracing::warn!(
+                "cannot build the BTF of attach targets ({e}); tp_btf and fentry are unavailable"
+            );
             None
         }
     }
@@ -570,26 +687,48 @@ pub fn aya_target_btf(ids: &[(String, u32, bool)]) -> Option<Btf> {
 /// One line of an attach error: aya puts the whole verifier log in it; keep
 /// the syscall's error and the verifier's verdict (its last real line).
 pub fn short_error(e: &str) -> String {
-    let Some((head, log)) = e.split_once("Verifier output:") else { return e.lines().next().unwrap_or(e).to_string() };
+    let Some((head, log)) = e.split_once("Verifier output:") else {
+        return e.lines().next().unwrap_or(e).to_string();
+    };
     let verdict = log
         .lines()
         .map(str::trim)
-        .rfind(|l| !l.is_empty() && !l.starts_with("verification time") && !l.starts_with("stack depth") && !l.starts_with("processed ") && *l != ")")
+        .rfind(|l| {
+            !l.is_empty()
+                && !l.starts_with("verification time")
+                && !l.starts_with("stack depth")
+                && !l.starts_with("processed ")
+                && *l != ")"
+        })
         .unwrap_or("");
     let head = head.trim().trim_end_matches('.');
-    if verdict.is_empty() { head.to_string() } else { format!("{head}: verifier: {verdict}") }
+    if verdict.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}: verifier: {verdict}")
+    }
 }
 
 /// Load (unless [`preload`] did) and attach one entry's program.
 fn attach_one(ebpf: &mut Ebpf, btf: Option<&Btf>, e: &Entry) -> Result<(), AttachError> {
-    let Some(probe) = e.probe else { return Err(AttachError::NoProgram(e.symbol.to_string())) };
+    let Some(probe) = e.probe else {
+        return Err(AttachError::NoProgram(e.symbol.to_string()));
+    };
     if e.backend.family() == plan::Family::Function {
         return super::funcs::attach(ebpf, btf, e.backend, probe, e.symbol);
     }
-    let name = e.backend.program(probe).ok_or_else(|| AttachError::NoProgram(e.symbol.to_string()))?;
+    let name = e
+        .backend
+        .program(probe)
+        .ok_or_else(|| AttachError::NoProgram(e.symbol.to_string()))?;
     let (cat, ev) = probe.tracepoint().split_once(':').expect("category:event");
-    let perr = |source| AttachError::ProgramNamed { program: name.clone(), source };
-    let prog = ebpf.program_mut(&name).ok_or_else(|| AttachError::NoProgram(name.clone()))?;
+    let perr = |source| AttachError::ProgramNamed {
+        program: name.clone(),
+        source,
+    };
+    let prog = ebpf
+        .program_mut(&name)
+        .ok_or_else(|| AttachError::NoProgram(name.clone()))?;
     load_program(prog, ev, btf).map_err(|e| e.into_attach(&name))?;
     match e.backend {
         Backend::Tracepoint => {
@@ -636,14 +775,28 @@ mod tests {
             _ => None,
         };
         assert!(dax_mounted_in(info, None, dax), "pmem0 is DAX");
-        assert!(!dax_mounted_in(info, Some(Dev { major: 7, minor: 1 }), dax), "--dev the loop device: no DAX write can be traced");
-        assert!(dax_mounted_in(info, Some(Dev { major: 259, minor: 0 }), dax));
+        assert!(
+            !dax_mounted_in(info, Some(Dev { major: 7, minor: 1 }), dax),
+            "--dev the loop device: no DAX write can be traced"
+        );
+        assert!(dax_mounted_in(
+            info,
+            Some(Dev {
+                major: 259,
+                minor: 0
+            }),
+            dax
+        ));
         let loop_only = info.lines().next().unwrap();
         assert!(!dax_mounted_in(loop_only, None, dax));
         // A device sysfs cannot tell about counts as DAX (attach, as before).
         assert!(dax_mounted_in(loop_only, None, |_| None));
         // Not a DAX filesystem type: never counts.
-        assert!(!dax_mounted_in("38 25 259:0 / /dev rw - tmpfs tmp rw\n", None, dax));
+        assert!(!dax_mounted_in(
+            "38 25 259:0 / /dev rw - tmpfs tmp rw\n",
+            None,
+            dax
+        ));
     }
 
     /// The loader runs without the kernel's BTF (`loader_without_kernel_btf`):
@@ -655,7 +808,10 @@ mod tests {
             return;
         }
         let obj = aya_obj::Object::parse(OBJECT).expect("the embedded object parses");
-        assert!(!obj.has_btf_relocations(), "the eBPF object has CO-RE relocations: the loader must keep the kernel's BTF");
+        assert!(
+            !obj.has_btf_relocations(),
+            "the eBPF object has CO-RE relocations: the loader must keep the kernel's BTF"
+        );
     }
 
     /// The stand-in answers every lookup the plan can make as aya's own
@@ -666,7 +822,8 @@ mod tests {
             eprintln!("no kernel BTF here; skipped");
             return;
         };
-        let desc = plan::describe(None, plan::Depth::Attachable, &Request::default()).expect("describe");
+        let desc =
+            plan::describe(None, plan::Depth::Attachable, &Request::default()).expect("describe");
         let facts = desc.btf.expect("kernel BTF facts");
         assert!(!facts.vmlinux_ids.is_empty());
         let ours = aya_target_btf(&facts.vmlinux_ids).expect("built");
@@ -674,16 +831,29 @@ mod tests {
         for c in plan::TABLE {
             let (name, kind) = match c.family {
                 plan::Family::Function => (c.symbol.to_string(), BtfKind::Func),
-                plan::Family::Tracepoint => (format!("btf_trace_{}", c.symbol.split_once(':').map_or(c.symbol, |x| x.1)), BtfKind::Typedef),
+                plan::Family::Tracepoint => (
+                    format!(
+                        "btf_trace_{}",
+                        c.symbol.split_once(':').map_or(c.symbol, |x| x.1)
+                    ),
+                    BtfKind::Typedef,
+                ),
             };
             let want = real.id_by_type_name_kind(&name, kind).ok();
             assert_eq!(ours.id_by_type_name_kind(&name, kind).ok(), want, "{name}");
             asked += usize::from(want.is_some());
         }
-        assert!(asked > 5, "the running kernel has tp_btf targets for the table's tracepoints");
+        assert!(
+            asked > 5,
+            "the running kernel has tp_btf targets for the table's tracepoints"
+        );
         // A function is not a typedef, and an unknown name is unknown.
-        assert!(ours.id_by_type_name_kind("btf_trace_iomap_iter", BtfKind::Func).is_err());
-        assert!(ours.id_by_type_name_kind("no_such_function_here", BtfKind::Func).is_err());
+        assert!(ours
+            .id_by_type_name_kind("btf_trace_iomap_iter", BtfKind::Func)
+            .is_err());
+        assert!(ours
+            .id_by_type_name_kind("no_such_function_here", BtfKind::Func)
+            .is_err());
         assert!(aya_target_btf(&[]).is_none());
     }
 }

@@ -44,7 +44,14 @@ pub enum Need {
 }
 
 impl Step {
-    pub const ALL: [Step; 6] = [Step::FaultBegin, Step::FaultEnd, Step::Lookup, Step::HoleLoad, Step::Insert, Step::Invalidate];
+    pub const ALL: [Step; 6] = [
+        Step::FaultBegin,
+        Step::FaultEnd,
+        Step::Lookup,
+        Step::HoleLoad,
+        Step::Insert,
+        Step::Invalidate,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Step::FaultBegin => "fault begin",
@@ -76,7 +83,13 @@ pub enum Backend {
 
 impl Backend {
     /// Cheapest first (DESIGN.md §1, issue 9).
-    pub const AUTO: [Backend; 5] = [Backend::Fentry, Backend::TpBtf, Backend::RawTp, Backend::Tracepoint, Backend::Kprobe];
+    pub const AUTO: [Backend; 5] = [
+        Backend::Fentry,
+        Backend::TpBtf,
+        Backend::RawTp,
+        Backend::Tracepoint,
+        Backend::Kprobe,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -159,7 +172,9 @@ impl Choice {
             Choice::Kprobe => Backend::Kprobe,
             Choice::Fentry => Backend::Fentry,
         };
-        std::iter::once(first).chain(Backend::AUTO.into_iter().filter(|b| *b != first)).collect()
+        std::iter::once(first)
+            .chain(Backend::AUTO.into_iter().filter(|b| *b != first))
+            .collect()
     }
 }
 
@@ -190,12 +205,40 @@ pub struct Candidate {
 
 const ANY: (u32, u32) = (0, 0);
 
-const fn tp(step: Step, probe: Probe, era: &'static str, since: (u32, u32), until: Option<(u32, u32)>) -> Candidate {
-    Candidate { step, family: Family::Tracepoint, symbol: probe_tracepoint(probe), probe: Some(probe), era, since, until }
+const fn tp(
+    step: Step,
+    probe: Probe,
+    era: &'static str,
+    since: (u32, u32),
+    until: Option<(u32, u32)>,
+) -> Candidate {
+    Candidate {
+        step,
+        family: Family::Tracepoint,
+        symbol: probe_tracepoint(probe),
+        probe: Some(probe),
+        era,
+        since,
+        until,
+    }
 }
 
-const fn func(step: Step, symbol: &'static str, era: &'static str, since: (u32, u32), until: Option<(u32, u32)>) -> Candidate {
-    Candidate { step, family: Family::Function, symbol, probe: None, era, since, until }
+const fn func(
+    step: Step,
+    symbol: &'static str,
+    era: &'static str,
+    since: (u32, u32),
+    until: Option<(u32, u32)>,
+) -> Candidate {
+    Candidate {
+        step,
+        family: Family::Function,
+        symbol,
+        probe: None,
+        era,
+        since,
+        until,
+    }
 }
 
 const fn probe_tracepoint(p: Probe) -> &'static str {
@@ -237,62 +280,219 @@ pub const TABLE: &[Candidate] = &[
     tp(Lookup, Probe::XfsIomapAlloc, "xfs", ANY, None),
     tp(HoleLoad, Probe::DaxLoadHole, "4.11+", (4, 11), None),
     tp(HoleLoad, Probe::DaxPmdLoadHole, "4.10+", (4, 10), None),
-    tp(Insert, Probe::DaxInsertMapping, "4.11-5.14 (silent from 5.15)", (4, 11), Some((5, 15))),
-    tp(Insert, Probe::DaxPmdInsertMapping, "4.10-5.14 (silent from 5.15)", (4, 10), Some((5, 15))),
+    tp(
+        Insert,
+        Probe::DaxInsertMapping,
+        "4.11-5.14 (silent from 5.15)",
+        (4, 11),
+        Some((5, 15)),
+    ),
+    tp(
+        Insert,
+        Probe::DaxPmdInsertMapping,
+        "4.10-5.14 (silent from 5.15)",
+        (4, 10),
+        Some((5, 15)),
+    ),
     tp(Invalidate, Probe::Ext4PunchHole, "ext4", ANY, None),
     tp(Invalidate, Probe::Ext4TruncateEnter, "ext4", ANY, None),
     tp(Invalidate, Probe::Ext4CollapseRange, "ext4", ANY, None),
     tp(Invalidate, Probe::Ext4ZeroRange, "ext4", ANY, None),
     tp(Invalidate, Probe::XfsFreeFileSpace, "xfs", ANY, None),
-    tp(Invalidate, Probe::IomapIter, "5.15+ (DAX write(2) teardown, after the writer's extent)", (5, 15), None),
+    tp(
+        Invalidate,
+        Probe::IomapIter,
+        "5.15+ (DAX write(2) teardown, after the writer's extent)",
+        (5, 15),
+        None,
+    ),
     // Invalidations have tracepoints on every kernel (ext4 and xfs), which
     // also tell collapse and zero range apart: no function rows for them.
     // Function rows: ranges keep a wrapper and the function it calls from
     // both being probed on one kernel (dax_fault calls __dax_fault on 4.4).
-    func(FaultBegin, "__dax_fault", "legacy 4.0-4.6", ANY, Some((4, 7))),
-    func(FaultBegin, "__dax_pmd_fault", "legacy 4.0-4.6", ANY, Some((4, 7))),
-    func(FaultBegin, "dax_fault", "legacy 4.7-4.9", (4, 7), Some((4, 10))),
-    func(FaultBegin, "dax_pmd_fault", "legacy 4.7-4.9", (4, 7), Some((4, 10))),
-    func(FaultBegin, "dax_iomap_fault", "iomap 4.9-4.10 (PTE)", (4, 9), Some((4, 11))),
+    func(
+        FaultBegin,
+        "__dax_fault",
+        "legacy 4.0-4.6",
+        ANY,
+        Some((4, 7)),
+    ),
+    func(
+        FaultBegin,
+        "__dax_pmd_fault",
+        "legacy 4.0-4.6",
+        ANY,
+        Some((4, 7)),
+    ),
+    func(
+        FaultBegin,
+        "dax_fault",
+        "legacy 4.7-4.9",
+        (4, 7),
+        Some((4, 10)),
+    ),
+    func(
+        FaultBegin,
+        "dax_pmd_fault",
+        "legacy 4.7-4.9",
+        (4, 7),
+        Some((4, 10)),
+    ),
+    func(
+        FaultBegin,
+        "dax_iomap_fault",
+        "iomap 4.9-4.10 (PTE)",
+        (4, 9),
+        Some((4, 11)),
+    ),
     func(FaultBegin, "dax_iomap_pte_fault", "4.11+", (4, 11), None),
     func(FaultBegin, "dax_iomap_pmd_fault", "4.9+", (4, 9), None),
-    func(FaultEnd, "__dax_fault", "legacy 4.0-4.6 (return)", ANY, Some((4, 7))),
-    func(FaultEnd, "__dax_pmd_fault", "legacy 4.0-4.6 (return)", ANY, Some((4, 7))),
-    func(FaultEnd, "dax_fault", "legacy 4.7-4.9 (return)", (4, 7), Some((4, 10))),
-    func(FaultEnd, "dax_pmd_fault", "legacy 4.7-4.9 (return)", (4, 7), Some((4, 10))),
-    func(FaultEnd, "dax_iomap_fault", "iomap 4.9-4.10 (return)", (4, 9), Some((4, 11))),
-    func(FaultEnd, "dax_iomap_pte_fault", "4.11+ (return)", (4, 11), None),
-    func(FaultEnd, "dax_iomap_pmd_fault", "4.9+ (return)", (4, 9), None),
-    func(Lookup, "ext4_dax_mmap_get_block", "legacy ext4 4.4-4.5", ANY, Some((4, 10))),
-    func(Lookup, "ext4_dax_get_block", "legacy ext4 4.6-4.9", ANY, Some((4, 10))),
-    func(Lookup, "ext2_get_block", "legacy ext2 to 4.8", ANY, Some((4, 9))),
-    func(Lookup, "xfs_get_blocks_dax_fault", "legacy xfs to 4.8", ANY, Some((4, 9))),
+    func(
+        FaultEnd,
+        "__dax_fault",
+        "legacy 4.0-4.6 (return)",
+        ANY,
+        Some((4, 7)),
+    ),
+    func(
+        FaultEnd,
+        "__dax_pmd_fault",
+        "legacy 4.0-4.6 (return)",
+        ANY,
+        Some((4, 7)),
+    ),
+    func(
+        FaultEnd,
+        "dax_fault",
+        "legacy 4.7-4.9 (return)",
+        (4, 7),
+        Some((4, 10)),
+    ),
+    func(
+        FaultEnd,
+        "dax_pmd_fault",
+        "legacy 4.7-4.9 (return)",
+        (4, 7),
+        Some((4, 10)),
+    ),
+    func(
+        FaultEnd,
+        "dax_iomap_fault",
+        "iomap 4.9-4.10 (return)",
+        (4, 9),
+        Some((4, 11)),
+    ),
+    func(
+        FaultEnd,
+        "dax_iomap_pte_fault",
+        "4.11+ (return)",
+        (4, 11),
+        None,
+    ),
+    func(
+        FaultEnd,
+        "dax_iomap_pmd_fault",
+        "4.9+ (return)",
+        (4, 9),
+        None,
+    ),
+    func(
+        Lookup,
+        "ext4_dax_mmap_get_block",
+        "legacy ext4 4.4-4.5",
+        ANY,
+        Some((4, 10)),
+    ),
+    func(
+        Lookup,
+        "ext4_dax_get_block",
+        "legacy ext4 4.6-4.9",
+        ANY,
+        Some((4, 10)),
+    ),
+    func(
+        Lookup,
+        "ext2_get_block",
+        "legacy ext2 to 4.8",
+        ANY,
+        Some((4, 9)),
+    ),
+    func(
+        Lookup,
+        "xfs_get_blocks_dax_fault",
+        "legacy xfs to 4.8",
+        ANY,
+        Some((4, 9)),
+    ),
     func(Lookup, "ext4_iomap_begin", "4.10+", (4, 10), None),
     func(Lookup, "ext2_iomap_begin", "4.9+", (4, 9), None),
-    func(Lookup, "xfs_file_iomap_begin", "4.9-5.4", (4, 9), Some((5, 5))),
+    func(
+        Lookup,
+        "xfs_file_iomap_begin",
+        "4.9-5.4",
+        (4, 9),
+        Some((5, 5)),
+    ),
     func(Lookup, "xfs_read_iomap_begin", "5.5+", (5, 5), None),
     func(Lookup, "xfs_direct_write_iomap_begin", "5.5+", (5, 5), None),
     func(Lookup, "xfs_dax_write_iomap_begin", "6.1+", (6, 1), None),
     func(HoleLoad, "dax_load_hole", "all (often inlined)", ANY, None),
-    func(HoleLoad, "dax_pmd_load_hole", "4.11+ (often inlined)", (4, 11), None),
-    func(Insert, "dax_insert_mapping", "legacy to 4.13", ANY, Some((4, 14))),
-    func(Insert, "dax_insert_mapping_entry", "4.14-4.19", (4, 14), Some((4, 20))),
-    func(Insert, "dax_insert_entry", "4.20+ (PTE and PMD)", (4, 20), None),
+    func(
+        HoleLoad,
+        "dax_pmd_load_hole",
+        "4.11+ (often inlined)",
+        (4, 11),
+        None,
+    ),
+    func(
+        Insert,
+        "dax_insert_mapping",
+        "legacy to 4.13",
+        ANY,
+        Some((4, 14)),
+    ),
+    func(
+        Insert,
+        "dax_insert_mapping_entry",
+        "4.14-4.19",
+        (4, 14),
+        Some((4, 20)),
+    ),
+    func(
+        Insert,
+        "dax_insert_entry",
+        "4.20+ (PTE and PMD)",
+        (4, 20),
+        None,
+    ),
 ];
 
 /// Slot -> field-name candidates of one tracepoint, oldest names last.
 fn field_names(p: Probe) -> &'static [(Slot, &'static [&'static str])] {
     use Slot::*;
     match p {
-        Probe::DaxPteFault | Probe::DaxPteFaultDone | Probe::DaxPmdFault | Probe::DaxPmdFaultDone | Probe::DaxLoadHole => {
-            &[(Dev, &["dev"]), (Ino, &["ino"]), (Pgoff, &["pgoff"]), (Flags, &["flags"]), (Result, &["result"])]
-        }
+        Probe::DaxPteFault
+        | Probe::DaxPteFaultDone
+        | Probe::DaxPmdFault
+        | Probe::DaxPmdFaultDone
+        | Probe::DaxLoadHole => &[
+            (Dev, &["dev"]),
+            (Ino, &["ino"]),
+            (Pgoff, &["pgoff"]),
+            (Flags, &["flags"]),
+            (Result, &["result"]),
+        ],
         Probe::DaxPmdLoadHole | Probe::DaxInsertMapping | Probe::DaxPmdInsertMapping => {
             &[(Dev, &["dev"]), (Ino, &["ino"]), (Pgoff, &["pgoff"])]
         }
-        Probe::IomapIterDstmap => {
-            &[(Dev, &["dev"]), (Ino, &["ino"]), (Offset, &["offset"]), (Length, &["length"]), (Kind, &["type"]), (Flags, &["flags"])]
-        }
+        Probe::IomapIterDstmap => &[
+            (Dev, &["dev"]),
+            (Ino, &["ino"]),
+            (Offset, &["offset"]),
+            (Length, &["length"]),
+            (Kind, &["type"]),
+            (Flags, &["flags"]),
+        ],
         Probe::Ext4ExtMapBlocksExit => &[
             (Dev, &["dev"]),
             (Ino, &["ino"]),
@@ -302,12 +502,27 @@ fn field_names(p: Probe) -> &'static [(Slot, &'static [&'static str])] {
             (Result, &["ret"]),
             (Flags, &["flags"]),
         ],
-        Probe::XfsIomapAlloc => &[(Dev, &["dev"]), (Ino, &["ino"]), (Offset, &["startoff"]), (Length, &["blockcount"])],
-        Probe::Ext4PunchHole | Probe::Ext4CollapseRange | Probe::Ext4ZeroRange => {
-            &[(Dev, &["dev"]), (Ino, &["ino"]), (Offset, &["offset"]), (Length, &["len"]), (Mode, &["mode"])]
-        }
+        Probe::XfsIomapAlloc => &[
+            (Dev, &["dev"]),
+            (Ino, &["ino"]),
+            (Offset, &["startoff"]),
+            (Length, &["blockcount"]),
+        ],
+        Probe::Ext4PunchHole | Probe::Ext4CollapseRange | Probe::Ext4ZeroRange => &[
+            (Dev, &["dev"]),
+            (Ino, &["ino"]),
+            (Offset, &["offset"]),
+            (Length, &["len"]),
+            (Mode, &["mode"]),
+        ],
         Probe::Ext4TruncateEnter | Probe::XfsFreeFileSpace => &[(Dev, &["dev"]), (Ino, &["ino"])],
-        Probe::IomapIter => &[(Dev, &["dev"]), (Ino, &["ino"]), (Offset, &["pos"]), (Length, &["length"]), (Flags, &["flags"])],
+        Probe::IomapIter => &[
+            (Dev, &["dev"]),
+            (Ino, &["ino"]),
+            (Offset, &["pos"]),
+            (Length, &["length"]),
+            (Flags, &["flags"]),
+        ],
         _ => &[],
     }
 }
@@ -347,16 +562,28 @@ fn required(p: Probe, f: &TpFields) -> Result<(), &'static str> {
         return Err("record has no dev/ino field");
     }
     match p {
-        Probe::DaxPteFault | Probe::DaxPteFaultDone | Probe::DaxPmdFault | Probe::DaxPmdFaultDone if f.pgoff == absent => {
+        Probe::DaxPteFault
+        | Probe::DaxPteFaultDone
+        | Probe::DaxPmdFault
+        | Probe::DaxPmdFaultDone
+            if f.pgoff == absent =>
+        {
             Err("record has no pgoff field")
         }
         Probe::IomapIterDstmap if f.offset == absent || f.length == absent || f.kind == absent => {
             Err("record has no offset/length/type field")
         }
-        Probe::Ext4ExtMapBlocksExit if f.offset == absent || f.length == absent || f.kind == absent || f.result == absent => {
+        Probe::Ext4ExtMapBlocksExit
+            if f.offset == absent
+                || f.length == absent
+                || f.kind == absent
+                || f.result == absent =>
+        {
             Err("record has no lblk/len/mflags/ret field")
         }
-        Probe::XfsIomapAlloc if f.offset == absent || f.length == absent => Err("record has no startoff/blockcount field"),
+        Probe::XfsIomapAlloc if f.offset == absent || f.length == absent => {
+            Err("record has no startoff/blockcount field")
+        }
         Probe::IomapIter if f.flags == absent => Err("record has no flags field"),
         _ => Ok(()),
     }
@@ -374,13 +601,50 @@ pub fn btf_needs(p: Probe) -> &'static [&'static str] {
         | Probe::DaxLoadHole
         | Probe::DaxPmdLoadHole
         | Probe::DaxInsertMapping
-        | Probe::DaxPmdInsertMapping => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "vmf_pgoff", "vmf_flags"],
-        Probe::IomapIterDstmap => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "iomap_offset", "iomap_length", "iomap_type", "iomap_flags"],
-        Probe::Ext4ExtMapBlocksExit => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "ext4_map_lblk", "ext4_map_len", "ext4_map_flags"],
-        Probe::XfsIomapAlloc => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "xfs_inode_vnode", "irec_startoff", "irec_blockcount"],
+        | Probe::DaxPmdInsertMapping => &[
+            "inode_i_sb",
+            "inode_i_ino",
+            "sb_s_dev",
+            "vmf_pgoff",
+            "vmf_flags",
+        ],
+        Probe::IomapIterDstmap => &[
+            "inode_i_sb",
+            "inode_i_ino",
+            "sb_s_dev",
+            "iomap_offset",
+            "iomap_length",
+            "iomap_type",
+            "iomap_flags",
+        ],
+        Probe::Ext4ExtMapBlocksExit => &[
+            "inode_i_sb",
+            "inode_i_ino",
+            "sb_s_dev",
+            "ext4_map_lblk",
+            "ext4_map_len",
+            "ext4_map_flags",
+        ],
+        Probe::XfsIomapAlloc => &[
+            "inode_i_sb",
+            "inode_i_ino",
+            "sb_s_dev",
+            "xfs_inode_vnode",
+            "irec_startoff",
+            "irec_blockcount",
+        ],
         Probe::XfsFreeFileSpace => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "xfs_inode_vnode"],
-        Probe::IomapIter => &["inode_i_sb", "inode_i_ino", "sb_s_dev", "iter_inode", "iter_flags"],
-        Probe::Ext4PunchHole | Probe::Ext4TruncateEnter | Probe::Ext4CollapseRange | Probe::Ext4ZeroRange => INODE,
+        Probe::IomapIter => &[
+            "inode_i_sb",
+            "inode_i_ino",
+            "sb_s_dev",
+            "iter_inode",
+            "iter_flags",
+        ],
+        Probe::Ext4PunchHole
+        | Probe::Ext4TruncateEnter
+        | Probe::Ext4CollapseRange
+        | Probe::Ext4ZeroRange => INODE,
         _ => &[],
     }
 }
@@ -509,12 +773,17 @@ pub struct KernelDesc {
 }
 
 fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// (major, minor) of a release string like "6.18.0-1-amd64".
 pub fn version(release: &str) -> (u32, u32) {
-    let mut it = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap_or(0));
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
 
@@ -552,7 +821,11 @@ pub struct Request {
 
 /// Read the running kernel. Reads only what it may: without root, tracefs
 /// rows are `Unknown`.
-pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Result<KernelDesc, btf::BtfError> {
+pub fn describe(
+    tracefs_root: Option<&Path>,
+    depth: Depth,
+    req: &Request,
+) -> Result<KernelDesc, btf::BtfError> {
     let release = kernel_release();
     let tracefs_root = tracefs_root.map(Path::to_path_buf).or_else(tracefs::find);
     let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
@@ -569,16 +842,25 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
         }
         _ => None,
     };
-    tracing::debug!("describe: tracepoint formats {:.3}s", t.elapsed().as_secs_f64());
-    let events_unknown =
-        if tracefs_root.is_none() { "tracefs is not mounted".to_string() } else { "tracefs needs root to read".to_string() };
+    tracing::debug!(
+        "describe: tracepoint formats {:.3}s",
+        t.elapsed().as_secs_f64()
+    );
+    let events_unknown = if tracefs_root.is_none() {
+        "tracefs is not mounted".to_string()
+    } else {
+        "tracefs needs root to read".to_string()
+    };
     let t = std::time::Instant::now();
     // Every name the facts below ask about, looked up in one walk per blob.
     let wanted: Vec<String> = TABLE
         .iter()
         .map(|c| match c.family {
             Family::Function => c.symbol.to_string(),
-            Family::Tracepoint => format!("btf_trace_{}", c.symbol.split_once(':').map_or(c.symbol, |x| x.1)),
+            Family::Tracepoint => format!(
+                "btf_trace_{}",
+                c.symbol.split_once(':').map_or(c.symbol, |x| x.1)
+            ),
         })
         .collect();
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
@@ -598,11 +880,17 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
     let t = std::time::Instant::now();
     let need_kallsyms = depth == Depth::Full || (kprobes && kernel_btf.is_none());
     let kallsyms = if need_kallsyms {
-        std::fs::read_to_string("/proc/kallsyms").ok().map(|t| parse_kallsyms(&t)).filter(|s| s.len() > 1)
+        std::fs::read_to_string("/proc/kallsyms")
+            .ok()
+            .map(|t| parse_kallsyms(&t))
+            .filter(|s| s.len() > 1)
     } else {
         None
     };
-    tracing::debug!("describe: kallsyms {:.3}s (read: {need_kallsyms})", t.elapsed().as_secs_f64());
+    tracing::debug!(
+        "describe: kallsyms {:.3}s (read: {need_kallsyms})",
+        t.elapsed().as_secs_f64()
+    );
     let file_btf = req
         .btf_file
         .as_deref()
@@ -640,7 +928,9 @@ pub fn describe(tracefs_root: Option<&Path>, depth: Depth, req: &Request) -> Res
                                     facts.vmlinux_ids.push((name, id, false));
                                 }
                                 if let Some(m) = k.module_of(&format!("btf_trace_{ev}")) {
-                                    facts.in_module.insert(format!("btf_trace_{ev}"), m.to_string());
+                                    facts
+                                        .in_module
+                                        .insert(format!("btf_trace_{ev}"), m.to_string());
                                 }
                             }
                         }
@@ -687,13 +977,18 @@ pub fn resolve(tracefs_root: Option<&Path>, depth: Depth) -> AttachPlan {
 
 fn describe_without_btf(tracefs_root: Option<&Path>, depth: Depth) -> KernelDesc {
     let tracefs_root = tracefs_root.map(Path::to_path_buf).or_else(tracefs::find);
-    let events = tracefs_root.as_ref().filter(|r| std::fs::read_dir(r.join("events")).is_ok()).map(|root| {
-        TABLE
-            .iter()
-            .filter(|c| c.family == Family::Tracepoint)
-            .filter_map(|c| Some((c.symbol.to_string(), tracefs::format(root, c.symbol)?.ok()?)))
-            .collect()
-    });
+    let events = tracefs_root
+        .as_ref()
+        .filter(|r| std::fs::read_dir(r.join("events")).is_ok())
+        .map(|root| {
+            TABLE
+                .iter()
+                .filter(|c| c.family == Family::Tracepoint)
+                .filter_map(|c| {
+                    Some((c.symbol.to_string(), tracefs::format(root, c.symbol)?.ok()?))
+                })
+                .collect()
+        });
     let kprobes = Path::new("/sys/bus/event_source/devices/kprobe").exists();
     KernelDesc {
         release: kernel_release(),
@@ -702,7 +997,11 @@ fn describe_without_btf(tracefs_root: Option<&Path>, depth: Depth) -> KernelDesc
         events,
         events_unknown: "tracefs is not readable".into(),
         kallsyms: (depth == Depth::Full || kprobes)
-            .then(|| std::fs::read_to_string("/proc/kallsyms").ok().map(|t| parse_kallsyms(&t)))
+            .then(|| {
+                std::fs::read_to_string("/proc/kallsyms")
+                    .ok()
+                    .map(|t| parse_kallsyms(&t))
+            })
             .flatten(),
         tracefs: tracefs_root,
         root: super::privileges::is_root(),
@@ -743,7 +1042,11 @@ pub fn plan_with(desc: &KernelDesc, choice: Choice, has_program: HasProgram<'_>)
         root: desc.root,
         can_trace: desc.can_trace,
     };
-    let offsets = desc.btf.as_ref().and_then(|b| b.offsets).unwrap_or(BtfOffsets::NONE);
+    let offsets = desc
+        .btf
+        .as_ref()
+        .and_then(|b| b.offsets)
+        .unwrap_or(BtfOffsets::NONE);
     let mut fields = [TpFields::NONE; Probe::ALL.len() + 1];
     let mut entries = Vec::new();
     for c in TABLE {
@@ -764,23 +1067,39 @@ pub fn plan_with(desc: &KernelDesc, choice: Choice, has_program: HasProgram<'_>)
                 status = Status::Unsupported(format!("{} programs need kernel {a}.{m}+", b.name()));
             }
             if status == Status::Available && !in_range {
-                status = Status::Unsupported(format!("present, but does its job only on {}", range_text(c)));
+                status = Status::Unsupported(format!(
+                    "present, but does its job only on {}",
+                    range_text(c)
+                ));
             }
             if status == Status::Available && !has_program(b, c) {
                 status = Status::Unsupported("no program for this backend in this build".into());
             }
-            entries.push(Entry { step: c.step, backend: b, symbol: c.symbol, era: c.era, status, probe: c.probe });
+            entries.push(Entry {
+                step: c.step,
+                backend: b,
+                symbol: c.symbol,
+                era: c.era,
+                status,
+                probe: c.probe,
+            });
         }
     }
     let mut p = AttachPlan {
         kernel,
         backend: choice,
         btf_source: desc.btf.as_ref().map(|b| b.source.clone()),
-        btf_missing: desc.btf.as_ref().map(|b| b.missing.clone()).unwrap_or_default(),
+        btf_missing: desc
+            .btf
+            .as_ref()
+            .map(|b| b.missing.clone())
+            .unwrap_or_default(),
         btf_offsets: btf::MEMBERS
             .iter()
             .filter(|(name, _, _)| btf::get(&offsets, name) != TpFields::ABSENT)
-            .map(|(name, strukt, members)| (format!("{strukt}.{}", members[0]), btf::get(&offsets, name)))
+            .map(|(name, strukt, members)| {
+                (format!("{strukt}.{}", members[0]), btf::get(&offsets, name))
+            })
             .collect(),
         entries,
         coverage: Vec::new(),
@@ -823,11 +1142,21 @@ fn module_only(module: &str) -> String {
 }
 
 /// Whether `c` is present for backend `b` on this kernel.
-fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, fields: &mut [TpFields; Probe::ALL.len() + 1]) -> Status {
+fn presence(
+    desc: &KernelDesc,
+    c: &Candidate,
+    b: Backend,
+    offsets: &BtfOffsets,
+    fields: &mut [TpFields; Probe::ALL.len() + 1],
+) -> Status {
     match b.family() {
         Family::Tracepoint => {
-            let Some(events) = &desc.events else { return Status::Unknown(desc.events_unknown.clone()) };
-            let Some(layout) = events.get(c.symbol) else { return Status::Missing };
+            let Some(events) = &desc.events else {
+                return Status::Unknown(desc.events_unknown.clone());
+            };
+            let Some(layout) = events.get(c.symbol) else {
+                return Status::Missing;
+            };
             let probe = c.probe.expect("tracepoint rows name their probe");
             match b {
                 Backend::Tracepoint => {
@@ -851,16 +1180,26 @@ fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, 
                     };
                     let ev = c.symbol.split_once(':').map_or(c.symbol, |x| x.1);
                     if b == Backend::TpBtf && !btf.kernel {
-                        return Status::Unsupported("tp_btf attaches through the running kernel's BTF, which it lacks".into());
+                        return Status::Unsupported(
+                            "tp_btf attaches through the running kernel's BTF, which it lacks"
+                                .into(),
+                        );
                     }
                     if b == Backend::TpBtf && !btf.tp_btf.contains(ev) {
                         return Status::Unsupported(format!("kernel BTF has no btf_trace_{ev}"));
                     }
-                    if let Some(m) = btf.in_module.get(&format!("btf_trace_{ev}")).filter(|_| b == Backend::TpBtf) {
+                    if let Some(m) = btf
+                        .in_module
+                        .get(&format!("btf_trace_{ev}"))
+                        .filter(|_| b == Backend::TpBtf)
+                    {
                         return Status::Unsupported(module_only(m));
                     }
-                    let lacking: Vec<&str> =
-                        btf_needs(probe).iter().copied().filter(|m| btf::get(offsets, m) == TpFields::ABSENT).collect();
+                    let lacking: Vec<&str> = btf_needs(probe)
+                        .iter()
+                        .copied()
+                        .filter(|m| btf::get(offsets, m) == TpFields::ABSENT)
+                        .collect();
                     if lacking.is_empty() {
                         Status::Available
                     } else {
@@ -882,15 +1221,27 @@ fn presence(desc: &KernelDesc, c: &Candidate, b: Backend, offsets: &BtfOffsets, 
                 }
                 _ => Status::Unsupported("fentry needs the running kernel's BTF".into()),
             },
-            _ => match desc.kallsyms.as_ref().map(|syms| syms.contains(c.symbol)).or_else(|| {
-                // Not read (see `describe`): the running kernel's BTF knows its functions.
-                desc.btf.as_ref().filter(|b| b.kernel).map(|b| b.funcs.contains(c.symbol))
-            }) {
+            _ => match desc
+                .kallsyms
+                .as_ref()
+                .map(|syms| syms.contains(c.symbol))
+                .or_else(|| {
+                    // Not read (see `describe`): the running kernel's BTF knows its functions.
+                    desc.btf
+                        .as_ref()
+                        .filter(|b| b.kernel)
+                        .map(|b| b.funcs.contains(c.symbol))
+                }) {
                 None => Status::Unknown("/proc/kallsyms is not readable".into()),
                 Some(false) => Status::Missing,
-                Some(_) if !desc.kprobes => Status::Unsupported("the function exists, but this kernel has no kprobes (CONFIG_KPROBES off)".into()),
+                Some(_) if !desc.kprobes => Status::Unsupported(
+                    "the function exists, but this kernel has no kprobes (CONFIG_KPROBES off)"
+                        .into(),
+                ),
                 Some(_) if desc.btf.as_ref().and_then(|b| b.offsets).is_none() => {
-                    Status::Unsupported("no BTF for struct offsets: name one with --btf FILE".into())
+                    Status::Unsupported(
+                        "no BTF for struct offsets: name one with --btf FILE".into(),
+                    )
                 }
                 Some(_) => Status::Available,
             },
@@ -919,13 +1270,19 @@ impl AttachPlan {
             for first in &order {
                 let fam = first.family();
                 if tried.contains(&fam)
-                    || !self.entries.iter().any(|e| e.step == step && e.backend == *first && e.status == Status::Available)
+                    || !self.entries.iter().any(|e| {
+                        e.step == step && e.backend == *first && e.status == Status::Available
+                    })
                 {
                     continue;
                 }
                 tried.push(fam);
                 let mut symbols: Vec<&'static str> = Vec::new();
-                for e in self.entries.iter().filter(|e| e.step == step && e.backend.family() == fam) {
+                for e in self
+                    .entries
+                    .iter()
+                    .filter(|e| e.step == step && e.backend.family() == fam)
+                {
                     if !symbols.contains(&e.symbol) {
                         symbols.push(e.symbol);
                     }
@@ -933,7 +1290,11 @@ impl AttachPlan {
                 let mut any = false;
                 for sym in symbols {
                     for b in order.iter().filter(|b| b.family() == fam) {
-                        let Some(i) = self.entries.iter().position(|e| e.step == step && e.symbol == sym && e.backend == *b) else {
+                        let Some(i) = self
+                            .entries
+                            .iter()
+                            .position(|e| e.step == step && e.symbol == sym && e.backend == *b)
+                        else {
                             continue;
                         };
                         if self.entries[i].status != Status::Available {
@@ -946,15 +1307,31 @@ impl AttachPlan {
                                     let why = self
                                         .entries
                                         .iter()
-                                        .find(|e| e.step == step && e.symbol == sym && e.backend == order[0])
-                                        .map_or_else(|| "no such attach point for it".to_string(), |e| status_text(&e.status));
-                                    notes.push(format!("{}: {sym} through {} instead of {} ({why})", step.name(), b.name(), order[0].name()));
+                                        .find(|e| {
+                                            e.step == step
+                                                && e.symbol == sym
+                                                && e.backend == order[0]
+                                        })
+                                        .map_or_else(
+                                            || "no such attach point for it".to_string(),
+                                            |e| status_text(&e.status),
+                                        );
+                                    notes.push(format!(
+                                        "{}: {sym} through {} instead of {} ({why})",
+                                        step.name(),
+                                        b.name(),
+                                        order[0].name()
+                                    ));
                                 }
                                 any = true;
                                 break;
                             }
                             Err(why) => {
-                                notes.push(format!("{}: {} {sym} failed ({why}); trying the next backend", step.name(), b.name()));
+                                notes.push(format!(
+                                    "{}: {} {sym} failed ({why}); trying the next backend",
+                                    step.name(),
+                                    b.name()
+                                ));
                                 self.entries[i].status = Status::Failed(why);
                             }
                         }
@@ -972,7 +1349,11 @@ impl AttachPlan {
 
     fn compute_coverage(&self) -> Vec<Coverage> {
         let used = |step: Step| -> Vec<String> {
-            self.entries.iter().filter(|e| e.step == step && e.status == Status::Used).map(|e| format!("{} {}", e.backend.name(), e.symbol)).collect()
+            self.entries
+                .iter()
+                .filter(|e| e.step == step && e.status == Status::Used)
+                .map(|e| format!("{} {}", e.backend.name(), e.symbol))
+                .collect()
         };
         Step::ALL
             .iter()
@@ -985,8 +1366,17 @@ impl AttachPlan {
                 } else {
                     "missing"
                 };
-                let by = if how == "inferred" { vec!["the fault's end after a lookup that found blocks".to_string()] } else { by };
-                Coverage { step, need: step.need(), how, by }
+                let by = if how == "inferred" {
+                    vec!["the fault's end after a lookup that found blocks".to_string()]
+                } else {
+                    by
+                };
+                Coverage {
+                    step,
+                    need: step.need(),
+                    how,
+                    by,
+                }
             })
             .collect()
     }
@@ -1012,7 +1402,11 @@ impl AttachPlan {
 
     /// Mark a probe whose attach failed, so every output tells.
     pub fn mark_failed(&mut self, probe: Probe, why: String) {
-        if let Some(e) = self.entries.iter_mut().find(|e| e.status == Status::Used && e.probe == Some(probe)) {
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.status == Status::Used && e.probe == Some(probe))
+        {
             e.status = Status::Failed(why);
         }
         self.coverage = self.compute_coverage();
@@ -1020,14 +1414,34 @@ impl AttachPlan {
 
     /// Required steps that nothing covers.
     pub fn missing_required(&self) -> Vec<Step> {
-        self.coverage.iter().filter(|c| c.how == "missing" && c.need == Need::Required).map(|c| c.step).collect()
+        self.coverage
+            .iter()
+            .filter(|c| c.how == "missing" && c.need == Need::Required)
+            .map(|c| c.step)
+            .collect()
     }
 
     /// One line for headers and status lines: backends, then per step.
     pub fn summary_line(&self) -> String {
-        let b: Vec<String> = self.backends_used().iter().map(|(b, n)| format!("{} {n}", b.name())).collect();
-        let steps: Vec<String> = self.coverage.iter().map(|c| format!("{} {}", c.step.name(), c.how)).collect();
-        format!("{}; {}", if b.is_empty() { "nothing attached".to_string() } else { b.join(", ") }, steps.join(", "))
+        let b: Vec<String> = self
+            .backends_used()
+            .iter()
+            .map(|(b, n)| format!("{} {n}", b.name()))
+            .collect();
+        let steps: Vec<String> = self
+            .coverage
+            .iter()
+            .map(|c| format!("{} {}", c.step.name(), c.how))
+            .collect();
+        format!(
+            "{}; {}",
+            if b.is_empty() {
+                "nothing attached".to_string()
+            } else {
+                b.join(", ")
+            },
+            steps.join(", ")
+        )
     }
 
     /// Human table for `daxtrace probe`.
@@ -1043,7 +1457,9 @@ impl AttachPlan {
             yn(k.btf),
             yn(k.ringbuf),
             yn(k.kprobes),
-            k.tracefs.as_ref().map_or("not mounted".into(), |p| p.display().to_string())
+            k.tracefs
+                .as_ref()
+                .map_or("not mounted".into(), |p| p.display().to_string())
         );
         let _ = writeln!(
             s,
@@ -1054,19 +1470,34 @@ impl AttachPlan {
                 "cannot trace: run as root (or with CAP_BPF and CAP_PERFMON); rows marked unknown need root to check"
             }
         );
-        let _ = writeln!(s, "struct offsets from: {}", self.btf_source.as_deref().unwrap_or("no BTF (classic tracepoints only)"));
+        let _ = writeln!(
+            s,
+            "struct offsets from: {}",
+            self.btf_source
+                .as_deref()
+                .unwrap_or("no BTF (classic tracepoints only)")
+        );
         if !self.btf_missing.is_empty() {
             let _ = writeln!(s, "BTF lacks: {}", self.btf_missing.join(", "));
         }
         let order: Vec<&str> = self.backend.order().iter().map(|b| b.name()).collect();
-        let _ = writeln!(s, "backend: {} (order {})", self.backend.name(), order.join(" > "));
+        let _ = writeln!(
+            s,
+            "backend: {} (order {})",
+            self.backend.name(),
+            order.join(" > ")
+        );
         let checked = if self.checked == "attached" {
             "USED rows were loaded and attached (then detached)"
         } else {
             "USED rows are predicted from what the kernel lists (run as root to check by attaching)"
         };
         let _ = writeln!(s, "{checked}\n");
-        let _ = writeln!(s, "{:<15} {:<11} {:<34} {:<28} {}", "STEP", "BACKEND", "ATTACH POINT", "KERNELS", "STATUS");
+        let _ = writeln!(
+            s,
+            "{:<15} {:<11} {:<34} {:<28} {}",
+            "STEP", "BACKEND", "ATTACH POINT", "KERNELS", "STATUS"
+        );
         for e in &self.entries {
             let status = match &e.status {
                 Status::Used => "USED".to_string(),
@@ -1076,7 +1507,15 @@ impl AttachPlan {
                 Status::Unknown(w) => format!("unknown: {w}"),
                 Status::Failed(w) => format!("FAILED: {w}"),
             };
-            let _ = writeln!(s, "{:<15} {:<11} {:<34} {:<28} {}", e.step.name(), e.backend.name(), e.symbol, e.era, status);
+            let _ = writeln!(
+                s,
+                "{:<15} {:<11} {:<34} {:<28} {}",
+                e.step.name(),
+                e.backend.name(),
+                e.symbol,
+                e.era,
+                status
+            );
         }
         let _ = writeln!(s, "\ncoverage:");
         for c in &self.coverage {
@@ -1085,7 +1524,14 @@ impl AttachPlan {
                 Need::Inferred => "inferable",
                 Need::Optional => "optional",
             };
-            let _ = writeln!(s, "  {:<15} {:<9} {:<9} {}", c.step.name(), need, c.how, c.by.join(", "));
+            let _ = writeln!(
+                s,
+                "  {:<15} {:<9} {:<9} {}",
+                c.step.name(),
+                need,
+                c.how,
+                c.by.join(", ")
+            );
         }
         if !self.notes.is_empty() {
             let _ = writeln!(s, "\nnotes:");
@@ -1104,7 +1550,11 @@ mod tests {
     #[test]
     fn every_probe_is_in_the_table_once() {
         for p in Probe::ALL {
-            assert_eq!(TABLE.iter().filter(|c| c.probe == Some(p)).count(), 1, "{p:?}");
+            assert_eq!(
+                TABLE.iter().filter(|c| c.probe == Some(p)).count(),
+                1,
+                "{p:?}"
+            );
             assert_eq!(probe_tracepoint(p), p.tracepoint());
         }
     }
@@ -1120,7 +1570,13 @@ mod tests {
         assert_eq!(Choice::Auto.order(), Backend::AUTO.to_vec());
         assert_eq!(
             Choice::Tracepoint.order(),
-            vec![Backend::Tracepoint, Backend::Fentry, Backend::TpBtf, Backend::RawTp, Backend::Kprobe]
+            vec![
+                Backend::Tracepoint,
+                Backend::Fentry,
+                Backend::TpBtf,
+                Backend::RawTp,
+                Backend::Kprobe
+            ]
         );
         assert_eq!(Choice::Kprobe.order()[0], Backend::Kprobe);
         assert_eq!(Choice::Kprobe.order().len(), 5);
@@ -1147,12 +1603,40 @@ mod tests {
     fn fallback_when_the_first_backend_is_refused() {
         // Every tracepoint present with full BTF: tp_btf first; refuse it for
         // one tracepoint and that one falls back to raw_tp, the rest stay.
-        let layout: HashMap<String, Field> = ["dev", "ino", "pgoff", "flags", "result", "offset", "length", "type", "lblk", "len", "mflags", "ret", "startoff", "blockcount", "mode"]
+        let layout: HashMap<String, Field> = [
+            "dev",
+            "ino",
+            "pgoff",
+            "flags",
+            "result",
+            "offset",
+            "length",
+            "type",
+            "lblk",
+            "len",
+            "mflags",
+            "ret",
+            "startoff",
+            "blockcount",
+            "mode",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.to_string(),
+                Field {
+                    offset: 8 + 8 * i as u16,
+                    size: 8,
+                },
+            )
+        })
+        .collect();
+        let events = TABLE
             .iter()
-            .enumerate()
-            .map(|(i, n)| (n.to_string(), Field { offset: 8 + 8 * i as u16, size: 8 }))
+            .filter(|c| c.family == Family::Tracepoint)
+            .map(|c| (c.symbol.to_string(), layout.clone()))
             .collect();
-        let events = TABLE.iter().filter(|c| c.family == Family::Tracepoint).map(|c| (c.symbol.to_string(), layout.clone())).collect();
         let mut offsets = BtfOffsets::NONE;
         for (name, _, _) in btf::MEMBERS {
             btf::set(&mut offsets, name, 16);
@@ -1163,7 +1647,11 @@ mod tests {
                 source: "test".into(),
                 kernel: true,
                 funcs: HashSet::new(),
-                tp_btf: TABLE.iter().filter_map(|c| c.probe).map(|p| p.tracepoint().split_once(':').unwrap().1.to_string()).collect(),
+                tp_btf: TABLE
+                    .iter()
+                    .filter_map(|c| c.probe)
+                    .map(|p| p.tracepoint().split_once(':').unwrap().1.to_string())
+                    .collect(),
                 offsets: Some(offsets),
                 missing: vec![],
                 in_module: HashMap::new(),
@@ -1173,18 +1661,35 @@ mod tests {
             ..KernelDesc::default()
         };
         let mut p = plan_with(&desc, Choice::Auto, &|_, c| c.probe.is_some());
-        let used = |p: &AttachPlan, sym: &str| p.used().find(|e| e.symbol == sym).map(|e| e.backend);
+        let used =
+            |p: &AttachPlan, sym: &str| p.used().find(|e| e.symbol == sym).map(|e| e.backend);
         assert_eq!(used(&p, "fs_dax:dax_pte_fault"), Some(Backend::TpBtf));
-        p.choose(&mut |e| if e.symbol == "fs_dax:dax_pte_fault" && e.backend == Backend::TpBtf { Err("EINVAL".into()) } else { Ok(()) });
+        p.choose(&mut |e| {
+            if e.symbol == "fs_dax:dax_pte_fault" && e.backend == Backend::TpBtf {
+                Err("EINVAL".into())
+            } else {
+                Ok(())
+            }
+        });
         assert_eq!(used(&p, "fs_dax:dax_pte_fault"), Some(Backend::RawTp));
         assert_eq!(used(&p, "fs_dax:dax_load_hole"), Some(Backend::TpBtf));
-        assert!(p.notes.iter().any(|n| n.contains("tp_btf fs_dax:dax_pte_fault failed (EINVAL)")), "{:?}", p.notes);
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("tp_btf fs_dax:dax_pte_fault failed (EINVAL)")),
+            "{:?}",
+            p.notes
+        );
         // 6.12: the insert tracepoints are silent, so insert is inferred.
         let ins = p.coverage.iter().find(|c| c.step == Insert).unwrap();
         assert_eq!(ins.how, "inferred");
         // Forced classic: every tracepoint through the classic backend.
         let p = plan_with(&desc, Choice::Tracepoint, &|_, c| c.probe.is_some());
-        assert!(p.used().all(|e| e.backend == Backend::Tracepoint), "{}", p.render());
+        assert!(
+            p.used().all(|e| e.backend == Backend::Tracepoint),
+            "{}",
+            p.render()
+        );
         assert!(p.used().count() >= 10);
     }
 
@@ -1194,17 +1699,37 @@ mod tests {
     /// and raw_tp instead of failing at attach.
     #[test]
     fn module_btf_targets_go_to_kprobe_and_raw_tp() {
-        let layout: HashMap<String, Field> = ["dev", "ino", "pgoff", "flags", "result", "offset", "length", "type", "lblk", "len", "mflags", "ret", "mode", "pos"]
+        let layout: HashMap<String, Field> = [
+            "dev", "ino", "pgoff", "flags", "result", "offset", "length", "type", "lblk", "len",
+            "mflags", "ret", "mode", "pos",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.to_string(),
+                Field {
+                    offset: 8 + 8 * i as u16,
+                    size: 8,
+                },
+            )
+        })
+        .collect();
+        let events = TABLE
             .iter()
-            .enumerate()
-            .map(|(i, n)| (n.to_string(), Field { offset: 8 + 8 * i as u16, size: 8 }))
+            .filter(|c| c.family == Family::Tracepoint)
+            .map(|c| (c.symbol.to_string(), layout.clone()))
             .collect();
-        let events = TABLE.iter().filter(|c| c.family == Family::Tracepoint).map(|c| (c.symbol.to_string(), layout.clone())).collect();
         let mut offsets = BtfOffsets::NONE;
         for (name, _, _) in btf::MEMBERS {
             btf::set(&mut offsets, name, 16);
         }
-        let funcs = ["dax_iomap_pte_fault", "dax_iomap_pmd_fault", "dax_insert_entry", "ext4_iomap_begin"];
+        let funcs = [
+            "dax_iomap_pte_fault",
+            "dax_iomap_pmd_fault",
+            "dax_insert_entry",
+            "ext4_iomap_begin",
+        ];
         let desc = KernelDesc {
             release: "6.12.57+deb12-amd64".into(),
             kprobes: true,
@@ -1212,10 +1737,19 @@ mod tests {
                 source: "test".into(),
                 kernel: true,
                 funcs: funcs.iter().map(|f| f.to_string()).collect(),
-                tp_btf: ["dax_pte_fault", "dax_load_hole", "ext4_punch_hole"].iter().map(|f| f.to_string()).collect(),
+                tp_btf: ["dax_pte_fault", "dax_load_hole", "ext4_punch_hole"]
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect(),
                 offsets: Some(offsets),
                 missing: vec![],
-                in_module: [("ext4_iomap_begin", "ext4"), ("btf_trace_ext4_punch_hole", "ext4")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+                in_module: [
+                    ("ext4_iomap_begin", "ext4"),
+                    ("btf_trace_ext4_punch_hole", "ext4"),
+                ]
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
                 vmlinux_ids: Vec::new(),
             }),
             events: Some(events),
@@ -1229,15 +1763,40 @@ mod tests {
         // No fentry for the lookup: the next backend in order (the
         // tracepoint family) serves it, instead of a failed attach.
         assert_eq!(used("ext4_iomap_begin"), None, "{}", p.render());
-        assert_eq!(used("iomap:iomap_iter_dstmap"), Some(Backend::RawTp), "{}", p.render());
-        let fe = p.entries.iter().find(|e| e.symbol == "ext4_iomap_begin" && e.backend == Backend::Fentry).unwrap();
-        assert!(matches!(&fe.status, Status::Unsupported(w) if w.contains("module ext4")), "{:?}", fe.status);
+        assert_eq!(
+            used("iomap:iomap_iter_dstmap"),
+            Some(Backend::RawTp),
+            "{}",
+            p.render()
+        );
+        let fe = p
+            .entries
+            .iter()
+            .find(|e| e.symbol == "ext4_iomap_begin" && e.backend == Backend::Fentry)
+            .unwrap();
+        assert!(
+            matches!(&fe.status, Status::Unsupported(w) if w.contains("module ext4")),
+            "{:?}",
+            fe.status
+        );
         // kprobes reach module functions.
         let p = plan_with(&desc, Choice::Kprobe, &|_, _| true);
-        assert_eq!(p.used().find(|e| e.symbol == "ext4_iomap_begin").map(|e| e.backend), Some(Backend::Kprobe), "{}", p.render());
+        assert_eq!(
+            p.used()
+                .find(|e| e.symbol == "ext4_iomap_begin")
+                .map(|e| e.backend),
+            Some(Backend::Kprobe),
+            "{}",
+            p.render()
+        );
         let p = plan_with(&desc, Choice::TpBtf, &|_, _| true);
         let used = |sym: &str| p.used().find(|e| e.symbol == sym).map(|e| e.backend);
         assert_eq!(used("fs_dax:dax_pte_fault"), Some(Backend::TpBtf));
-        assert_eq!(used("ext4:ext4_punch_hole"), Some(Backend::RawTp), "{}", p.render());
+        assert_eq!(
+            used("ext4:ext4_punch_hole"),
+            Some(Backend::RawTp),
+            "{}",
+            p.render()
+        );
     }
 }

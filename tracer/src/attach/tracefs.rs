@@ -9,7 +9,10 @@ const CANDIDATES: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing
 
 /// The mounted tracefs, if any (no side effects).
 pub fn find() -> Option<PathBuf> {
-    CANDIDATES.iter().map(PathBuf::from).find(|p| p.join("events").is_dir())
+    CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("events").is_dir())
 }
 
 /// The mounted tracefs; as root, mount it when it is not mounted yet (many
@@ -24,7 +27,9 @@ pub fn find_or_mount() -> Result<PathBuf, AttachError> {
     // SAFETY: valid NUL-terminated strings; no data argument.
     let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
-        return Err(AttachError::NoTracefs(std::io::Error::last_os_error().to_string()));
+        return Err(AttachError::NoTracefs(
+            std::io::Error::last_os_error().to_string(),
+        ));
     }
     tracing::info!("mounted tracefs on {target}");
     find().ok_or_else(|| AttachError::NoTracefs("mounted but has no events/".into()))
@@ -42,7 +47,9 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let line = line.trim();
-        let Some(rest) = line.strip_prefix("field:") else { continue };
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
         let mut decl = None;
         let mut offset = None;
         let mut size = None;
@@ -56,9 +63,14 @@ pub fn parse_format(text: &str) -> HashMap<String, Field> {
                 decl = Some(part);
             }
         }
-        let (Some(decl), Some(offset), Some(size)) = (decl, offset, size) else { continue };
+        let (Some(decl), Some(offset), Some(size)) = (decl, offset, size) else {
+            continue;
+        };
         // "unsigned long ino" / "char comm[16]" / "struct folio * zero_folio"
-        let name = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next().unwrap_or(decl);
+        let name = decl
+            .rsplit(|c: char| c.is_whitespace() || c == '*')
+            .next()
+            .unwrap_or(decl);
         let name = name.split('[').next().unwrap_or(name);
         out.insert(name.to_string(), Field { offset, size });
     }
@@ -85,10 +97,34 @@ mod tests {
     fn parses_fields() {
         let f = parse_format(IOMAP);
         assert_eq!(f["dev"], Field { offset: 8, size: 4 });
-        assert_eq!(f["ino"], Field { offset: 16, size: 8 });
-        assert_eq!(f["offset"], Field { offset: 32, size: 8 });
-        assert_eq!(f["zero_folio"], Field { offset: 40, size: 8 });
-        assert_eq!(f["comm"], Field { offset: 48, size: 16 });
+        assert_eq!(
+            f["ino"],
+            Field {
+                offset: 16,
+                size: 8
+            }
+        );
+        assert_eq!(
+            f["offset"],
+            Field {
+                offset: 32,
+                size: 8
+            }
+        );
+        assert_eq!(
+            f["zero_folio"],
+            Field {
+                offset: 40,
+                size: 8
+            }
+        );
+        assert_eq!(
+            f["comm"],
+            Field {
+                offset: 48,
+                size: 16
+            }
+        );
         assert_eq!(f["common_type"], Field { offset: 0, size: 2 });
         assert!(!f.contains_key("print"));
     }

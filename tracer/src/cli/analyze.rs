@@ -65,20 +65,33 @@ pub struct Args {
 /// Feed every input event through the pipeline. Returns the error that
 /// stopped the input, if any; events before it are always judged (`finish`
 /// runs either way).
-pub fn drive<S: Sink + ?Sized>(input: &InputArgs, pipe: &mut Pipeline, sink: &mut S) -> Option<SourceError> {
+pub fn drive<S: Sink + ?Sized>(
+    input: &InputArgs,
+    pipe: &mut Pipeline,
+    sink: &mut S,
+) -> Option<SourceError> {
     const SHOWN: u64 = 10;
     for path in &input.files {
         // Trace files a decoded chunk at a time (no per-event iterator
         // object); JSON Lines and stdin event by event.
-        if path.as_os_str() != "-" && source::sniff(path).is_ok_and(|f| f == source::Format::TraceFile) {
+        if path.as_os_str() != "-"
+            && source::sniff(path).is_ok_and(|f| f == source::Format::TraceFile)
+        {
             // Decoding and the reorder window run on the reading thread, the
             // rules here: the same items in the same order as `push`.
-            match source::tracefile::open_ordered(path, path.display().to_string(), pipe.take_arrivals()) {
+            match source::tracefile::open_ordered(
+                path,
+                path.display().to_string(),
+                pipe.take_arrivals(),
+            ) {
                 Ok(mut file) => {
                     while let Some(batch) = file.next_slice() {
                         pipe.apply_batch(batch, sink);
                     }
-                    pipe.put_arrivals(file.into_state().expect("the reader returns the window at the end"));
+                    pipe.put_arrivals(
+                        file.into_state()
+                            .expect("the reader returns the window at the end"),
+                    );
                     continue;
                 }
                 Err((e, arrivals)) => {
@@ -125,7 +138,9 @@ pub fn input_error(e: SourceError) -> anyhow::Error {
     } else {
         "check the path and the file's format"
     };
-    anyhow::Error::new(e).context(format!("bad input ({hint}); findings before it were reported"))
+    anyhow::Error::new(e).context(format!(
+        "bad input ({hint}); findings before it were reported"
+    ))
 }
 
 /// Collects findings for the human report.
@@ -166,7 +181,11 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if let Some(e) = err {
         return Err(input_error(e));
     }
-    Ok(if pipe.stats().findings > 0 { Outcome::Findings } else { Outcome::Clean })
+    Ok(if pipe.stats().findings > 0 {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }
 
 pub fn who(s: &Step) -> String {
@@ -183,11 +202,15 @@ pub fn says(rule: Rule, s: &Step) -> &'static str {
         (Rule::HoleLoadAfterAllocate, Role::Lookup) => "looked up the page: hole",
         (_, Role::Alloc) if s.fault.is_none() => "write(2) allocated blocks for the page",
         (_, Role::Alloc) => "allocated blocks for the page",
-        (Rule::HoleLoadAfterAllocate, Role::Insert) => "mapped the new blocks (data written through them)",
+        (Rule::HoleLoadAfterAllocate, Role::Insert) => {
+            "mapped the new blocks (data written through them)"
+        }
         (_, Role::Hole) => "loaded the zero page over the allocated blocks: stale hole",
         (Rule::InsertAfterInvalidate, Role::Lookup) => "looked up the page: blocks",
         (_, Role::Invalidate) => "invalidated the page (blocks freed)",
-        (Rule::InsertAfterInvalidate, Role::Insert) => "mapped the blocks it had looked up: freed blocks",
+        (Rule::InsertAfterInvalidate, Role::Insert) => {
+            "mapped the blocks it had looked up: freed blocks"
+        }
     }
 }
 
@@ -203,7 +226,11 @@ pub fn print_report(out: &mut impl Write, findings: &[Finding], st: &Stats) -> i
         )?;
         for (i, f) in findings.iter().enumerate() {
             let l = f.step(Role::Lookup);
-            let order: Vec<String> = f.steps.iter().map(|s| format!("{:?} {}", s.role, s.ts).to_lowercase()).collect();
+            let order: Vec<String> = f
+                .steps
+                .iter()
+                .map(|s| format!("{:?} {}", s.role, s.ts).to_lowercase())
+                .collect();
             writeln!(
                 out,
                 "{:>4}  {:<25} {:<13} {:<10} {:>10} {:>10}  {:>10} {:>8}  {}",
@@ -213,7 +240,8 @@ pub fn print_report(out: &mut impl Write, findings: &[Finding], st: &Stats) -> i
                 f.page.dev.to_string(),
                 f.page.ino,
                 f.page.pgoff,
-                l.and_then(|s| s.fault).map_or("-".into(), |x| x.to_string()),
+                l.and_then(|s| s.fault)
+                    .map_or("-".into(), |x| x.to_string()),
                 l.map_or("-".into(), |s| s.tid.to_string()),
                 order.join(" < ")
             )?;
@@ -231,7 +259,14 @@ pub fn print_report(out: &mut impl Write, findings: &[Finding], st: &Stats) -> i
                 f.page.pgoff
             )?;
             for s in &f.steps {
-                writeln!(out, "      t={:<14} {:<10} {}: {}", s.ts, format!("{:?}", s.role).to_lowercase(), who(s), says(f.rule, s))?;
+                writeln!(
+                    out,
+                    "      t={:<14} {:<10} {}: {}",
+                    s.ts,
+                    format!("{:?}", s.role).to_lowercase(),
+                    who(s),
+                    says(f.rule, s)
+                )?;
             }
         }
         writeln!(out)?;
@@ -241,7 +276,11 @@ pub fn print_report(out: &mut impl Write, findings: &[Finding], st: &Stats) -> i
     print_summary(out, st, Some(&sev))
 }
 
-pub fn print_summary(out: &mut impl Write, st: &Stats, sev: Option<&SeverityCounts>) -> io::Result<()> {
+pub fn print_summary(
+    out: &mut impl Write,
+    st: &Stats,
+    sev: Option<&SeverityCounts>,
+) -> io::Result<()> {
     writeln!(
         out,
         "Summary: {} events, {} pages, {} faults, {} late, {} lost, {} evicted, {} findings{}",
@@ -252,16 +291,28 @@ pub fn print_summary(out: &mut impl Write, st: &Stats, sev: Option<&SeverityCoun
         st.lost,
         st.evicted,
         st.findings,
-        if st.bad_input > 0 { format!(", {} bad input lines skipped", st.bad_input) } else { String::new() }
+        if st.bad_input > 0 {
+            format!(", {} bad input lines skipped", st.bad_input)
+        } else {
+            String::new()
+        }
     )?;
     if let Some(s) = sev {
-        writeln!(out, "  by severity: {} corruption, {} stale_hole, {} stale_mapping", s.corruption, s.stale_hole, s.stale_mapping)?;
+        writeln!(
+            out,
+            "  by severity: {} corruption, {} stale_hole, {} stale_mapping",
+            s.corruption, s.stale_hole, s.stale_mapping
+        )?;
     }
     if st.late > 0 {
         writeln!(out, "  warning: {} event(s) arrived later than the reorder window and were not judged (try a larger --window-ms)", st.late)?;
     }
     if st.lost > 0 {
-        writeln!(out, "  warning: the kernel side lost {} event(s): orderings through them cannot be seen", st.lost)?;
+        writeln!(
+            out,
+            "  warning: the kernel side lost {} event(s): orderings through them cannot be seen",
+            st.lost
+        )?;
     }
     if st.healed > 0 {
         writeln!(
@@ -271,7 +322,11 @@ pub fn print_summary(out: &mut impl Write, st: &Stats, sev: Option<&SeverityCoun
         )?;
     }
     if st.evicted > 0 {
-        writeln!(out, "  note: {} page(s) evicted by the page cap (try a larger --max-pages)", st.evicted)?;
+        writeln!(
+            out,
+            "  note: {} page(s) evicted by the page cap (try a larger --max-pages)",
+            st.evicted
+        )?;
     }
     Ok(())
 }

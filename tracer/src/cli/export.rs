@@ -59,7 +59,10 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
     Ok(super::Outcome::Clean)
 }
 
-fn with_text_out(path: &Path, f: impl FnOnce(&mut dyn Write) -> anyhow::Result<u64>) -> anyhow::Result<u64> {
+fn with_text_out(
+    path: &Path,
+    f: impl FnOnce(&mut dyn Write) -> anyhow::Result<u64>,
+) -> anyhow::Result<u64> {
     if path.as_os_str() == "-" {
         let stdout = std::io::stdout();
         let mut out = BufWriter::new(stdout.lock());
@@ -69,7 +72,8 @@ fn with_text_out(path: &Path, f: impl FnOnce(&mut dyn Write) -> anyhow::Result<u
     } else {
         let mut out = BufWriter::new(create_out(path)?);
         let n = f(&mut out)?;
-        out.flush().with_context(|| format!("writing {}", path.display()))?;
+        out.flush()
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(n)
     }
 }
@@ -79,7 +83,10 @@ fn create_out(path: &Path) -> anyhow::Result<File> {
 }
 
 /// Feed every event of `input` to `sink`; returns the count.
-fn pump(input: &mut Input, mut each: impl FnMut(&Event) -> anyhow::Result<()>) -> anyhow::Result<u64> {
+fn pump(
+    input: &mut Input,
+    mut each: impl FnMut(&Event) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
     let mut n = 0;
     while let Some(ev) = input.next_event()? {
         each(&ev)?;
@@ -97,14 +104,25 @@ pub fn to_tracefile(input: &Path, output: &Path, zstd_level: i32) -> anyhow::Res
         source: format!("jsonl:{}", input.display()),
         ..Header::default()
     });
-    let mut w = TraceWriter::create(output, &header, WriterOptions { zstd_level, ..WriterOptions::default() })
-        .with_context(|| format!("cannot create {}", output.display()))?;
+    let mut w = TraceWriter::create(
+        output,
+        &header,
+        WriterOptions {
+            zstd_level,
+            ..WriterOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot create {}", output.display()))?;
     let n = pump(&mut inp, |ev| {
         w.write_event(ev);
         Ok(())
     })?;
-    let (late, dropped) = inp.trace_report().and_then(|r| r.footer.as_ref()).map_or((0, 0), |f| (f.late, f.queue_dropped));
-    w.finish(late, dropped, "export").with_context(|| format!("writing {}", output.display()))?;
+    let (late, dropped) = inp
+        .trace_report()
+        .and_then(|r| r.footer.as_ref())
+        .map_or((0, 0), |f| (f.late, f.queue_dropped));
+    w.finish(late, dropped, "export")
+        .with_context(|| format!("writing {}", output.display()))?;
     Ok(n)
 }
 
@@ -120,8 +138,8 @@ fn to_jsonl(input: &Path, out: &mut dyn Write) -> anyhow::Result<u64> {
 /// CSV columns: the common fields, then every kind-specific field (empty when
 /// the kind has none).
 const CSV_HEADER: [&str; 19] = [
-    "ts", "cpu", "tid", "pid", "comm", "dev", "ino", "probe", "kind", "fault", "pgoff", "size", "write", "npages",
-    "result", "new", "inferred", "reason", "count",
+    "ts", "cpu", "tid", "pid", "comm", "dev", "ino", "probe", "kind", "fault", "pgoff", "size",
+    "write", "npages", "result", "new", "inferred", "reason", "count",
 ];
 
 fn to_csv(input: &Path, out: &mut dyn Write) -> anyhow::Result<u64> {
@@ -149,7 +167,8 @@ fn csv_row(ev: &Event, row: &mut [String]) {
     for c in row.iter_mut() {
         c.clear();
     }
-    let probe = tracer_common::Probe::from_u16(ev.probe).map_or("", tracer_common::Probe::tracepoint);
+    let probe =
+        tracer_common::Probe::from_u16(ev.probe).map_or("", tracer_common::Probe::tracepoint);
     let common = [
         ev.ts.to_string(),
         ev.cpu.to_string(),
@@ -168,12 +187,21 @@ fn csv_row(ev: &Event, row: &mut [String]) {
         row[9] = f.to_string();
     }
     match ev.body {
-        Body::FaultBegin { pgoff, size, write, .. } => {
+        Body::FaultBegin {
+            pgoff, size, write, ..
+        } => {
             row[10] = pgoff.to_string();
             row[11] = name(size);
             row[12] = write.to_string();
         }
-        Body::MapBlocks { pgoff, npages, result, new, write, .. } => {
+        Body::MapBlocks {
+            pgoff,
+            npages,
+            result,
+            new,
+            write,
+            ..
+        } => {
             row[10] = pgoff.to_string();
             row[12] = write.to_string();
             row[13] = npages.to_string();
@@ -184,13 +212,22 @@ fn csv_row(ev: &Event, row: &mut [String]) {
             row[10] = pgoff.to_string();
             row[11] = name(size);
         }
-        Body::InsertMapping { pgoff, size, inferred, .. } => {
+        Body::InsertMapping {
+            pgoff,
+            size,
+            inferred,
+            ..
+        } => {
             row[10] = pgoff.to_string();
             row[11] = name(size);
             row[16] = inferred.to_string();
         }
         Body::FaultEnd { result, .. } => row[14] = name(result),
-        Body::Invalidate { pgoff, npages, reason } => {
+        Body::Invalidate {
+            pgoff,
+            npages,
+            reason,
+        } => {
             row[10] = pgoff.to_string();
             row[13] = npages.to_string();
             row[17] = name(reason);
@@ -201,7 +238,9 @@ fn csv_row(ev: &Event, row: &mut [String]) {
 
 #[cfg(not(feature = "perfetto"))]
 pub fn to_perfetto(_input: &Path, _output: &Path) -> anyhow::Result<u64> {
-    anyhow::bail!("this daxtrace was built without the `perfetto` feature: rebuild with default features")
+    anyhow::bail!(
+        "this daxtrace was built without the `perfetto` feature: rebuild with default features"
+    )
 }
 
 /// Two passes over IN: the first runs the detector to find the pages of
@@ -217,6 +256,7 @@ pub fn to_perfetto(input: &Path, output: &Path) -> anyhow::Result<u64> {
     let mut w = PerfettoWriter::new(out, pages);
     let mut inp = Input::open(input)?;
     let stats = super::input::detect_all(&mut inp, &mut w)?;
-    w.finish().with_context(|| format!("writing {}", output.display()))?;
+    w.finish()
+        .with_context(|| format!("writing {}", output.display()))?;
     Ok(stats.events)
 }

@@ -3,9 +3,9 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::rc::Rc;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -49,13 +49,22 @@ impl Input {
         let format = sniff(path).with_context(|| format!("cannot open {}", path.display()))?;
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let inner = match format {
-            Format::TraceFile => Inner::Trace(Box::new(
-                TraceReader::open(path).with_context(|| format!("cannot read trace file {}", path.display()))?,
-            )),
+            Format::TraceFile => {
+                Inner::Trace(Box::new(TraceReader::open(path).with_context(|| {
+                    format!("cannot read trace file {}", path.display())
+                })?))
+            }
             Format::JsonLines => {
-                let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                let f =
+                    File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
                 let n = Rc::new(Cell::new(0));
-                let r = BufReader::with_capacity(1 << 20, Counting { inner: f, n: Rc::clone(&n) });
+                let r = BufReader::with_capacity(
+                    1 << 20,
+                    Counting {
+                        inner: f,
+                        n: Rc::clone(&n),
+                    },
+                );
                 Inner::Jsonl(JsonlReader::new(r, path.display().to_string()), n)
             }
         };
@@ -67,7 +76,14 @@ impl Input {
                 .progress_chars("=> "),
         );
         bar.set_message(format!("reading {}", path.display()));
-        Ok(Self { path: path.to_owned(), format, len, inner, bar, events: 0 })
+        Ok(Self {
+            path: path.to_owned(),
+            format,
+            len,
+            inner,
+            bar,
+            events: 0,
+        })
     }
 
     /// Next event; `Ok(None)` at the end. A bad JSON line is an error naming the line.
@@ -79,7 +95,8 @@ impl Input {
                 Some(Ok(ev)) => Some(ev),
                 Some(Err(e)) => {
                     self.bar.finish_and_clear();
-                    return Err(anyhow::Error::new(e).context("bad input (fix the line or convert only the part before it)"));
+                    return Err(anyhow::Error::new(e)
+                        .context("bad input (fix the line or convert only the part before it)"));
                 }
             },
         };

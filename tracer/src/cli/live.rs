@@ -44,7 +44,12 @@ pub struct BackendArgs {
 
 impl BackendArgs {
     pub fn filter(&self, dev: Option<Dev>, ino: Option<u64>) -> Filter {
-        Filter { dev, ino, backend: self.backend, btf: self.btf.clone() }
+        Filter {
+            dev,
+            ino,
+            backend: self.backend,
+            btf: self.btf.clone(),
+        }
     }
 }
 
@@ -60,9 +65,13 @@ impl LiveArgs {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10s, 500ms, 5m"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10s, 500ms, 5m"))?;
     let secs = match unit {
         "" | "s" => v,
         "ms" => v / 1e3,
@@ -77,7 +86,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
     Ok(stop)
 }
@@ -102,8 +112,10 @@ pub fn open(args: &LiveArgs) -> Result<LiveSource> {
         src.plan().summary_line()
     );
     if let Some(f) = &args.plan_json {
-        let text = serde_json::to_string_pretty(src.plan()).context("serializing the attach plan")?;
-        std::fs::write(f, text + "\n").with_context(|| format!("cannot write the attach plan to {}", f.display()))?;
+        let text =
+            serde_json::to_string_pretty(src.plan()).context("serializing the attach plan")?;
+        std::fs::write(f, text + "\n")
+            .with_context(|| format!("cannot write the attach plan to {}", f.display()))?;
     }
     Ok(src)
 }

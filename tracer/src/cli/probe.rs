@@ -23,15 +23,25 @@ pub struct Args {
 pub fn run(a: Args) -> Result<Outcome> {
     use tracer::attach::{load, privileges};
     // Mount tracefs only if we may; otherwise report what needs root.
-    let root = if privileges::is_root() { tracer::attach::tracefs::find_or_mount().ok() } else { None };
-    let req = plan::Request { backend: a.attach.backend, btf_file: a.attach.btf.clone() };
+    let root = if privileges::is_root() {
+        tracer::attach::tracefs::find_or_mount().ok()
+    } else {
+        None
+    };
+    let req = plan::Request {
+        backend: a.attach.backend,
+        btf_file: a.attach.btf.clone(),
+    };
     let desc = plan::describe(root.as_deref(), plan::Depth::Full, &req)?;
     let mut plan = plan::plan(&desc, a.attach.backend);
     if !a.no_attach && privileges::can_trace() && load::has_programs() {
         // Everything loaded is dropped (detached and freed) at the end of this block.
         match load::load_described(&a.attach.filter(None, None), plan::Depth::Full) {
             Ok(loaded) => plan = loaded.plan,
-            Err(e) => plan.notes.push(format!("checking the plan by attaching failed: {}", load::short_error(&e.to_string()))),
+            Err(e) => plan.notes.push(format!(
+                "checking the plan by attaching failed: {}",
+                load::short_error(&e.to_string())
+            )),
         }
     }
     if a.json {

@@ -29,8 +29,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use tracer::event::{Body, Dev, Event};
-use tracer::source::ringbuf::LiveSource;
 use tracer::sink::tracefile::{TraceWriter, WriterOptions};
+use tracer::source::ringbuf::LiveSource;
 use tracer::source::tracefile::{Footer, Header};
 
 use super::input::Input;
@@ -84,10 +84,16 @@ impl Stop {
     }
 
     fn from_u8(v: u8) -> Self {
-        [Stop::EndOfInput, Stop::Signal, Stop::Duration, Stop::MaxSize, Stop::InputError]
-            .get(usize::from(v))
-            .copied()
-            .unwrap_or(Stop::EndOfInput)
+        [
+            Stop::EndOfInput,
+            Stop::Signal,
+            Stop::Duration,
+            Stop::MaxSize,
+            Stop::InputError,
+        ]
+        .get(usize::from(v))
+        .copied()
+        .unwrap_or(Stop::EndOfInput)
     }
 }
 
@@ -117,7 +123,10 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
         None => {
             let src = super::live::open(&a.live)?;
             let plan = serde_json::to_value(src.plan()).unwrap_or(serde_json::Value::Null);
-            (Header::for_this_host("live", plan), Source::Live(Box::new(src)))
+            (
+                Header::for_this_host("live", plan),
+                Source::Live(Box::new(src)),
+            )
         }
         Some(replay) => {
             let mut input = Input::open(replay)?;
@@ -125,7 +134,12 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
                 &format!("replay:{}", replay.display()),
                 serde_json::json!({ "replay": replay.display().to_string() }),
             );
-            (header, Source::Replay(Box::new(std::iter::from_fn(move || input.next_event().transpose()))))
+            (
+                header,
+                Source::Replay(Box::new(std::iter::from_fn(move || {
+                    input.next_event().transpose()
+                }))),
+            )
         }
     };
     record(&a, &header, source, &stop_flag)
@@ -152,7 +166,9 @@ struct Feeder<'a> {
 impl Feeder<'_> {
     #[inline]
     fn push(&mut self, ev: Event) {
-        if self.filter.dev.is_some_and(|d| d != ev.dev) || self.filter.inode.is_some_and(|i| i != ev.ino) {
+        if self.filter.dev.is_some_and(|d| d != ev.dev)
+            || self.filter.inode.is_some_and(|i| i != ev.ino)
+        {
             return;
         }
         self.batch.push(ev);
@@ -168,18 +184,31 @@ impl Feeder<'_> {
             return;
         }
         // What the queue has room for goes; the rest is counted as lost.
-        let room = self.bound.saturating_sub(self.shared.queued.load(Ordering::Acquire));
+        let room = self
+            .bound
+            .saturating_sub(self.shared.queued.load(Ordering::Acquire));
         if (self.batch.len() as u64) > room {
             let cut = usize::try_from(room).unwrap_or(usize::MAX);
-            self.shared.dropped.fetch_add((self.batch.len() - cut) as u64, Ordering::Relaxed);
+            self.shared
+                .dropped
+                .fetch_add((self.batch.len() - cut) as u64, Ordering::Relaxed);
             self.batch.truncate(cut);
             if cut == 0 {
                 return;
             }
         }
-        self.shared.queued.fetch_add(self.batch.len() as u64, Ordering::AcqRel);
-        let next = self.spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        if self.tx.send(std::mem::replace(&mut self.batch, next)).is_err() {
+        self.shared
+            .queued
+            .fetch_add(self.batch.len() as u64, Ordering::AcqRel);
+        let next = self
+            .spent
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        if self
+            .tx
+            .send(std::mem::replace(&mut self.batch, next))
+            .is_err()
+        {
             // The writer failed; its error is reported when it is joined.
             self.writer_gone = true;
         }
@@ -187,9 +216,21 @@ impl Feeder<'_> {
 }
 
 /// Record `source` into `a.output` until it ends or a stop condition holds.
-fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool) -> anyhow::Result<super::Outcome> {
-    let writer = TraceWriter::create(&a.output, header, WriterOptions { zstd_level: a.zstd_level, ..WriterOptions::default() })
-        .with_context(|| format!("cannot create {}", a.output.display()))?;
+fn record(
+    a: &Args,
+    header: &Header,
+    mut source: Source,
+    stop_flag: &AtomicBool,
+) -> anyhow::Result<super::Outcome> {
+    let writer = TraceWriter::create(
+        &a.output,
+        header,
+        WriterOptions {
+            zstd_level: a.zstd_level,
+            ..WriterOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot create {}", a.output.display()))?;
     let shared = Arc::new(Shared::default());
     // Bounded by `Shared::queued` (events, not batches): `--queue` holds
     // as many events whatever the batches' sizes.
@@ -197,7 +238,9 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
     let (spent_tx, spent) = mpsc::sync_channel::<Vec<Event>>(a.queue.div_ceil(BATCH).clamp(1, 64));
     let max_size = a.max_size.map(|s| s.as_u64());
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
-    bar.set_style(ProgressStyle::with_template("{spinner} recording {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} recording {msg}").expect("valid template"),
+    );
     let writer_thread = {
         let shared = Arc::clone(&shared);
         let bar = bar.clone();
@@ -210,7 +253,16 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
     let start = Instant::now();
     let mut stop = Stop::EndOfInput;
     let mut source_error = None;
-    let mut feed = Feeder { tx, bound: a.queue.max(1) as u64, spent, batch: Vec::with_capacity(BATCH), shared: &shared, filter: &a.live, sent: 0, writer_gone: false };
+    let mut feed = Feeder {
+        tx,
+        bound: a.queue.max(1) as u64,
+        spent,
+        batch: Vec::with_capacity(BATCH),
+        shared: &shared,
+        filter: &a.live,
+        sent: 0,
+        writer_gone: false,
+    };
     loop {
         if stop_flag.load(Ordering::Relaxed) {
             stop = Stop::Signal;
@@ -264,7 +316,10 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
         let st = src.finish(&mut |ev| feed.push(ev));
         feed.flush();
         if st.undecodable > 0 {
-            eprintln!("daxtrace: warning: {} ring-buffer records did not decode", st.undecodable);
+            eprintln!(
+                "daxtrace: warning: {} ring-buffer records did not decode",
+                st.undecodable
+            );
         }
     }
     feed.flush();
@@ -274,7 +329,9 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
     }
     shared.stop.store(stop as u8, Ordering::Relaxed);
     drop(tx);
-    let res = writer_thread.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    let res = writer_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     bar.finish_and_clear();
     let footer = res.with_context(|| format!("writing {}", a.output.display()))?;
     let secs = start.elapsed().as_secs_f64().max(1e-9);
@@ -291,7 +348,10 @@ fn record(a: &Args, header: &Header, mut source: Source, stop_flag: &AtomicBool)
         footer.stop_reason,
     );
     if let Some(e) = source_error {
-        return Err(e.context(format!("input ended early; {} holds everything read before", a.output.display())));
+        return Err(e.context(format!(
+            "input ended early; {} holds everything read before",
+            a.output.display()
+        )));
     }
     Ok(super::Outcome::Clean)
 }
@@ -310,7 +370,10 @@ fn write_loop(
     let mut last_tick = Instant::now();
     let mut dropped_seen = 0u64;
     let mut last_ts = 0u64;
-    let tick = |w: &mut TraceWriter<std::fs::File>, dropped_seen: &mut u64, last_ts: u64| -> std::io::Result<()> {
+    let tick = |w: &mut TraceWriter<std::fs::File>,
+                dropped_seen: &mut u64,
+                last_ts: u64|
+     -> std::io::Result<()> {
         // Drops become a `lost` event at the point of the stream where they happened.
         let dropped = shared.dropped.load(Ordering::Relaxed);
         if dropped > *dropped_seen {
@@ -350,7 +413,9 @@ fn write_loop(
                     w.write_event(ev);
                 }
                 last_ts = batch.last().map_or(last_ts, |e| e.ts);
-                shared.queued.fetch_sub(batch.len() as u64, Ordering::AcqRel);
+                shared
+                    .queued
+                    .fetch_sub(batch.len() as u64, Ordering::AcqRel);
                 batch.clear();
                 // Back for reuse; if the source has enough spare, it is freed.
                 let _ = spent.try_send(batch);
@@ -364,7 +429,8 @@ fn write_loop(
             // Survive power loss too, not only a killed recorder.
             w.sync()?;
         }
-        if max_size.is_some_and(|m| w.bytes_written() >= m) && !shared.full.load(Ordering::Relaxed) {
+        if max_size.is_some_and(|m| w.bytes_written() >= m) && !shared.full.load(Ordering::Relaxed)
+        {
             shared.full.store(true, Ordering::Relaxed);
         }
     }

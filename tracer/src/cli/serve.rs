@@ -11,10 +11,10 @@
 //! the same pipeline, then keeps serving the final values until stopped, so
 //! a Prometheus can scrape a replay as it would a live host.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -77,18 +77,27 @@ pub fn run(args: Args) -> Result<super::Outcome> {
 
     let (metrics, registry) = Metrics::new();
     let server = Arc::new(listen(args.metrics)?);
-    let addr = server.server_addr().to_ip().map_or_else(|| args.metrics.to_string(), |a| a.to_string());
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map_or_else(|| args.metrics.to_string(), |a| a.to_string());
     tracing::info!(kind = "listening", addr = %addr, "serving /metrics on http://{addr}/metrics");
     let http = {
         let server = Arc::clone(&server);
         let log = log.clone();
         thread::Builder::new()
             .name("metrics-http".into())
-            .spawn(move || tracing::dispatcher::with_default(&log, || serve_http(&server, &registry)))
+            .spawn(move || {
+                tracing::dispatcher::with_default(&log, || serve_http(&server, &registry))
+            })
             .context("starting the HTTP thread")?
     };
 
-    let mut out = Outputs { metrics, findings: 0, record: None };
+    let mut out = Outputs {
+        metrics,
+        findings: 0,
+        record: None,
+    };
     let result = match &args.replay {
         Some(path) => replay(path, &args, &mut out, &stop),
         None => live(&args, &mut out, &stop),
@@ -123,7 +132,9 @@ fn json_log() -> Dispatch {
 fn listen(addr: SocketAddr) -> Result<tiny_http::Server> {
     use std::os::fd::AsRawFd as _;
     let cannot = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!("cannot listen on {addr} for /metrics: {e}; pick another address with --metrics ADDR")
+        anyhow::anyhow!(
+            "cannot listen on {addr} for /metrics: {e}; pick another address with --metrics ADDR"
+        )
     };
     let listener = std::net::TcpListener::bind(addr).map_err(|e| cannot(&e))?;
     let one: libc::c_int = 1;
@@ -138,7 +149,10 @@ fn listen(addr: SocketAddr) -> Result<tiny_http::Server> {
         )
     };
     if rc != 0 {
-        tracing::warn!("TCP_NODELAY refused ({}); scrapes may be slower", std::io::Error::last_os_error());
+        tracing::warn!(
+            "TCP_NODELAY refused ({}); scrapes may be slower",
+            std::io::Error::last_os_error()
+        );
     }
     tiny_http::Server::from_listener(listener, None).map_err(|e| cannot(&e))
 }
@@ -149,16 +163,23 @@ fn serve_http(server: &tiny_http::Server, registry: &Registry) {
         let path = req.url().split('?').next().unwrap_or("");
         let resp = match (req.method(), path) {
             (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
-                let accept = req.headers().iter().find(|h| h.field.equiv("Accept")).map(|h| h.value.as_str());
+                let accept = req
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Accept"))
+                    .map(|h| h.value.as_str());
                 let format = Format::from_accept(accept);
                 let body = metrics::encode(registry, format);
-                tiny_http::Response::from_string(body).with_header(header("Content-Type", format.content_type()))
+                tiny_http::Response::from_string(body)
+                    .with_header(header("Content-Type", format.content_type()))
             }
             (tiny_http::Method::Get, "/") => tiny_http::Response::from_string(
                 "daxtrace metrics exporter: scrape /metrics (Prometheus text format)\n",
             )
             .with_header(header("Content-Type", "text/plain; charset=utf-8")),
-            _ => tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404),
+            _ => {
+                tiny_http::Response::from_string("not found: try /metrics\n").with_status_code(404)
+            }
         };
         if let Err(e) = req.respond(resp) {
             tracing::debug!("scrape answer not delivered: {e}");
@@ -167,7 +188,8 @@ fn serve_http(server: &tiny_http::Server, registry: &Registry) {
 }
 
 fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("static header is valid")
 }
 
 /// The pipeline's sinks in `serve`: metrics, the findings log, and the
@@ -193,8 +215,15 @@ impl Outputs {
     /// Write what the trace file still buffers and its footer.
     fn finish_record(&mut self, stats: &tracer::pipeline::Stats, reason: &str) -> Result<()> {
         if let Some(w) = self.record.take() {
-            let (footer, _) = w.finish(stats.late, 0, reason).context("writing the trace file")?;
-            tracing::info!(kind = "recorded", events = footer.events, chunks = footer.chunks, "trace file complete");
+            let (footer, _) = w
+                .finish(stats.late, 0, reason)
+                .context("writing the trace file")?;
+            tracing::info!(
+                kind = "recorded",
+                events = footer.events,
+                chunks = footer.chunks,
+                "trace file complete"
+            );
         }
         Ok(())
     }
@@ -226,8 +255,13 @@ impl Sink for Outputs {
 /// role's timestamp, tid and fault id (absent roles are left out).
 fn log_finding(f: &Finding) {
     let step = |role: Role| f.steps.iter().find(|s| s.role == role);
-    let (lookup, alloc, insert, hole, inv) =
-        (step(Role::Lookup), step(Role::Alloc), step(Role::Insert), step(Role::Hole), step(Role::Invalidate));
+    let (lookup, alloc, insert, hole, inv) = (
+        step(Role::Lookup),
+        step(Role::Alloc),
+        step(Role::Insert),
+        step(Role::Hole),
+        step(Role::Invalidate),
+    );
     tracing::warn!(
         kind = "finding",
         rule = f.rule.name(),
@@ -267,7 +301,11 @@ fn wanted(args: &Args, ev: &Event) -> bool {
 
 fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
     let input = tracer::source::open_any(path)?;
-    out.start_record(args, &format!("replay:{}", path.display()), serde_json::json!({ "replay": path.display().to_string() }))?;
+    out.start_record(
+        args,
+        &format!("replay:{}", path.display()),
+        serde_json::json!({ "replay": path.display().to_string() }),
+    )?;
     let mut pipe = Pipeline::new(PipelineConfig::default());
     let mut n = 0u64;
     for item in input {
@@ -296,7 +334,14 @@ fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicB
     }
     pipe.finish(out);
     out.metrics.sync_stats(pipe.stats());
-    out.finish_record(pipe.stats(), if stop.load(Ordering::Relaxed) { "signal" } else { "end of input" })?;
+    out.finish_record(
+        pipe.stats(),
+        if stop.load(Ordering::Relaxed) {
+            "signal"
+        } else {
+            "end of input"
+        },
+    )?;
     out.metrics.set_input_complete();
     let st = pipe.stats();
     tracing::info!(
@@ -320,7 +365,11 @@ fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
     let filter = args.attach.filter(args.dev, args.inode);
     let mut src = LiveSource::open(&filter)?;
     export_plan(&out.metrics, src.plan());
-    out.start_record(args, "live", serde_json::to_value(src.plan()).unwrap_or_default())?;
+    out.start_record(
+        args,
+        "live",
+        serde_json::to_value(src.plan()).unwrap_or_default(),
+    )?;
     tracing::info!(
         kind = "attached",
         probes = src.plan().used_probes().count(),
@@ -359,7 +408,13 @@ fn live(args: &Args, out: &mut Outputs, stop: &AtomicBool) -> Result<()> {
     pipe.finish(out);
     out.metrics.sync_stats(pipe.stats());
     out.finish_record(pipe.stats(), "signal")?;
-    tracing::info!(kind = "live_complete", records = st.records, lost = st.lost, undecodable = st.undecodable, "detached");
+    tracing::info!(
+        kind = "live_complete",
+        records = st.records,
+        lost = st.lost,
+        undecodable = st.undecodable,
+        "detached"
+    );
     Ok(())
 }
 

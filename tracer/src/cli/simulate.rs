@@ -139,22 +139,32 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         jitter: a.jitter,
         ..SimOptions::default()
     };
-    let end = a.first.checked_add(a.schedules).context("--first + --schedules overflows")?;
+    let end = a
+        .first
+        .checked_add(a.schedules)
+        .context("--first + --schedules overflows")?;
 
     let mut out: Option<Box<dyn Write>> = match &a.output {
         None => None,
         Some(p) if p.as_os_str() == "-" => Some(Box::new(BufWriter::new(io::stdout().lock()))),
-        Some(p) => Some(Box::new(BufWriter::new(
-            File::create(p).with_context(|| format!("cannot create {}: check the folder exists and is writable", p.display()))?,
-        ))),
+        Some(p) => Some(Box::new(BufWriter::new(File::create(p).with_context(
+            || {
+                format!(
+                    "cannot create {}: check the folder exists and is writable",
+                    p.display()
+                )
+            },
+        )?))),
     };
     let summary_to_stderr = matches!(&a.output, Some(p) if p.as_os_str() == "-");
 
     let bar = if io::stderr().is_terminal() && a.schedules >= 10_000 {
         let b = ProgressBar::new(a.schedules);
         b.set_style(
-            ProgressStyle::with_template("{spinner} {pos}/{len} schedules {per_sec} eta {eta} {msg}")
-                .expect("static template"),
+            ProgressStyle::with_template(
+                "{spinner} {pos}/{len} schedules {per_sec} eta {eta} {msg}",
+            )
+            .expect("static template"),
         );
         Some(b)
     } else {
@@ -186,7 +196,10 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         if let Some(b) = &bar {
             if index % 1024 == 0 {
                 b.set_position(index - a.first);
-                b.set_message(format!("corrupting {} disagree {}", tally.corrupting_schedules, tally.disagreeing_total));
+                b.set_message(format!(
+                    "corrupting {} disagree {}",
+                    tally.corrupting_schedules, tally.disagreeing_total
+                ));
             }
         }
     }
@@ -200,7 +213,8 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
 
     let s = &tally.schedule_matrix;
     let p = &tally.page_matrix;
-    let mut pass = s.precision() == 1.0 && s.recall() == 1.0 && p.precision() == 1.0 && p.recall() == 1.0;
+    let mut pass =
+        s.precision() == 1.0 && s.recall() == 1.0 && p.precision() == 1.0 && p.recall() == 1.0;
     if a.fixed {
         pass &= tally.findings == 0 && tally.corrupting_schedules == 0;
     }
@@ -209,7 +223,11 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         kind: "simulate_summary",
         seed: a.seed,
         first: a.first,
-        model: if a.fixed { "fixed-4.6" } else { "legacy-4.0-4.5" },
+        model: if a.fixed {
+            "fixed-4.6"
+        } else {
+            "legacy-4.0-4.5"
+        },
         actors: a.actors,
         ops: a.ops,
         files: a.files,
@@ -237,12 +255,22 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     } else {
         io::stdout().write_all(&text)?;
     }
-    Ok(if pass { Outcome::Clean } else { Outcome::Findings })
+    Ok(if pass {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
 }
 
 fn human(w: &mut impl Write, s: &Summary<'_>) -> io::Result<()> {
     let t = s.tally;
-    let pct = |n: u64, d: u64| if d == 0 { 0.0 } else { 100.0 * n as f64 / d as f64 };
+    let pct = |n: u64, d: u64| {
+        if d == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / d as f64
+        }
+    };
     writeln!(
         w,
         "simulate: {} schedules of the {} model (seed {}, from {}; {} actors x <= {} ops, {} files, {} hot pages{}{})",
@@ -282,12 +310,28 @@ fn human(w: &mut impl Write, s: &Summary<'_>) -> io::Result<()> {
         t.findings_stale_hole,
         t.findings_insert_after_invalidate
     )?;
-    writeln!(w, "  pipeline: late {}  lost {}  evicted {}", t.late, t.lost, t.evicted)?;
+    writeln!(
+        w,
+        "  pipeline: late {}  lost {}  evicted {}",
+        t.late, t.lost, t.evicted
+    )?;
     writeln!(w)?;
-    writeln!(w, "  {:<10} {:<12} {:>14} {:>14}", "", "", "corrupted", "not corrupted")?;
+    writeln!(
+        w,
+        "  {:<10} {:<12} {:>14} {:>14}",
+        "", "", "corrupted", "not corrupted"
+    )?;
     for (name, m) in [("schedules", &t.schedule_matrix), ("pages", &t.page_matrix)] {
-        writeln!(w, "  {:<10} {:<12} {:>14} {:>14}", name, "finding", m.tp, m.fp)?;
-        writeln!(w, "  {:<10} {:<12} {:>14} {:>14}", "", "no finding", m.fn_, m.tn)?;
+        writeln!(
+            w,
+            "  {:<10} {:<12} {:>14} {:>14}",
+            name, "finding", m.tp, m.fp
+        )?;
+        writeln!(
+            w,
+            "  {:<10} {:<12} {:>14} {:>14}",
+            "", "no finding", m.fn_, m.tn
+        )?;
     }
     writeln!(w)?;
     writeln!(

@@ -28,8 +28,16 @@ pub fn run(a: Args) -> Result<Outcome> {
     let mut src = live::open(&a.live)?;
     let deadline = a.live.deadline();
     let stdout = std::io::stdout();
-    let mut w = Writer { out: std::io::BufWriter::with_capacity(1 << 16, stdout.lock()), counts: [0; KIND_NAMES.len()], lost: 0, err: None };
-    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) && w.err.is_none() {
+    let mut w = Writer {
+        out: std::io::BufWriter::with_capacity(1 << 16, stdout.lock()),
+        counts: [0; KIND_NAMES.len()],
+        lost: 0,
+        err: None,
+    };
+    while !stop.load(Ordering::Relaxed)
+        && deadline.is_none_or(|d| std::time::Instant::now() < d)
+        && w.err.is_none()
+    {
         if src.poll(Duration::from_millis(100), &mut |ev| w.event(&ev))? > 0 && w.err.is_none() {
             // A live stream: readers see events within one poll, and a
             // closed pipe is noticed now rather than at 64 KiB.
@@ -38,15 +46,32 @@ pub fn run(a: Args) -> Result<Outcome> {
         live::print_notes(&mut src);
     }
     let stats = src.finish(&mut |ev| w.event(&ev));
-    let Writer { mut out, counts, lost, err: write_err } = w;
+    let Writer {
+        mut out,
+        counts,
+        lost,
+        err: write_err,
+    } = w;
     let flush = out.flush();
     let total: u64 = counts.iter().sum();
-    let by_kind: Vec<String> =
-        KIND_NAMES.iter().zip(counts).filter(|(_, c)| *c > 0).map(|(k, c)| format!("{k} {c}")).collect();
+    let by_kind: Vec<String> = KIND_NAMES
+        .iter()
+        .zip(counts)
+        .filter(|(_, c)| *c > 0)
+        .map(|(k, c)| format!("{k} {c}"))
+        .collect();
     eprintln!(
         "daxtrace: {total} events ({}), lost {lost}{}",
-        if by_kind.is_empty() { "none".to_string() } else { by_kind.join(", ") },
-        if stats.undecodable > 0 { format!(", undecodable {}", stats.undecodable) } else { String::new() }
+        if by_kind.is_empty() {
+            "none".to_string()
+        } else {
+            by_kind.join(", ")
+        },
+        if stats.undecodable > 0 {
+            format!(", undecodable {}", stats.undecodable)
+        } else {
+            String::new()
+        }
     );
     if let Some(e) = write_err {
         return Err(e.into());
@@ -71,7 +96,9 @@ impl<W: Write> Writer<W> {
             self.lost += count;
         }
         if self.err.is_none() {
-            let r = serde_json::to_writer(&mut self.out, ev).map_err(std::io::Error::from).and_then(|()| self.out.write_all(b"\n"));
+            let r = serde_json::to_writer(&mut self.out, ev)
+                .map_err(std::io::Error::from)
+                .and_then(|()| self.out.write_all(b"\n"));
             self.err = r.err();
         }
     }

@@ -46,24 +46,60 @@ impl Sink for PageFindings {
 
 fn describe(ev: &Event) -> String {
     match ev.body {
-        Body::FaultBegin { fault, pgoff, size, write } => {
-            format!("fault_begin    fault {fault} {} {:?} fault at pgoff {pgoff}", if write { "write" } else { "read" }, size)
+        Body::FaultBegin {
+            fault,
+            pgoff,
+            size,
+            write,
+        } => {
+            format!(
+                "fault_begin    fault {fault} {} {:?} fault at pgoff {pgoff}",
+                if write { "write" } else { "read" },
+                size
+            )
         }
-        Body::MapBlocks { fault, pgoff, npages, result, new, write } => format!(
+        Body::MapBlocks {
+            fault,
+            pgoff,
+            npages,
+            result,
+            new,
+            write,
+        } => format!(
             "map_blocks     {} pages {pgoff}..{} -> {:?}{}{}",
-            fault.map_or("no fault (write(2)/io)".to_owned(), |f| format!("fault {f}")),
+            fault.map_or("no fault (write(2)/io)".to_owned(), |f| format!(
+                "fault {f}"
+            )),
             pgoff.saturating_add(npages),
             result,
             if new { ", NEW (allocated)" } else { "" },
             if write { ", create" } else { "" }
         ),
-        Body::LoadHole { fault, pgoff, size } => format!("load_hole      fault {fault} {size:?} at pgoff {pgoff} (zero page)"),
-        Body::InsertMapping { fault, pgoff, size, inferred } => {
-            format!("insert_mapping fault {fault} {size:?} at pgoff {pgoff}{}", if inferred { " (inferred)" } else { "" })
+        Body::LoadHole { fault, pgoff, size } => {
+            format!("load_hole      fault {fault} {size:?} at pgoff {pgoff} (zero page)")
+        }
+        Body::InsertMapping {
+            fault,
+            pgoff,
+            size,
+            inferred,
+        } => {
+            format!(
+                "insert_mapping fault {fault} {size:?} at pgoff {pgoff}{}",
+                if inferred { " (inferred)" } else { "" }
+            )
         }
         Body::FaultEnd { fault, result } => format!("fault_end      fault {fault} -> {result:?}"),
-        Body::Invalidate { pgoff, npages, reason } => {
-            let end = if npages == u64::MAX { "EOF".to_owned() } else { pgoff.saturating_add(npages).to_string() };
+        Body::Invalidate {
+            pgoff,
+            npages,
+            reason,
+        } => {
+            let end = if npages == u64::MAX {
+                "EOF".to_owned()
+            } else {
+                pgoff.saturating_add(npages).to_string()
+            };
             format!("invalidate     pages {pgoff}..{end} ({reason:?})")
         }
         Body::Lost { count } => format!("lost           {count} events"),
@@ -71,10 +107,17 @@ fn describe(ev: &Event) -> String {
 }
 
 pub fn run(a: Args) -> anyhow::Result<Outcome> {
-    let key = PageKey { dev: a.dev, ino: a.ino, pgoff: a.pgoff };
+    let key = PageKey {
+        dev: a.dev,
+        ino: a.ino,
+        pgoff: a.pgoff,
+    };
     let mut pipe = Pipeline::new(a.input.config());
     pipe.watch(key);
-    let mut sink = PageFindings { key, findings: Vec::new() };
+    let mut sink = PageFindings {
+        key,
+        findings: Vec::new(),
+    };
     let err = drive(&a.input, &mut pipe, &mut sink);
     let hist = pipe.timeline(&key).unwrap_or(&[]);
     let mut out = io::BufWriter::new(io::stdout().lock());
@@ -88,16 +131,41 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
             writeln!(out)?;
         }
     } else {
-        writeln!(out, "Page {} ino {} pgoff {}: {} event(s)", key.dev, key.ino, key.pgoff, hist.len())?;
+        writeln!(
+            out,
+            "Page {} ino {} pgoff {}: {} event(s)",
+            key.dev,
+            key.ino,
+            key.pgoff,
+            hist.len()
+        )?;
         for ev in hist {
-            writeln!(out, "  t={:<14} cpu {:<3} tid {:<7} {:<16} {}", ev.ts, ev.cpu, ev.tid, ev.comm.as_str(), describe(ev))?;
+            writeln!(
+                out,
+                "  t={:<14} cpu {:<3} tid {:<7} {:<16} {}",
+                ev.ts,
+                ev.cpu,
+                ev.tid,
+                ev.comm.as_str(),
+                describe(ev)
+            )?;
         }
         if hist.is_empty() {
             writeln!(out, "  (no event covers this page)")?;
         }
         for f in &sink.findings {
-            let order: Vec<String> = f.steps.iter().map(|s| format!("{:?}@{}", s.role, s.ts).to_lowercase()).collect();
-            writeln!(out, "  finding: {} ({}): {}", f.rule.name(), f.severity.name(), order.join(" < "))?;
+            let order: Vec<String> = f
+                .steps
+                .iter()
+                .map(|s| format!("{:?}@{}", s.role, s.ts).to_lowercase())
+                .collect();
+            writeln!(
+                out,
+                "  finding: {} ({}): {}",
+                f.rule.name(),
+                f.severity.name(),
+                order.join(" < ")
+            )?;
         }
         print_summary(&mut out, pipe.stats(), None)?;
     }
@@ -105,5 +173,9 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     if let Some(e) = err {
         return Err(input_error(e));
     }
-    Ok(if sink.findings.is_empty() { Outcome::Clean } else { Outcome::Findings })
+    Ok(if sink.findings.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Findings
+    })
 }

@@ -34,7 +34,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
     if !(a.speed >= 0.0 && a.speed.is_finite()) {
-        bail!("--speed {} is not a number >= 0 (0 means as fast as possible)", a.speed);
+        bail!(
+            "--speed {} is not a number >= 0 (0 means as fast as possible)",
+            a.speed
+        );
     }
     let (tx, rx) = event::channel();
     let (req_tx, req_rx) = mpsc::channel();
@@ -43,17 +46,27 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
             let name = path.display().to_string();
             // A trace file goes a decoded chunk at a time (no bar: stderr is the screen);
             // anything else as an event stream.
-            let trace_file = path.as_os_str() != "-" && sniff(path).is_ok_and(|f| f == Format::TraceFile);
+            let trace_file =
+                path.as_os_str() != "-" && sniff(path).is_ok_and(|f| f == Format::TraceFile);
             let input = if trace_file {
                 ReplayInput::Batches(tracefile::open_batches_quiet(path, name)?)
             } else {
                 ReplayInput::Events(tracer::source::open_any(path)?)
             };
             // The same narrowing the kernel side applies live.
-            let narrow = Narrow { dev: a.live.dev, inode: a.live.inode };
-            let pace = if a.speed == 0.0 { Pace::Unpaced } else { Pace::Speed(a.speed) };
-            let name =
-                path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let narrow = Narrow {
+                dev: a.live.dev,
+                inode: a.live.inode,
+            };
+            let pace = if a.speed == 0.0 {
+                Pace::Unpaced
+            } else {
+                Pace::Speed(a.speed)
+            };
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
             let source = SourceInfo {
                 label: if a.speed == 0.0 {
                     format!("replay {name} at full speed")
@@ -64,8 +77,19 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
                 backend: "none (replay)".into(),
                 plan: "n/a (replay)".into(),
             };
-            let replay = Replay { input, pace, skip_bad: a.skip_bad, narrow };
-            let feed = feed::spawn(replay, PipelineConfig::default(), source.clone(), tx.clone(), req_rx);
+            let replay = Replay {
+                input,
+                pace,
+                skip_bad: a.skip_bad,
+                narrow,
+            };
+            let feed = feed::spawn(
+                replay,
+                PipelineConfig::default(),
+                source.clone(),
+                tx.clone(),
+                req_rx,
+            );
             (source, feed)
         }
         None => {
@@ -99,7 +123,9 @@ pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
     // Dropping our ends tells the pipeline thread to stop.
     drop(rx);
     drop(req_tx);
-    let end = feed.join().map_err(|_| anyhow::anyhow!("the pipeline thread panicked (message above)"))?;
+    let end = feed
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked (message above)"))?;
     if let Some(err) = end {
         bail!("{err}");
     }
@@ -115,7 +141,9 @@ struct Restore(ratatui::DefaultTerminal);
 
 impl Restore {
     fn init() -> anyhow::Result<Self> {
-        Ok(Self(ratatui::try_init().context("setting up the terminal (is this an interactive terminal?)")?))
+        Ok(Self(ratatui::try_init().context(
+            "setting up the terminal (is this an interactive terminal?)",
+        )?))
     }
 }
 

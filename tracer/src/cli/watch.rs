@@ -56,9 +56,19 @@ impl<W: Write> Sink for Human<W> {
             f.page.pgoff
         );
         for s in &f.steps {
-            text += &format!("      t={:<14} {:<10} {}: {}\n", s.ts, format!("{:?}", s.role).to_lowercase(), who(s), says(f.rule, s));
+            text += &format!(
+                "      t={:<14} {:<10} {}: {}\n",
+                s.ts,
+                format!("{:?}", s.role).to_lowercase(),
+                who(s),
+                says(f.rule, s)
+            );
         }
-        self.err = self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush()).err();
+        self.err = self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush())
+            .err();
     }
 }
 
@@ -92,16 +102,27 @@ pub fn run(a: Args) -> Result<Outcome> {
     let stop = live::stop_flag()?;
     let mut src = live::open(&a.live)?;
     let deadline = a.live.deadline();
-    let cfg = PipelineConfig { window_ns: a.window_ms.saturating_mul(1_000_000), max_pages: a.max_pages.max(1), ..PipelineConfig::default() };
+    let cfg = PipelineConfig {
+        window_ns: a.window_ms.saturating_mul(1_000_000),
+        max_pages: a.max_pages.max(1),
+        ..PipelineConfig::default()
+    };
     let mut pipe = Pipeline::new(cfg);
     let stdout = io::stdout();
     let mut out = if a.json {
         Out::Json(JsonlSink::new(io::LineWriter::new(stdout.lock())))
     } else {
-        Out::Human(Human { out: io::LineWriter::new(stdout.lock()), n: 0, severity: SeverityCounts::default(), err: None })
+        Out::Human(Human {
+            out: io::LineWriter::new(stdout.lock()),
+            n: 0,
+            severity: SeverityCounts::default(),
+            err: None,
+        })
     };
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
-        src.poll(Duration::from_millis(100), &mut |ev| pipe.push(ev, &mut out))?;
+        src.poll(Duration::from_millis(100), &mut |ev| {
+            pipe.push(ev, &mut out)
+        })?;
         live::print_notes(&mut src);
         // Release what the window holds even when the kernel is quiet, so a
         // finding is printed within one window of its last event.
@@ -126,5 +147,9 @@ pub fn run(a: Args) -> Result<Outcome> {
             print_summary(&mut err, &stats, Some(&h.severity))?;
         }
     }
-    Ok(if stats.findings > 0 { Outcome::Findings } else { Outcome::Clean })
+    Ok(if stats.findings > 0 {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
+    })
 }

@@ -44,11 +44,18 @@ impl WriteHeal {
     /// Hold a finding whose allocation was a write(2); hand back any other.
     #[inline]
     pub fn hold(&mut self, f: Finding) -> Option<Finding> {
-        let writer = f.step(Role::Alloc).filter(|s| s.fault.is_none()).map(|s| s.tid);
+        let writer = f
+            .step(Role::Alloc)
+            .filter(|s| s.fault.is_none())
+            .map(|s| s.tid);
         match writer {
             Some(writer_tid) => {
                 let deadline = f.ts.saturating_add(HEAL_NS);
-                self.held.push_back(Held { finding: f, writer_tid, deadline });
+                self.held.push_back(Held {
+                    finding: f,
+                    writer_tid,
+                    deadline,
+                });
                 None
             }
             None => Some(f),
@@ -59,8 +66,17 @@ impl WriteHeal {
     /// with its time): a write teardown heals what it covers.
     #[inline]
     pub fn on_event(&mut self, ev: &Event) {
-        if let Body::Invalidate { pgoff, npages, reason: InvalidateReason::Write } = ev.body {
-            let end = if npages == u64::MAX { u64::MAX } else { pgoff.saturating_add(npages) };
+        if let Body::Invalidate {
+            pgoff,
+            npages,
+            reason: InvalidateReason::Write,
+        } = ev.body
+        {
+            let end = if npages == u64::MAX {
+                u64::MAX
+            } else {
+                pgoff.saturating_add(npages)
+            };
             let before = self.held.len();
             self.held.retain(|h| {
                 let p = h.finding.page;
@@ -133,20 +149,68 @@ mod tests {
     }
 
     fn ev(ts: u64, tid: u32, body: Body) -> Event {
-        Event { ts, cpu: 0, tid, pid: tid, comm: Comm::new("t"), dev: Dev::new(259, 0), ino: 12, probe: 0, body }
+        Event {
+            ts,
+            cpu: 0,
+            tid,
+            pid: tid,
+            comm: Comm::new("t"),
+            dev: Dev::new(259, 0),
+            ino: 12,
+            probe: 0,
+            body,
+        }
     }
 
     /// Lookup (hole) by fault 1, write(2) by task 300 allocates, hole load at 30.
     fn race() -> Vec<Event> {
         vec![
-            ev(10, 100, Body::MapBlocks { fault: Some(1), pgoff: 7, npages: 1, result: MapResult::Hole, new: false, write: false }),
-            ev(20, 300, Body::MapBlocks { fault: None, pgoff: 0, npages: 16, result: MapResult::Mapped, new: true, write: true }),
-            ev(30, 100, Body::LoadHole { fault: 1, pgoff: 7, size: Size::Pte }),
+            ev(
+                10,
+                100,
+                Body::MapBlocks {
+                    fault: Some(1),
+                    pgoff: 7,
+                    npages: 1,
+                    result: MapResult::Hole,
+                    new: false,
+                    write: false,
+                },
+            ),
+            ev(
+                20,
+                300,
+                Body::MapBlocks {
+                    fault: None,
+                    pgoff: 0,
+                    npages: 16,
+                    result: MapResult::Mapped,
+                    new: true,
+                    write: true,
+                },
+            ),
+            ev(
+                30,
+                100,
+                Body::LoadHole {
+                    fault: 1,
+                    pgoff: 7,
+                    size: Size::Pte,
+                },
+            ),
         ]
     }
 
     fn teardown(ts: u64, tid: u32) -> Event {
-        ev(ts, tid, Body::Invalidate { pgoff: 0, npages: 16, reason: InvalidateReason::Write })
+        ev(
+            ts,
+            tid,
+            Body::Invalidate {
+                pgoff: 0,
+                npages: 16,
+                reason: InvalidateReason::Write,
+            },
+        )
     }
 
     fn run(evs: Vec<Event>, live_now: Option<u64>) -> (Got, Pipeline) {
@@ -197,7 +261,18 @@ mod tests {
     #[test]
     fn fault_allocations_are_never_held() {
         let mut evs = race();
-        evs[1] = ev(20, 200, Body::MapBlocks { fault: Some(2), pgoff: 0, npages: 16, result: MapResult::Mapped, new: true, write: true });
+        evs[1] = ev(
+            20,
+            200,
+            Body::MapBlocks {
+                fault: Some(2),
+                pgoff: 0,
+                npages: 16,
+                result: MapResult::Mapped,
+                new: true,
+                write: true,
+            },
+        );
         let mut p = Pipeline::new(PipelineConfig::default());
         let mut got = Got::default();
         for e in evs {

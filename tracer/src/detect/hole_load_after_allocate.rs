@@ -31,7 +31,14 @@ use super::{Finding, Role, Rule, Severity, Step};
 use crate::event::{Event, PageKey};
 use crate::timeline::{pmd_key, FaultState, InodeRef, RangeKind, Rec, Timelines};
 
-pub fn check(tl: &Timelines, f: &FaultState, fault: u64, ev: &Event, ino: InodeRef, p: u64) -> Option<Finding> {
+pub fn check(
+    tl: &Timelines,
+    f: &FaultState,
+    fault: u64,
+    ev: &Event,
+    ino: InodeRef,
+    p: u64,
+) -> Option<Finding> {
     let lookup = f.lookup_for(ino, p)?;
     let (t_lookup, t_hole) = (lookup.ts, ev.ts);
     if !lookup.saw_hole() || t_lookup >= t_hole {
@@ -64,7 +71,12 @@ pub fn check(tl: &Timelines, f: &FaultState, fault: u64, ev: &Event, ino: InodeR
     // The page's own slot and its PMD's slot.
     let slots = [tl.pages.get(ino, p), tl.pages.get(ino, pmd_key(p))];
     for a in slots.iter().flatten().flat_map(|s| s.allocs) {
-        if a.is_valid() && a.is_other_than(fault) && a.ts > lower && a.ts < t_hole && alloc.is_none_or(|b| a.ts < b.ts) {
+        if a.is_valid()
+            && a.is_other_than(fault)
+            && a.ts > lower
+            && a.ts < t_hole
+            && alloc.is_none_or(|b| a.ts < b.ts)
+        {
             alloc = Some(a);
         }
     }
@@ -93,8 +105,16 @@ pub fn check(tl: &Timelines, f: &FaultState, fault: u64, ev: &Event, ino: InodeR
     steps.push(Step::of_event(Role::Hole, ev, Some(fault)));
     Some(Finding {
         rule: Rule::HoleLoadAfterAllocate,
-        severity: if insert.is_some() { Severity::Corruption } else { Severity::StaleHole },
-        page: PageKey { dev: ev.dev, ino: ev.ino, pgoff: p },
+        severity: if insert.is_some() {
+            Severity::Corruption
+        } else {
+            Severity::StaleHole
+        },
+        page: PageKey {
+            dev: ev.dev,
+            ino: ev.ino,
+            pgoff: p,
+        },
         ts: t_hole,
         steps,
     })

@@ -25,7 +25,14 @@ pub fn frees_blocks(reason: InvalidateReason) -> bool {
     !matches!(reason, InvalidateReason::Write)
 }
 
-pub fn check(tl: &Timelines, f: &FaultState, fault: u64, ev: &Event, ino: InodeRef, p: u64) -> Option<Finding> {
+pub fn check(
+    tl: &Timelines,
+    f: &FaultState,
+    fault: u64,
+    ev: &Event,
+    ino: InodeRef,
+    p: u64,
+) -> Option<Finding> {
     let lookup = f.lookup_for(ino, p)?;
     let (t_lookup, t_ins) = (lookup.ts, ev.ts);
     if !lookup.returned_blocks() || t_lookup >= t_ins {
@@ -36,20 +43,35 @@ pub fn check(tl: &Timelines, f: &FaultState, fault: u64, ev: &Event, ino: InodeR
         if r.rec.ts <= t_lookup {
             break;
         }
-        if r.covers(p) && r.rec.ts < t_ins && matches!(r.kind, RangeKind::Invalidate(why) if frees_blocks(why)) {
+        if r.covers(p)
+            && r.rec.ts < t_ins
+            && matches!(r.kind, RangeKind::Invalidate(why) if frees_blocks(why))
+        {
             inv = Some(r); // walking back: keeps the earliest
         }
     }
     let inv = inv?;
     let steps = vec![
-        Step { role: Role::Lookup, ts: t_lookup, tid: lookup.tid, pid: f.pid, cpu: lookup.cpu, comm: f.comm, fault: Some(fault) },
+        Step {
+            role: Role::Lookup,
+            ts: t_lookup,
+            tid: lookup.tid,
+            pid: f.pid,
+            cpu: lookup.cpu,
+            comm: f.comm,
+            fault: Some(fault),
+        },
         super::step_of(tl, Role::Invalidate, &inv.rec),
         Step::of_event(Role::Insert, ev, Some(fault)),
     ];
     Some(Finding {
         rule: Rule::InsertAfterInvalidate,
         severity: Severity::StaleMapping,
-        page: PageKey { dev: ev.dev, ino: ev.ino, pgoff: p },
+        page: PageKey {
+            dev: ev.dev,
+            ino: ev.ino,
+            pgoff: p,
+        },
         ts: t_ins,
         steps,
     })

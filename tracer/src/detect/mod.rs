@@ -89,7 +89,15 @@ pub struct Finding {
 impl Step {
     /// The step an event plays (its task fields as recorded).
     pub fn of_event(role: Role, ev: &Event, fault: Option<u64>) -> Self {
-        Self { role, ts: ev.ts, tid: ev.tid, pid: ev.pid, cpu: ev.cpu, comm: ev.comm, fault }
+        Self {
+            role,
+            ts: ev.ts,
+            tid: ev.tid,
+            pid: ev.pid,
+            cpu: ev.cpu,
+            comm: ev.comm,
+            fault,
+        }
     }
 }
 
@@ -100,7 +108,15 @@ pub(crate) fn step_of(tl: &Timelines, role: Role, r: &Rec) -> Step {
         Some(f) => (f.pid, f.comm),
         None => tl.task(r.tid),
     };
-    Step { role, ts: r.ts, tid: r.tid, pid, cpu: u32::from(r.cpu), comm, fault: r.fault() }
+    Step {
+        role,
+        ts: r.ts,
+        tid: r.tid,
+        pid,
+        cpu: u32::from(r.cpu),
+        comm,
+        fault: r.fault(),
+    }
 }
 
 impl Finding {
@@ -123,18 +139,34 @@ impl Finding {
 pub fn judge(tl: &Timelines, ino: InodeRef, ev: &Event, out: &mut impl FnMut(Finding)) {
     let (fault, pgoff, size, hole) = match ev.body {
         Body::LoadHole { fault, pgoff, size } => (fault, pgoff, size, true),
-        Body::InsertMapping { fault, pgoff, size, .. } => (fault, pgoff, size, false),
+        Body::InsertMapping {
+            fault, pgoff, size, ..
+        } => (fault, pgoff, size, false),
         _ => return,
     };
     // No lookup by this fault: nothing to judge (judged by the id on the
     // events, whether or not a fault_begin was seen).
-    let Some(f) = tl.faults.get(&fault) else { return };
+    let Some(f) = tl.faults.get(&fault) else {
+        return;
+    };
     // Fast path: an ordering needs an allocation (or a freeing invalidation)
     // on this inode after one of F's lookups; most hole loads and inserts
     // have none, and then no page of the span needs looking at.
-    let Some(first_lookup) = f.lookups.iter().filter(|l| l.ino == ino).map(|l| l.ts).min() else { return };
+    let Some(first_lookup) = f
+        .lookups
+        .iter()
+        .filter(|l| l.ino == ino)
+        .map(|l| l.ts)
+        .min()
+    else {
+        return;
+    };
     let inode = tl.inode(ino);
-    let last = if hole { inode.last_alloc } else { inode.last_free };
+    let last = if hole {
+        inode.last_alloc
+    } else {
+        inode.last_free
+    };
     if last.is_none_or(|t| t <= first_lookup) {
         return;
     }

@@ -70,8 +70,16 @@ impl<'a> FindingLine<'a> {
         let hole_rule = f.rule == Rule::HoleLoadAfterAllocate;
         // In hole_load_after_allocate the insert is another actor's; in
         // insert_after_invalidate it is F's own (t_ins).
-        let other_insert = if hole_rule { f.step(Role::Insert) } else { None };
-        let own_insert = if hole_rule { None } else { f.step(Role::Insert) };
+        let other_insert = if hole_rule {
+            f.step(Role::Insert)
+        } else {
+            None
+        };
+        let own_insert = if hole_rule {
+            None
+        } else {
+            f.step(Role::Insert)
+        };
         let inv = f.step(Role::Invalidate);
         Self {
             kind: "finding",
@@ -159,14 +167,22 @@ pub struct JsonlSink<W: Write> {
 
 impl<W: Write> JsonlSink<W> {
     pub fn new(out: W) -> Self {
-        Self { out, events: false, late: true, severity: SeverityCounts::default(), err: None }
+        Self {
+            out,
+            events: false,
+            late: true,
+            severity: SeverityCounts::default(),
+            err: None,
+        }
     }
 
     fn line<T: Serialize>(&mut self, v: &T) {
         if self.err.is_some() {
             return;
         }
-        let r = serde_json::to_writer(&mut self.out, v).map_err(io::Error::from).and_then(|()| self.out.write_all(b"\n"));
+        let r = serde_json::to_writer(&mut self.out, v)
+            .map_err(io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
         if let Err(e) = r {
             self.err = Some(e);
         }
@@ -186,7 +202,11 @@ impl<W: Write> JsonlSink<W> {
             healed: stats.healed,
             bad_input: stats.bad_input,
             severity: self.severity,
-            by_kind: KIND_NAMES.iter().zip(stats.by_kind).map(|(k, n)| ((*k).to_owned(), n.into())).collect(),
+            by_kind: KIND_NAMES
+                .iter()
+                .zip(stats.by_kind)
+                .map(|(k, n)| ((*k).to_owned(), n.into()))
+                .collect(),
             first_ts: stats.first_ts,
             last_ts: stats.last_ts,
             error,
@@ -217,7 +237,10 @@ impl<W: Write> Sink for JsonlSink<W> {
 
     fn on_late(&mut self, ev: &Event) {
         if self.late {
-            self.line(&LateLine { kind: "late", event: ev });
+            self.line(&LateLine {
+                kind: "late",
+                event: ev,
+            });
         }
     }
 }

@@ -92,7 +92,10 @@ pub const ALL: &[&str] = &[
 /// `_sum` and `_count` series.
 pub fn series_names(name: &str) -> Vec<String> {
     if name == FAULT_DURATION_SECONDS {
-        ["_bucket", "_sum", "_count"].iter().map(|s| format!("{name}{s}")).collect()
+        ["_bucket", "_sum", "_count"]
+            .iter()
+            .map(|s| format!("{name}{s}"))
+            .collect()
     } else {
         vec![name.to_owned()]
     }
@@ -100,7 +103,14 @@ pub fn series_names(name: &str) -> Vec<String> {
 
 /// Steps of the fault path (DESIGN.md §1 table rows), named as the attach
 /// plan names them (`attach::plan::Step`, serde names).
-pub const ATTACH_STEPS: [&str; 6] = ["fault_begin", "fault_end", "lookup", "hole_load", "insert", "invalidate"];
+pub const ATTACH_STEPS: [&str; 6] = [
+    "fault_begin",
+    "fault_end",
+    "lookup",
+    "hole_load",
+    "insert",
+    "invalidate",
+];
 /// Attach backends (`attach::plan::Backend` names).
 pub const ATTACH_BACKENDS: [&str; 5] = ["tracepoint", "tp_btf", "kprobe", "fentry", "raw_tp"];
 
@@ -124,8 +134,14 @@ pub enum AttachStatus {
 }
 
 impl AttachStatus {
-    pub const ALL: [AttachStatus; 6] =
-        [Self::Unknown, Self::Missing, Self::Unsupported, Self::Available, Self::Failed, Self::Used];
+    pub const ALL: [AttachStatus; 6] = [
+        Self::Unknown,
+        Self::Missing,
+        Self::Unsupported,
+        Self::Available,
+        Self::Failed,
+        Self::Used,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -196,7 +212,10 @@ impl LatencyHistograms {
     }
 }
 
-#[allow(clippy::cast_precision_loss, reason = "bucket bounds and latency sums fit f64 well enough for seconds")]
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "bucket bounds and latency sums fit f64 well enough for seconds"
+)]
 impl EncodeMetric for LatencyHistograms {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         for (i, h) in self.0.iter().enumerate() {
@@ -207,12 +226,16 @@ impl EncodeMetric for LatencyHistograms {
             for (j, b) in h.buckets.iter().enumerate() {
                 let n = b.load(Ordering::Relaxed);
                 count += n;
-                let le = LATENCY_BOUNDS_NS.get(j).map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
+                let le = LATENCY_BOUNDS_NS
+                    .get(j)
+                    .map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
                 buckets.push((le, n));
             }
             // Count from the buckets so the +Inf bucket always equals _count.
             let sum = h.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-            encoder.encode_family(&labels)?.encode_histogram::<Labels>(sum, count, &buckets, None)?;
+            encoder
+                .encode_family(&labels)?
+                .encode_histogram::<Labels>(sum, count, &buckets, None)?;
         }
         Ok(())
     }
@@ -230,8 +253,16 @@ const SIZE_NAMES: [&str; 2] = ["pte", "pmd"];
 const ACCESS_NAMES: [&str; 2] = ["read", "write"];
 const MAP_RESULT_NAMES: [&str; 3] = ["hole", "mapped", "unwritten"];
 const ORIGIN_NAMES: [&str; 2] = ["fault", "write"];
-const INVALIDATE_NAMES: [&str; 5] = ["truncate", "punch_hole", "collapse_range", "zero_range", "write"];
-const FAULT_RESULT_NAMES: [&str; 8] = ["nopage", "fallback", "sigbus", "retry", "oom", "sigsegv", "error", "other"];
+const INVALIDATE_NAMES: [&str; 5] = [
+    "truncate",
+    "punch_hole",
+    "collapse_range",
+    "zero_range",
+    "write",
+];
+const FAULT_RESULT_NAMES: [&str; 8] = [
+    "nopage", "fallback", "sigbus", "retry", "oom", "sigsegv", "error", "other",
+];
 /// The (rule, severity) pairs DESIGN.md §2 can raise.
 const FINDING_KINDS: [(Rule, Severity); 3] = [
     (Rule::HoleLoadAfterAllocate, Severity::Corruption),
@@ -308,7 +339,8 @@ fn labels1<const N: usize>(key: &'static str, values: [&'static str; N]) -> [Lab
 
 fn counter_name(name: &'static str) -> &'static str {
     // prometheus-client appends `_total` to counters itself.
-    name.strip_suffix("_total").expect("counter names end in _total")
+    name.strip_suffix("_total")
+        .expect("counter names end in _total")
 }
 
 /// The metrics sink. Cheap handles over the shared series: the pipeline
@@ -339,33 +371,55 @@ pub struct Metrics {
 
 impl Metrics {
     /// Create every series and the registry that exports them.
-    #[allow(clippy::too_many_lines, reason = "one registration per metric, read top to bottom")]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one registration per metric, read top to bottom"
+    )]
     pub fn new() -> (Self, Registry) {
         let mut r = Registry::default();
 
         r.register(
-            BUILD_INFO.strip_suffix("_info").expect("info names end in _info"),
+            BUILD_INFO
+                .strip_suffix("_info")
+                .expect("info names end in _info"),
             "daxtrace build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
 
         let f = Family::<Labels, Counter>::default();
         let events = series(&f, labels1("kind", KIND_NAMES));
-        r.register(counter_name(EVENTS_TOTAL), "Events received, by kind (late events included)", f);
+        r.register(
+            counter_name(EVENTS_TOTAL),
+            "Events received, by kind (late events included)",
+            f,
+        );
 
         let f = Family::<Labels, Counter>::default();
         let faults = [0, 1].map(|s| {
-            series(&f, ACCESS_NAMES.map(|a| vec![("size", SIZE_NAMES[s]), ("access", a)]))
+            series(
+                &f,
+                ACCESS_NAMES.map(|a| vec![("size", SIZE_NAMES[s]), ("access", a)]),
+            )
         });
-        r.register(counter_name(FAULTS_TOTAL), "DAX faults begun, by size and access", f);
+        r.register(
+            counter_name(FAULTS_TOTAL),
+            "DAX faults begun, by size and access",
+            f,
+        );
 
         let f = Family::<Labels, Counter>::default();
         let fault_results = series(&f, labels1("result", FAULT_RESULT_NAMES));
-        r.register(counter_name(FAULT_RESULTS_TOTAL), "DAX faults ended, by result", f);
+        r.register(
+            counter_name(FAULT_RESULTS_TOTAL),
+            "DAX faults ended, by result",
+            f,
+        );
 
         let latency = LatencyHistograms::default();
         r.register_with_unit(
-            FAULT_DURATION_SECONDS.strip_suffix("_seconds").expect("duration names end in _seconds"),
+            FAULT_DURATION_SECONDS
+                .strip_suffix("_seconds")
+                .expect("duration names end in _seconds"),
             "DAX fault latency from fault_begin to fault_end, by size",
             Unit::Seconds,
             latency.clone(),
@@ -373,7 +427,11 @@ impl Metrics {
 
         let f = Family::<Labels, Counter>::default();
         let lookups = series(&f, labels1("result", MAP_RESULT_NAMES));
-        r.register(counter_name(BLOCK_LOOKUPS_TOTAL), "Block lookups (map_blocks), by result", f);
+        r.register(
+            counter_name(BLOCK_LOOKUPS_TOTAL),
+            "Block lookups (map_blocks), by result",
+            f,
+        );
 
         let f = Family::<Labels, Counter>::default();
         let allocations = series(&f, labels1("origin", ORIGIN_NAMES));
@@ -385,15 +443,26 @@ impl Metrics {
 
         let f = Family::<Labels, Counter>::default();
         let allocated_pages = series(&f, labels1("origin", ORIGIN_NAMES));
-        r.register(counter_name(ALLOCATED_PAGES_TOTAL), "Pages covered by allocating lookups, by origin", f);
+        r.register(
+            counter_name(ALLOCATED_PAGES_TOTAL),
+            "Pages covered by allocating lookups, by origin",
+            f,
+        );
 
         let f = Family::<Labels, Counter>::default();
         let hole_loads = series(&f, labels1("size", SIZE_NAMES));
-        r.register(counter_name(HOLE_LOADS_TOTAL), "Hole loads (zero page mapped), by size", f);
+        r.register(
+            counter_name(HOLE_LOADS_TOTAL),
+            "Hole loads (zero page mapped), by size",
+            f,
+        );
 
         let f = Family::<Labels, Counter>::default();
         let inserts = [0, 1].map(|s| {
-            series(&f, ["false", "true"].map(|i| vec![("size", SIZE_NAMES[s]), ("inferred", i)]))
+            series(
+                &f,
+                ["false", "true"].map(|i| vec![("size", SIZE_NAMES[s]), ("inferred", i)]),
+            )
         });
         r.register(
             counter_name(INSERTS_TOTAL),
@@ -403,29 +472,64 @@ impl Metrics {
 
         let f = Family::<Labels, Counter>::default();
         let invalidations = series(&f, labels1("reason", INVALIDATE_NAMES));
-        r.register(counter_name(INVALIDATIONS_TOTAL), "Page invalidations, by reason", f);
+        r.register(
+            counter_name(INVALIDATIONS_TOTAL),
+            "Page invalidations, by reason",
+            f,
+        );
 
         let f = Family::<Labels, Counter>::default();
-        let findings = series(&f, FINDING_KINDS.map(|(rule, sev)| vec![("rule", rule.name()), ("severity", sev.name())]));
-        r.register(counter_name(FINDINGS_TOTAL), "Findings raised, by rule and severity", f);
+        let findings = series(
+            &f,
+            FINDING_KINDS.map(|(rule, sev)| vec![("rule", rule.name()), ("severity", sev.name())]),
+        );
+        r.register(
+            counter_name(FINDINGS_TOTAL),
+            "Findings raised, by rule and severity",
+            f,
+        );
 
         let lost = Counter::default();
-        r.register(counter_name(LOST_EVENTS_TOTAL), "Events the kernel side could not deliver", lost.clone());
+        r.register(
+            counter_name(LOST_EVENTS_TOTAL),
+            "Events the kernel side could not deliver",
+            lost.clone(),
+        );
         let late = Counter::default();
-        r.register(counter_name(LATE_EVENTS_TOTAL), "Events that arrived later than the reorder window", late.clone());
+        r.register(
+            counter_name(LATE_EVENTS_TOTAL),
+            "Events that arrived later than the reorder window",
+            late.clone(),
+        );
         let evicted = Counter::default();
-        r.register(counter_name(EVICTED_PAGES_TOTAL), "Pages evicted from the timeline store by its cap", evicted.clone());
+        r.register(
+            counter_name(EVICTED_PAGES_TOTAL),
+            "Pages evicted from the timeline store by its cap",
+            evicted.clone(),
+        );
         let bad_input = Counter::default();
-        r.register(counter_name(BAD_INPUT_TOTAL), "Input lines skipped as bad", bad_input.clone());
+        r.register(
+            counter_name(BAD_INPUT_TOTAL),
+            "Input lines skipped as bad",
+            bad_input.clone(),
+        );
 
         let ringbuf_fill = Gauge::<f64, AtomicU64>::default();
-        r.register(RINGBUF_FILL_RATIO, "Kernel ring buffer fill (0 to 1) at the last read", ringbuf_fill.clone());
+        r.register(
+            RINGBUF_FILL_RATIO,
+            "Kernel ring buffer fill (0 to 1) at the last read",
+            ringbuf_fill.clone(),
+        );
 
         let f = Family::<Labels, Gauge>::default();
         let mut attach = Vec::with_capacity(ATTACH_STEPS.len() * ATTACH_BACKENDS.len());
         for step in ATTACH_STEPS {
             for backend in ATTACH_BACKENDS {
-                let g = series(&f, AttachStatus::ALL.map(|s| vec![("step", step), ("backend", backend), ("status", s.name())]));
+                let g = series(
+                    &f,
+                    AttachStatus::ALL
+                        .map(|s| vec![("step", step), ("backend", backend), ("status", s.name())]),
+                );
                 g[AttachStatus::Unknown as usize].set(1);
                 attach.push(g);
             }
@@ -437,7 +541,11 @@ impl Metrics {
         );
 
         let input_complete = Gauge::default();
-        r.register(INPUT_COMPLETE, "1 once a replayed input has been read to its end", input_complete.clone());
+        r.register(
+            INPUT_COMPLETE,
+            "1 once a replayed input has been read to its end",
+            input_complete.clone(),
+        );
 
         let m = Self {
             events,
@@ -471,10 +579,14 @@ impl Metrics {
         for (i, c) in self.events.iter().enumerate() {
             c.inc_by(stats.by_kind[i].saturating_sub(self.synced.by_kind[i]));
         }
-        self.lost.inc_by(stats.lost.saturating_sub(self.synced.lost));
-        self.late.inc_by(stats.late.saturating_sub(self.synced.late));
-        self.evicted.inc_by(stats.evicted.saturating_sub(self.synced.evicted));
-        self.bad_input.inc_by(stats.bad_input.saturating_sub(self.synced.bad_input));
+        self.lost
+            .inc_by(stats.lost.saturating_sub(self.synced.lost));
+        self.late
+            .inc_by(stats.late.saturating_sub(self.synced.late));
+        self.evicted
+            .inc_by(stats.evicted.saturating_sub(self.synced.evicted));
+        self.bad_input
+            .inc_by(stats.bad_input.saturating_sub(self.synced.bad_input));
         self.synced = stats.clone();
     }
 
@@ -485,13 +597,21 @@ impl Metrics {
 
     /// Record where one step stands on one backend.
     pub fn set_attach(&self, step: &str, backend: &str, status: AttachStatus) {
-        let (Some(s), Some(b)) =
-            (ATTACH_STEPS.iter().position(|&x| x == step), ATTACH_BACKENDS.iter().position(|&x| x == backend))
-        else {
-            tracing::warn!(step, backend, "attach status for an unknown step or backend not exported");
+        let (Some(s), Some(b)) = (
+            ATTACH_STEPS.iter().position(|&x| x == step),
+            ATTACH_BACKENDS.iter().position(|&x| x == backend),
+        ) else {
+            tracing::warn!(
+                step,
+                backend,
+                "attach status for an unknown step or backend not exported"
+            );
             return;
         };
-        for (i, g) in self.attach[s * ATTACH_BACKENDS.len() + b].iter().enumerate() {
+        for (i, g) in self.attach[s * ATTACH_BACKENDS.len() + b]
+            .iter()
+            .enumerate()
+        {
             g.set(i64::from(i == status as usize));
         }
     }
@@ -503,15 +623,28 @@ impl Metrics {
 
     fn count(&mut self, ev: &Event) {
         match ev.body {
-            Body::FaultBegin { fault, size, write, .. } => {
+            Body::FaultBegin {
+                fault, size, write, ..
+            } => {
                 self.faults[size_index(size)][usize::from(write)].inc();
-                #[allow(clippy::cast_possible_truncation, reason = "slot index is below INFLIGHT_SLOTS")]
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    reason = "slot index is below INFLIGHT_SLOTS"
+                )]
                 let slot = &mut self.inflight[(fault % INFLIGHT_SLOTS as u64) as usize];
-                *slot = Inflight { fault, ts: ev.ts, size: size_index(size) as u8, used: true };
+                *slot = Inflight {
+                    fault,
+                    ts: ev.ts,
+                    size: size_index(size) as u8,
+                    used: true,
+                };
             }
             Body::FaultEnd { fault, result } => {
                 self.fault_results[fault_result_index(result)].inc();
-                #[allow(clippy::cast_possible_truncation, reason = "slot index is below INFLIGHT_SLOTS")]
+                #[allow(
+                    clippy::cast_possible_truncation,
+                    reason = "slot index is below INFLIGHT_SLOTS"
+                )]
                 let slot = &mut self.inflight[(fault % INFLIGHT_SLOTS as u64) as usize];
                 if slot.used && slot.fault == fault && ev.ts >= slot.ts {
                     let size = if slot.size == 0 { Size::Pte } else { Size::Pmd };
@@ -519,7 +652,13 @@ impl Metrics {
                     slot.used = false;
                 }
             }
-            Body::MapBlocks { fault, npages, result, new, .. } => {
+            Body::MapBlocks {
+                fault,
+                npages,
+                result,
+                new,
+                ..
+            } => {
                 self.lookups[map_result_index(result)].inc();
                 if new {
                     let origin = usize::from(fault.is_none());
@@ -556,7 +695,11 @@ impl Sink for Metrics {
         if let Some(i) = finding_index(f.rule, f.severity) {
             self.findings[i].inc();
         } else {
-            tracing::warn!(rule = f.rule.name(), severity = f.severity.name(), "finding with an unexpected severity");
+            tracing::warn!(
+                rule = f.rule.name(),
+                severity = f.severity.name(),
+                "finding with an unexpected severity"
+            );
         }
     }
 }
@@ -591,7 +734,9 @@ impl Format {
 pub fn encode(registry: &Registry, format: Format) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let r = match format {
-        Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(&mut out, registry),
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+        }
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
     };
     // Writing into a String cannot fail; an encoder error would be a bug in
@@ -607,7 +752,17 @@ mod tests {
     use crate::event::{Comm, Dev, PageKey};
 
     fn ev(ts: u64, body: Body) -> Event {
-        Event { ts, cpu: 0, tid: 1, pid: 1, comm: Comm::new("t"), dev: Dev::new(7, 0), ino: 12, probe: 0, body }
+        Event {
+            ts,
+            cpu: 0,
+            tid: 1,
+            pid: 1,
+            comm: Comm::new("t"),
+            dev: Dev::new(7, 0),
+            ino: 12,
+            probe: 0,
+            body,
+        }
     }
 
     /// The sample value of `series` (exact text before the value) in `text`.
@@ -627,7 +782,9 @@ mod tests {
             for name in ALL {
                 for s in series_names(name) {
                     assert!(
-                        text.lines().any(|l| l.starts_with(&format!("{s}{{")) || l.starts_with(&format!("{s} "))),
+                        text.lines()
+                            .any(|l| l.starts_with(&format!("{s}{{"))
+                                || l.starts_with(&format!("{s} "))),
                         "{s} missing from {fmt:?} output:\n{text}"
                     );
                 }
@@ -638,46 +795,173 @@ mod tests {
     #[test]
     fn events_update_their_series() {
         let (mut m, r) = Metrics::new();
-        m.on_event(&ev(100, Body::FaultBegin { fault: 5, pgoff: 0, size: Size::Pte, write: true }));
+        m.on_event(&ev(
+            100,
+            Body::FaultBegin {
+                fault: 5,
+                pgoff: 0,
+                size: Size::Pte,
+                write: true,
+            },
+        ));
         m.on_event(&ev(
             110,
-            Body::MapBlocks { fault: Some(5), pgoff: 0, npages: 16, result: MapResult::Hole, new: true, write: true },
+            Body::MapBlocks {
+                fault: Some(5),
+                pgoff: 0,
+                npages: 16,
+                result: MapResult::Hole,
+                new: true,
+                write: true,
+            },
         ));
-        m.on_event(&ev(120, Body::InsertMapping { fault: 5, pgoff: 0, size: Size::Pte, inferred: true }));
+        m.on_event(&ev(
+            120,
+            Body::InsertMapping {
+                fault: 5,
+                pgoff: 0,
+                size: Size::Pte,
+                inferred: true,
+            },
+        ));
         // 30 µs fault: lands in the 50 µs bucket, not the 25 µs one.
-        m.on_event(&ev(30_100, Body::FaultEnd { fault: 5, result: FaultResult::Nopage }));
-        m.on_late(&ev(90, Body::Invalidate { pgoff: 0, npages: 1, reason: InvalidateReason::PunchHole }));
+        m.on_event(&ev(
+            30_100,
+            Body::FaultEnd {
+                fault: 5,
+                result: FaultResult::Nopage,
+            },
+        ));
+        m.on_late(&ev(
+            90,
+            Body::Invalidate {
+                pgoff: 0,
+                npages: 1,
+                reason: InvalidateReason::PunchHole,
+            },
+        ));
         let text = encode(&r, Format::Prometheus);
-        assert_eq!(value(&text, r#"daxtrace_faults_total{size="pte",access="write"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_faults_total{size="pte",access="read"}"#), 0.0);
-        assert_eq!(value(&text, r#"daxtrace_allocations_total{origin="fault"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_allocated_pages_total{origin="fault"}"#), 16.0);
-        assert_eq!(value(&text, r#"daxtrace_block_lookups_total{result="hole"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_inserts_total{size="pte",inferred="true"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_invalidations_total{reason="punch_hole"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_fault_results_total{result="nopage"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="2.5e-05"}"#), 0.0);
-        assert_eq!(value(&text, r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="5e-05"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="1"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="+Inf"}"#), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_fault_duration_seconds_count{size="pte"}"#), 1.0);
-        assert!((value(&text, r#"daxtrace_fault_duration_seconds_sum{size="pte"}"#) - 30e-6).abs() < 1e-12);
+        assert_eq!(
+            value(&text, r#"daxtrace_faults_total{size="pte",access="write"}"#),
+            1.0
+        );
+        assert_eq!(
+            value(&text, r#"daxtrace_faults_total{size="pte",access="read"}"#),
+            0.0
+        );
+        assert_eq!(
+            value(&text, r#"daxtrace_allocations_total{origin="fault"}"#),
+            1.0
+        );
+        assert_eq!(
+            value(&text, r#"daxtrace_allocated_pages_total{origin="fault"}"#),
+            16.0
+        );
+        assert_eq!(
+            value(&text, r#"daxtrace_block_lookups_total{result="hole"}"#),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_inserts_total{size="pte",inferred="true"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_invalidations_total{reason="punch_hole"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(&text, r#"daxtrace_fault_results_total{result="nopage"}"#),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="2.5e-05"}"#
+            ),
+            0.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="5e-05"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="1"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_fault_duration_seconds_bucket{size="pte",le="+Inf"}"#
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_fault_duration_seconds_count{size="pte"}"#
+            ),
+            1.0
+        );
+        assert!(
+            (value(&text, r#"daxtrace_fault_duration_seconds_sum{size="pte"}"#) - 30e-6).abs()
+                < 1e-12
+        );
     }
 
     #[test]
     fn fault_end_without_begin_gives_no_latency() {
         let (mut m, r) = Metrics::new();
-        m.on_event(&ev(10, Body::FaultBegin { fault: 1, pgoff: 0, size: Size::Pmd, write: false }));
-        m.on_event(&ev(20, Body::FaultEnd { fault: 1 + INFLIGHT_SLOTS as u64, result: FaultResult::Fallback }));
+        m.on_event(&ev(
+            10,
+            Body::FaultBegin {
+                fault: 1,
+                pgoff: 0,
+                size: Size::Pmd,
+                write: false,
+            },
+        ));
+        m.on_event(&ev(
+            20,
+            Body::FaultEnd {
+                fault: 1 + INFLIGHT_SLOTS as u64,
+                result: FaultResult::Fallback,
+            },
+        ));
         let text = encode(&r, Format::Prometheus);
-        assert_eq!(value(&text, r#"daxtrace_fault_duration_seconds_count{size="pmd"}"#), 0.0);
-        assert_eq!(value(&text, r#"daxtrace_fault_results_total{result="fallback"}"#), 1.0);
+        assert_eq!(
+            value(
+                &text,
+                r#"daxtrace_fault_duration_seconds_count{size="pmd"}"#
+            ),
+            0.0
+        );
+        assert_eq!(
+            value(&text, r#"daxtrace_fault_results_total{result="fallback"}"#),
+            1.0
+        );
     }
 
     #[test]
     fn stats_sync_adds_only_the_difference() {
         let (mut m, r) = Metrics::new();
-        let mut s = Stats { late: 2, lost: 5, evicted: 1, ..Stats::default() };
+        let mut s = Stats {
+            late: 2,
+            lost: 5,
+            evicted: 1,
+            ..Stats::default()
+        };
         s.by_kind[2] = 3;
         m.sync_stats(&s);
         s.late = 3;
@@ -688,17 +972,32 @@ mod tests {
         assert_eq!(value(&text, "daxtrace_late_events_total"), 3.0);
         assert_eq!(value(&text, "daxtrace_lost_events_total"), 5.0);
         assert_eq!(value(&text, "daxtrace_evicted_pages_total"), 1.0);
-        assert_eq!(value(&text, r#"daxtrace_events_total{kind="load_hole"}"#), 4.0);
+        assert_eq!(
+            value(&text, r#"daxtrace_events_total{kind="load_hole"}"#),
+            4.0
+        );
     }
 
     #[test]
     fn findings_counted_by_rule_and_severity() {
         let (mut m, r) = Metrics::new();
-        let step = Step { role: Role::Lookup, ts: 1, tid: 1, pid: 1, cpu: 0, comm: Comm::new("a"), fault: Some(1) };
+        let step = Step {
+            role: Role::Lookup,
+            ts: 1,
+            tid: 1,
+            pid: 1,
+            cpu: 0,
+            comm: Comm::new("a"),
+            fault: Some(1),
+        };
         let f = Finding {
             rule: Rule::HoleLoadAfterAllocate,
             severity: Severity::Corruption,
-            page: PageKey { dev: Dev::new(7, 0), ino: 1, pgoff: 0 },
+            page: PageKey {
+                dev: Dev::new(7, 0),
+                ino: 1,
+                pgoff: 0,
+            },
             ts: 4,
             steps: vec![step],
         };
@@ -706,11 +1005,17 @@ mod tests {
         m.on_finding(&f);
         let text = encode(&r, Format::OpenMetrics);
         assert_eq!(
-            value(&text, r#"daxtrace_findings_total{rule="hole_load_after_allocate",severity="corruption"}"#),
+            value(
+                &text,
+                r#"daxtrace_findings_total{rule="hole_load_after_allocate",severity="corruption"}"#
+            ),
             2.0
         );
         assert_eq!(
-            value(&text, r#"daxtrace_findings_total{rule="insert_after_invalidate",severity="stale_mapping"}"#),
+            value(
+                &text,
+                r#"daxtrace_findings_total{rule="insert_after_invalidate",severity="stale_mapping"}"#
+            ),
             0.0
         );
         assert!(text.ends_with("# EOF\n"));
@@ -721,7 +1026,11 @@ mod tests {
         let (m, r) = Metrics::new();
         m.set_attach("hole_load", "tracepoint", AttachStatus::Used);
         let text = encode(&r, Format::Prometheus);
-        let s = |st: &str| format!(r#"daxtrace_attach_status{{step="hole_load",backend="tracepoint",status="{st}"}}"#);
+        let s = |st: &str| {
+            format!(
+                r#"daxtrace_attach_status{{step="hole_load",backend="tracepoint",status="{st}"}}"#
+            )
+        };
         assert_eq!(value(&text, &s("used")), 1.0);
         assert_eq!(value(&text, &s("unknown")), 0.0);
         let other = r#"daxtrace_attach_status{step="hole_load",backend="kprobe",status="unknown"}"#;

@@ -2,6 +2,6 @@
 
 pub mod jsonl;
 pub mod metrics;
-pub mod tracefile;
 #[cfg(feature = "perfetto")]
 pub mod perfetto;
+pub mod tracefile;

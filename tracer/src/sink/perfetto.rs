@@ -51,10 +51,19 @@ impl Interest {
     pub fn on_event(&mut self, ev: &Event) {
         let (pgoff, bit) = match ev.body {
             Body::LoadHole { pgoff, .. } => (pgoff, 1),
-            Body::MapBlocks { pgoff, new: true, .. } => (pgoff, 2),
+            Body::MapBlocks {
+                pgoff, new: true, ..
+            } => (pgoff, 2),
             _ => return,
         };
-        *self.seen.entry(PageKey { dev: ev.dev, ino: ev.ino, pgoff }).or_default() |= bit;
+        *self
+            .seen
+            .entry(PageKey {
+                dev: ev.dev,
+                ino: ev.ino,
+                pgoff,
+            })
+            .or_default() |= bit;
     }
 
     pub fn on_finding(&mut self, f: &Finding) {
@@ -70,7 +79,12 @@ impl Interest {
                 out.push(p);
             }
         }
-        let mut contested: Vec<PageKey> = self.seen.into_iter().filter(|(_, b)| *b == 3).map(|(k, _)| k).collect();
+        let mut contested: Vec<PageKey> = self
+            .seen
+            .into_iter()
+            .filter(|(_, b)| *b == 3)
+            .map(|(k, _)| k)
+            .collect();
         contested.sort_unstable();
         out.extend(contested.into_iter().filter(|p| !have.contains(p)));
         out.truncate(MAX_PAGE_TRACKS);
@@ -115,10 +129,18 @@ impl<W: Write> PerfettoWriter<W> {
             open: HashMap::new(),
         };
         w.track(UUID_FINDINGS, None, "findings".into());
-        w.track(UUID_PAGES, None, format!("pages of interest ({})", pages.len()));
+        w.track(
+            UUID_PAGES,
+            None,
+            format!("pages of interest ({})", pages.len()),
+        );
         for (i, p) in pages.into_iter().enumerate() {
             let uuid = UUID_PAGE + i as u64;
-            w.track(uuid, Some(UUID_PAGES), format!("page {} ino {} pgoff {}", p.dev, p.ino, p.pgoff));
+            w.track(
+                uuid,
+                Some(UUID_PAGES),
+                format!("page {} ino {} pgoff {}", p.dev, p.ino, p.pgoff),
+            );
             w.pages.insert(p, uuid);
         }
         w
@@ -186,7 +208,14 @@ impl<W: Write> PerfettoWriter<W> {
         uuid
     }
 
-    fn track_event(&mut self, ts: u64, track: u64, ty: Type, name: Option<String>, args: Vec<DebugAnnotation>) {
+    fn track_event(
+        &mut self,
+        ts: u64,
+        track: u64,
+        ty: Type,
+        name: Option<String>,
+        args: Vec<DebugAnnotation>,
+    ) {
         let mut te = TrackEvent::new();
         te.set_type(ty);
         te.set_track_uuid(track);
@@ -236,23 +265,38 @@ fn size_name(s: Size) -> &'static str {
 fn instant_name(b: &Body) -> Option<String> {
     Some(match *b {
         Body::MapBlocks { new: true, .. } => "allocate".into(),
-        Body::MapBlocks { result, .. } => format!("lookup: {}", serde_json::to_value(result).ok()?.as_str()?),
+        Body::MapBlocks { result, .. } => {
+            format!("lookup: {}", serde_json::to_value(result).ok()?.as_str()?)
+        }
         Body::LoadHole { size, .. } => format!("load_hole ({})", size_name(size)),
         Body::InsertMapping { size, inferred, .. } => {
-            format!("insert_mapping ({}){}", size_name(size), if inferred { " inferred" } else { "" })
+            format!(
+                "insert_mapping ({}){}",
+                size_name(size),
+                if inferred { " inferred" } else { "" }
+            )
         }
-        Body::Invalidate { reason, .. } => format!("invalidate: {}", serde_json::to_value(reason).ok()?.as_str()?),
+        Body::Invalidate { reason, .. } => format!(
+            "invalidate: {}",
+            serde_json::to_value(reason).ok()?.as_str()?
+        ),
         Body::FaultBegin { .. } | Body::FaultEnd { .. } | Body::Lost { .. } => return None,
     })
 }
 
 fn event_args(ev: &Event) -> Vec<DebugAnnotation> {
-    let mut a = vec![arg_s("dev", &ev.dev.to_string()), arg_u("ino", ev.ino), arg_u("cpu", u64::from(ev.cpu))];
+    let mut a = vec![
+        arg_s("dev", &ev.dev.to_string()),
+        arg_u("ino", ev.ino),
+        arg_u("cpu", u64::from(ev.cpu)),
+    ];
     if let Some(f) = ev.body.fault() {
         a.push(arg_u("fault", f));
     }
     match ev.body {
-        Body::FaultBegin { pgoff, .. } | Body::LoadHole { pgoff, .. } | Body::InsertMapping { pgoff, .. } => {
+        Body::FaultBegin { pgoff, .. }
+        | Body::LoadHole { pgoff, .. }
+        | Body::InsertMapping { pgoff, .. } => {
             a.push(arg_u("pgoff", pgoff));
         }
         Body::MapBlocks { pgoff, npages, .. } | Body::Invalidate { pgoff, npages, .. } => {
@@ -272,10 +316,12 @@ fn event_args(ev: &Event) -> Vec<DebugAnnotation> {
 /// Pages an event touches: (first, count).
 fn span(b: &Body) -> Option<(u64, u64)> {
     match *b {
-        Body::FaultBegin { pgoff, size, .. } | Body::LoadHole { pgoff, size, .. } | Body::InsertMapping { pgoff, size, .. } => {
-            Some(size.span(pgoff))
+        Body::FaultBegin { pgoff, size, .. }
+        | Body::LoadHole { pgoff, size, .. }
+        | Body::InsertMapping { pgoff, size, .. } => Some(size.span(pgoff)),
+        Body::MapBlocks { pgoff, npages, .. } | Body::Invalidate { pgoff, npages, .. } => {
+            Some((pgoff, npages.max(1)))
         }
-        Body::MapBlocks { pgoff, npages, .. } | Body::Invalidate { pgoff, npages, .. } => Some((pgoff, npages.max(1))),
         Body::FaultEnd { .. } | Body::Lost { .. } => None,
     }
 }
@@ -284,9 +330,24 @@ impl<W: Write> Sink for PerfettoWriter<W> {
     fn on_event(&mut self, ev: &Event) {
         let track = self.thread_track(ev);
         match ev.body {
-            Body::FaultBegin { fault, pgoff, size, write } => {
-                let name = format!("{} {} fault pgoff {pgoff}", size_name(size), if write { "write" } else { "read" });
-                self.track_event(ev.ts, track, Type::TYPE_SLICE_BEGIN, Some(name), event_args(ev));
+            Body::FaultBegin {
+                fault,
+                pgoff,
+                size,
+                write,
+            } => {
+                let name = format!(
+                    "{} {} fault pgoff {pgoff}",
+                    size_name(size),
+                    if write { "write" } else { "read" }
+                );
+                self.track_event(
+                    ev.ts,
+                    track,
+                    Type::TYPE_SLICE_BEGIN,
+                    Some(name),
+                    event_args(ev),
+                );
                 self.open.insert(ev.tid, fault);
             }
             Body::FaultEnd { fault, .. } => {
@@ -296,7 +357,13 @@ impl<W: Write> Sink for PerfettoWriter<W> {
                 }
             }
             Body::Lost { count } => {
-                self.track_event(ev.ts, UUID_FINDINGS, Type::TYPE_INSTANT, Some(format!("lost {count} events")), vec![]);
+                self.track_event(
+                    ev.ts,
+                    UUID_FINDINGS,
+                    Type::TYPE_INSTANT,
+                    Some(format!("lost {count} events")),
+                    vec![],
+                );
             }
             ref b => {
                 if let Some(name) = instant_name(b) {
@@ -306,8 +373,16 @@ impl<W: Write> Sink for PerfettoWriter<W> {
         }
         // The same step on every page track it covers.
         if let (Some((first, n)), Some(name)) = (span(&ev.body), instant_name(&ev.body)) {
-            let lo = PageKey { dev: ev.dev, ino: ev.ino, pgoff: first };
-            let hi = PageKey { dev: ev.dev, ino: ev.ino, pgoff: first.saturating_add(n - 1) };
+            let lo = PageKey {
+                dev: ev.dev,
+                ino: ev.ino,
+                pgoff: first,
+            };
+            let hi = PageKey {
+                dev: ev.dev,
+                ino: ev.ino,
+                pgoff: first.saturating_add(n - 1),
+            };
             let hits: Vec<u64> = self.pages.range(lo..=hi).map(|(_, u)| *u).collect();
             for uuid in hits {
                 let name = format!("{name} by {} ({})", ev.tid, ev.comm);
@@ -328,12 +403,27 @@ impl<W: Write> Sink for PerfettoWriter<W> {
             arg_u("pgoff", f.page.pgoff),
         ];
         for (i, s) in f.steps.iter().enumerate() {
-            let role = serde_json::to_value(s.role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let role = serde_json::to_value(s.role)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             let fault = s.fault.map_or_else(|| "-".to_owned(), |x| x.to_string());
-            args.push(arg_s(&format!("step{i}"), &format!("{role} ts={} tid={} ({}) fault={fault}", s.ts, s.tid, s.comm)));
+            args.push(arg_s(
+                &format!("step{i}"),
+                &format!(
+                    "{role} ts={} tid={} ({}) fault={fault}",
+                    s.ts, s.tid, s.comm
+                ),
+            ));
         }
         if let Some(&uuid) = self.pages.get(&f.page) {
-            self.track_event(f.ts, uuid, Type::TYPE_INSTANT, Some(name.clone()), args.clone());
+            self.track_event(
+                f.ts,
+                uuid,
+                Type::TYPE_INSTANT,
+                Some(name.clone()),
+                args.clone(),
+            );
         }
         self.track_event(f.ts, UUID_FINDINGS, Type::TYPE_INSTANT, Some(name), args);
     }

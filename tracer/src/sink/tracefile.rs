@@ -15,9 +15,10 @@ use crate::detect::Finding;
 use crate::event::{Body, Dev, Event, MapResult, Size};
 use crate::pipeline::Sink;
 use crate::source::tracefile::{
-    kind, put_varint, zigzag, ChunkFrame, Footer, Header, StatsRecord, CHUNK_EVENTS, CHUNK_FOOTER, CHUNK_STATS,
-    CODEC_NONE, CODEC_ZSTD, COLUMNS, COL_COUNT, COL_CPU, COL_FAULT, COL_FILE, COL_KIND, COL_NPAGES, COL_PGOFF,
-    COL_PROBE, COL_TASK, COL_TS, FAULT_RESULTS, MAGIC, REASONS, VERSION,
+    kind, put_varint, zigzag, ChunkFrame, Footer, Header, StatsRecord, CHUNK_EVENTS, CHUNK_FOOTER,
+    CHUNK_STATS, CODEC_NONE, CODEC_ZSTD, COLUMNS, COL_COUNT, COL_CPU, COL_FAULT, COL_FILE,
+    COL_KIND, COL_NPAGES, COL_PGOFF, COL_PROBE, COL_TASK, COL_TS, FAULT_RESULTS, MAGIC, REASONS,
+    VERSION,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -32,14 +33,22 @@ impl Default for WriterOptions {
     fn default() -> Self {
         // 64 Ki events: big enough for zstd to find the columns' repetition,
         // small enough that a killed recorder loses little.
-        Self { chunk_events: 1 << 16, zstd_level: 3 }
+        Self {
+            chunk_events: 1 << 16,
+            zstd_level: 3,
+        }
     }
 }
 
 /// Create `path` for writing a trace: mode 0600 (traces name files and
 /// tasks), truncating any old file.
 pub fn create_private(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     // `mode` applies only to new files: tighten an existing one too, if it
     // is a regular file. A device or FIFO keeps its mode: `-o /dev/null`
     // run as root must not make /dev/null private.
@@ -62,7 +71,11 @@ struct Dict<K> {
 
 impl<K> Default for Dict<K> {
     fn default() -> Self {
-        Self { index: HashMap::new(), list: Vec::new(), last: None }
+        Self {
+            index: HashMap::new(),
+            list: Vec::new(),
+            last: None,
+        }
     }
 }
 
@@ -126,7 +139,10 @@ impl ChunkBuilder {
         let fi = self.files.id((ev.dev, ev.ino));
         let c = &mut self.cols;
         // Signed deltas: events may arrive slightly out of order.
-        put_varint(&mut c[COL_TS], zigzag(ev.ts.wrapping_sub(self.prev_ts) as i64));
+        put_varint(
+            &mut c[COL_TS],
+            zigzag(ev.ts.wrapping_sub(self.prev_ts) as i64),
+        );
         self.prev_ts = ev.ts;
         put_varint(&mut c[COL_CPU], u64::from(ev.cpu));
         put_varint(&mut c[COL_TASK], u64::from(ti));
@@ -134,28 +150,61 @@ impl ChunkBuilder {
         put_varint(&mut c[COL_PROBE], u64::from(ev.probe));
         let pmd = |s: Size| u8::from(s == Size::Pmd);
         let (k, flags, fault, pgoff) = match ev.body {
-            Body::FaultBegin { fault, pgoff, size, write } => {
-                (kind::FAULT_BEGIN, pmd(size) | u8::from(write) << 1, Some(fault), Some(pgoff))
-            }
-            Body::MapBlocks { fault, pgoff, npages, result, new, write } => {
+            Body::FaultBegin {
+                fault,
+                pgoff,
+                size,
+                write,
+            } => (
+                kind::FAULT_BEGIN,
+                pmd(size) | u8::from(write) << 1,
+                Some(fault),
+                Some(pgoff),
+            ),
+            Body::MapBlocks {
+                fault,
+                pgoff,
+                npages,
+                result,
+                new,
+                write,
+            } => {
                 put_varint(&mut c[COL_NPAGES], npages);
                 let r = match result {
                     MapResult::Hole => 0,
                     MapResult::Mapped => 1,
                     MapResult::Unwritten => 2,
                 };
-                let fl = r | u8::from(new) << 2 | u8::from(write) << 3 | u8::from(fault.is_some()) << 4;
+                let fl =
+                    r | u8::from(new) << 2 | u8::from(write) << 3 | u8::from(fault.is_some()) << 4;
                 (kind::MAP_BLOCKS, fl, fault, Some(pgoff))
             }
-            Body::LoadHole { fault, pgoff, size } => (kind::LOAD_HOLE, pmd(size), Some(fault), Some(pgoff)),
-            Body::InsertMapping { fault, pgoff, size, inferred } => {
-                (kind::INSERT_MAPPING, pmd(size) | u8::from(inferred) << 1, Some(fault), Some(pgoff))
+            Body::LoadHole { fault, pgoff, size } => {
+                (kind::LOAD_HOLE, pmd(size), Some(fault), Some(pgoff))
             }
+            Body::InsertMapping {
+                fault,
+                pgoff,
+                size,
+                inferred,
+            } => (
+                kind::INSERT_MAPPING,
+                pmd(size) | u8::from(inferred) << 1,
+                Some(fault),
+                Some(pgoff),
+            ),
             Body::FaultEnd { fault, result } => {
-                let r = FAULT_RESULTS.iter().position(|x| *x == result).unwrap_or(FAULT_RESULTS.len() - 1);
+                let r = FAULT_RESULTS
+                    .iter()
+                    .position(|x| *x == result)
+                    .unwrap_or(FAULT_RESULTS.len() - 1);
                 (kind::FAULT_END, r as u8, Some(fault), None)
             }
-            Body::Invalidate { pgoff, npages, reason } => {
+            Body::Invalidate {
+                pgoff,
+                npages,
+                reason,
+            } => {
                 put_varint(&mut c[COL_NPAGES], npages);
                 let r = REASONS.iter().position(|x| *x == reason).unwrap_or(0);
                 (kind::INVALIDATE, r as u8, None, Some(pgoff))
@@ -167,11 +216,17 @@ impl ChunkBuilder {
         };
         c[COL_KIND].push(k << 5 | flags);
         if let Some(f) = fault {
-            put_varint(&mut c[COL_FAULT], zigzag(f.wrapping_sub(self.prev_fault) as i64));
+            put_varint(
+                &mut c[COL_FAULT],
+                zigzag(f.wrapping_sub(self.prev_fault) as i64),
+            );
             self.prev_fault = f;
         }
         if let Some(p) = pgoff {
-            put_varint(&mut c[COL_PGOFF], zigzag(p.wrapping_sub(self.prev_pgoff) as i64));
+            put_varint(
+                &mut c[COL_PGOFF],
+                zigzag(p.wrapping_sub(self.prev_pgoff) as i64),
+            );
             self.prev_pgoff = p;
         }
     }
@@ -243,7 +298,10 @@ impl<W: Write> TraceWriter<W> {
         let compressor = zstd::bulk::Compressor::new(opts.zstd_level)?;
         Ok(Self {
             out,
-            opts: WriterOptions { chunk_events: opts.chunk_events.clamp(1, 1 << 20), ..opts },
+            opts: WriterOptions {
+                chunk_events: opts.chunk_events.clamp(1, 1 << 20),
+                ..opts
+            },
             chunk: ChunkBuilder::default(),
             raw: Vec::new(),
             compressor,
@@ -284,8 +342,10 @@ impl<W: Write> TraceWriter<W> {
         self.chunk.clear();
         let res = (|| {
             self.zbuf.clear();
-            self.zbuf.reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
-            self.compressor.compress_to_buffer(&self.raw, &mut self.zbuf)?;
+            self.zbuf
+                .reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
+            self.compressor
+                .compress_to_buffer(&self.raw, &mut self.zbuf)?;
             let frame = ChunkFrame {
                 kind: CHUNK_EVENTS,
                 codec: CODEC_ZSTD,
@@ -320,11 +380,20 @@ impl<W: Write> TraceWriter<W> {
         if self.error.is_some() {
             return;
         }
-        let res = serde_json::to_vec(v).map_err(io::Error::other).and_then(|json| {
-            let frame =
-                ChunkFrame { kind, codec: CODEC_NONE, stored: json.len() as u32, raw: json.len() as u32, count: 0, seq: self.seq, crc: 0 };
-            write_chunk(&mut self.out, &frame, &json)
-        });
+        let res = serde_json::to_vec(v)
+            .map_err(io::Error::other)
+            .and_then(|json| {
+                let frame = ChunkFrame {
+                    kind,
+                    codec: CODEC_NONE,
+                    stored: json.len() as u32,
+                    raw: json.len() as u32,
+                    count: 0,
+                    seq: self.seq,
+                    crc: 0,
+                };
+                write_chunk(&mut self.out, &frame, &json)
+            });
         self.after_chunk(res);
     }
 
@@ -354,7 +423,12 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// Flush, write the footer and return the totals (or the first write error).
-    pub fn finish(mut self, late: u64, queue_dropped: u64, stop_reason: &str) -> io::Result<(Footer, W)> {
+    pub fn finish(
+        mut self,
+        late: u64,
+        queue_dropped: u64,
+        stop_reason: &str,
+    ) -> io::Result<(Footer, W)> {
         self.flush_chunk();
         self.totals.late = late;
         self.totals.queue_dropped = queue_dropped;

@@ -44,7 +44,13 @@ pub struct JsonlReader<R> {
 impl<R: BufRead> JsonlReader<R> {
     /// `name` is how errors name the input (a path, or "stdin").
     pub fn new(input: R, name: impl Into<String>) -> Self {
-        Self { input, name: name.into(), line_no: 0, buf: String::new(), done: false }
+        Self {
+            input,
+            name: name.into(),
+            line_no: 0,
+            buf: String::new(),
+            done: false,
+        }
     }
 
     /// Lines read so far.
@@ -84,7 +90,10 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                         }));
                     }
                     self.done = true;
-                    return Some(Err(SourceError::Io { input: self.name.clone(), source: e }));
+                    return Some(Err(SourceError::Io {
+                        input: self.name.clone(),
+                        source: e,
+                    }));
                 }
             }
         }
@@ -111,11 +120,16 @@ mod tests {
 
     #[test]
     fn missing_field_is_named() {
-        let err = parse_line(r#"{"kind":"load_hole","fault":1,"pgoff":0,"size":"pte"}"#).unwrap_err();
+        let err =
+            parse_line(r#"{"kind":"load_hole","fault":1,"pgoff":0,"size":"pte"}"#).unwrap_err();
         assert!(err.contains("missing field `ts`"), "{err}");
-        let err = parse_line(r#"{"ts":1,"kind":"load_hole","fault":1,"pgoff":0,"size":"huge"}"#).unwrap_err();
+        let err = parse_line(r#"{"ts":1,"kind":"load_hole","fault":1,"pgoff":0,"size":"huge"}"#)
+            .unwrap_err();
         assert!(err.contains("huge"), "{err}");
         assert!(parse_line("not json").is_err());
-        assert!(parse_line(r#"{"ts":1,"kind":"invalidate","pgoff":0,"npages":0,"reason":"truncate"}"#).is_err());
+        assert!(parse_line(
+            r#"{"ts":1,"kind":"invalidate","pgoff":0,"npages":0,"reason":"truncate"}"#
+        )
+        .is_err());
     }
 }

@@ -26,7 +26,11 @@ pub enum SourceError {
     },
     /// One record is bad; the records around it may be fine (`--skip-bad`).
     #[error("{input}:{line}: {what}")]
-    BadLine { input: String, line: u64, what: String },
+    BadLine {
+        input: String,
+        line: u64,
+        what: String,
+    },
     #[error("{input}: {what}")]
     Format { input: String, what: String },
 }
@@ -44,8 +48,15 @@ pub type EventIter = Box<dyn Iterator<Item = Result<Event, SourceError>> + Send>
 /// Open `path` (`-`: stdin) as an event stream, choosing the format from
 /// its first bytes.
 pub fn open_any(path: &Path) -> Result<EventIter, SourceError> {
-    let name = if path.as_os_str() == "-" { "stdin".to_owned() } else { path.display().to_string() };
-    let io_err = |source| SourceError::Io { input: name.clone(), source };
+    let name = if path.as_os_str() == "-" {
+        "stdin".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let io_err = |source| SourceError::Io {
+        input: name.clone(),
+        source,
+    };
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(io::stdin())
     } else {
@@ -73,7 +84,9 @@ pub fn open_any(path: &Path) -> Result<EventIter, SourceError> {
 
 /// JSON Lines start with `{` after optional whitespace.
 fn jsonl_sniff(head: &[u8]) -> bool {
-    head.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|&b| b == b'{')
+    head.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_none_or(|&b| b == b'{')
 }
 
 /// Several inputs, one after another (`analyze a.jsonl b.jsonl`); each is
@@ -117,5 +130,9 @@ pub fn sniff(path: &std::path::Path) -> std::io::Result<Format> {
             k => n += k,
         }
     }
-    Ok(if tracefile::is_trace_file(&prefix[..n]) { Format::TraceFile } else { Format::JsonLines })
+    Ok(if tracefile::is_trace_file(&prefix[..n]) {
+        Format::TraceFile
+    } else {
+        Format::JsonLines
+    })
 }

@@ -53,7 +53,10 @@ pub struct LiveSource {
 
 /// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns()`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
@@ -63,12 +66,32 @@ impl LiveSource {
     /// Load and attach (see `attach::load`) and open the maps.
     pub fn open(filter: &Filter) -> Result<Self, AttachError> {
         let mut loaded = attach::load::load(filter)?;
-        let ring = loaded.ebpf.take_map(EVENTS_MAP).ok_or(AttachError::MissingMap(EVENTS_MAP))?;
-        let ring = RingBuf::try_from(ring).map_err(|source| AttachError::Map { map: EVENTS_MAP, source })?;
-        let dropped = loaded.ebpf.take_map(DROPPED_MAP).ok_or(AttachError::MissingMap(DROPPED_MAP))?;
-        let dropped = PerCpuArray::try_from(dropped).map_err(|source| AttachError::Map { map: DROPPED_MAP, source })?;
+        let ring = loaded
+            .ebpf
+            .take_map(EVENTS_MAP)
+            .ok_or(AttachError::MissingMap(EVENTS_MAP))?;
+        let ring = RingBuf::try_from(ring).map_err(|source| AttachError::Map {
+            map: EVENTS_MAP,
+            source,
+        })?;
+        let dropped = loaded
+            .ebpf
+            .take_map(DROPPED_MAP)
+            .ok_or(AttachError::MissingMap(DROPPED_MAP))?;
+        let dropped = PerCpuArray::try_from(dropped).map_err(|source| AttachError::Map {
+            map: DROPPED_MAP,
+            source,
+        })?;
         let now = Instant::now();
-        Ok(Self { ring, dropped, loaded, last_drop_check: now, last_mount_check: now, stats: LiveStats::default(), notes: Vec::new() })
+        Ok(Self {
+            ring,
+            dropped,
+            loaded,
+            last_drop_check: now,
+            last_mount_check: now,
+            stats: LiveStats::default(),
+            notes: Vec::new(),
+        })
     }
 
     pub fn plan(&self) -> &AttachPlan {
@@ -92,7 +115,10 @@ impl LiveSource {
 
     /// A reader of how full the kernel ring buffer is (for `serve`'s gauge).
     pub fn ring_fill(&self) -> std::io::Result<RingFill> {
-        RingFill::new(self.ring.as_raw_fd(), u64::from(tracer_common::EVENTS_RING_BYTES))
+        RingFill::new(
+            self.ring.as_raw_fd(),
+            u64::from(tracer_common::EVENTS_RING_BYTES),
+        )
     }
 
     /// Wait up to `timeout` for records, then hand every available event to
@@ -103,7 +129,11 @@ impl LiveSource {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let slice = left.min(MAX_QUIET);
-            let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: self.ring.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             let ms = i32::try_from(slice.as_millis()).unwrap_or(i32::MAX);
             // SAFETY: one valid pollfd.
             let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -181,7 +211,12 @@ impl LiveSource {
     /// what the ring buffer still holds and the final drop count, so nothing
     /// already captured is lost.
     pub fn finish(mut self, f: &mut impl FnMut(Event)) -> LiveStats {
-        let names: Vec<String> = self.loaded.ebpf.programs().map(|(n, _)| n.to_string()).collect();
+        let names: Vec<String> = self
+            .loaded
+            .ebpf
+            .programs()
+            .map(|(n, _)| n.to_string())
+            .collect();
         for name in names {
             if let Some(p) = self.loaded.ebpf.program_mut(&name) {
                 if let Ok(tp) = <&mut aya::programs::TracePoint>::try_from(p) {
@@ -215,7 +250,16 @@ impl RingFill {
         // SAFETY: a fresh read-only shared mapping of the map's first two
         // pages; the kernel allows read-only mappings of them (libbpf maps
         // the producer page the same way).
-        let base = unsafe { libc::mmap(std::ptr::null_mut(), 2 * page, libc::PROT_READ, libc::MAP_SHARED, fd, 0) };
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
         if base == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }

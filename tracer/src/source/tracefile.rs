@@ -80,7 +80,11 @@ pub struct Header {
 impl Header {
     /// A header describing this machine now; `source` and `attach_plan` from the caller.
     pub fn for_this_host(source: &str, attach_plan: serde_json::Value) -> Self {
-        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_owned()).unwrap_or_default();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default()
+        };
         Self {
             host: read("/proc/sys/kernel/hostname"),
             kernel: read("/proc/sys/kernel/osrelease"),
@@ -99,7 +103,10 @@ impl Header {
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock of `bpf_ktime_get_ns`).
 pub fn mono_now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
@@ -232,7 +239,11 @@ pub struct ReadReport {
 impl ReadReport {
     /// Lost events known so far: the footer's total, else the last stats record.
     pub fn lost(&self) -> u64 {
-        self.footer.as_ref().map(|f| f.lost).or(self.stats.as_ref().map(|s| s.lost)).unwrap_or(0)
+        self.footer
+            .as_ref()
+            .map(|f| f.lost)
+            .or(self.stats.as_ref().map(|s| s.lost))
+            .unwrap_or(0)
     }
 
     /// Lines for the user about what was skipped or is missing; empty for a clean file.
@@ -297,7 +308,10 @@ impl<R: Read + Seek> TraceReader<R> {
         }
         let version = u16::from_le_bytes([fixed[8], fixed[9]]);
         if version > VERSION || version == 0 {
-            return Err(TraceError::NewerVersion { found: version, supported: VERSION });
+            return Err(TraceError::NewerVersion {
+                found: version,
+                supported: VERSION,
+            });
         }
         let hlen = u32::from_le_bytes(fixed[12..16].try_into().expect("4 bytes"));
         let hcrc = u32::from_le_bytes(fixed[16..20].try_into().expect("4 bytes"));
@@ -331,7 +345,11 @@ impl<R: Read + Seek> TraceReader<R> {
             // Find the first chunk so the damage report covers the header only.
             let start = FILE_HEADER_LEN as u64;
             let first = rd.scan_for_chunk(start)?;
-            rd.report.damage.push(Damage { offset: 0, len: first.unwrap_or(len), kind: DamageKind::BadHeader });
+            rd.report.damage.push(Damage {
+                offset: 0,
+                len: first.unwrap_or(len),
+                kind: DamageKind::BadHeader,
+            });
             rd.pos = first.unwrap_or(len);
         }
         rd.report.bytes_read = rd.pos;
@@ -403,7 +421,10 @@ impl<R: Read + Seek> TraceReader<R> {
             self.report.damage.push(Damage {
                 offset: self.pos,
                 len: self.len.saturating_sub(self.pos),
-                kind: DamageKind::BadPayload { seq: self.expect_seq, what: format!("read error: {e}") },
+                kind: DamageKind::BadPayload {
+                    seq: self.expect_seq,
+                    what: format!("read error: {e}"),
+                },
             });
             self.done = true;
         }
@@ -421,24 +442,46 @@ impl<R: Read + Seek> TraceReader<R> {
         let avail = self.len - pos;
         self.r.seek(SeekFrom::Start(pos))?;
         let mut h = [0u8; CHUNK_HEADER_LEN];
-        let n = read_full(&mut self.r, &mut h[..usize::try_from(avail.min(CHUNK_HEADER_LEN as u64)).unwrap_or(0)])?;
-        let frame = (n == CHUNK_HEADER_LEN && &h[..4] == CHUNK_MAGIC).then(|| ChunkFrame::parse(&h));
+        let n = read_full(
+            &mut self.r,
+            &mut h[..usize::try_from(avail.min(CHUNK_HEADER_LEN as u64)).unwrap_or(0)],
+        )?;
+        let frame =
+            (n == CHUNK_HEADER_LEN && &h[..4] == CHUNK_MAGIC).then(|| ChunkFrame::parse(&h));
         let Some(frame) = frame.filter(|f| f.stored <= MAX_PAYLOAD && f.raw <= MAX_PAYLOAD) else {
             if n < CHUNK_HEADER_LEN && CHUNK_MAGIC.starts_with(&h[..n.min(4)]) {
-                return self.skip_to_next(pos, DamageKind::Truncated { need: CHUNK_HEADER_LEN as u64, have: avail });
+                return self.skip_to_next(
+                    pos,
+                    DamageKind::Truncated {
+                        need: CHUNK_HEADER_LEN as u64,
+                        have: avail,
+                    },
+                );
             }
             return self.skip_to_next(pos, DamageKind::Garbage);
         };
         let total = CHUNK_HEADER_LEN as u64 + u64::from(frame.stored);
         if total > avail {
-            return self.skip_to_next(pos, DamageKind::Truncated { need: total, have: avail });
+            return self.skip_to_next(
+                pos,
+                DamageKind::Truncated {
+                    need: total,
+                    have: avail,
+                },
+            );
         }
         self.stored.resize(frame.stored as usize, 0);
         read_full(&mut self.r, &mut self.stored)?;
         let mut crc = crc32c::crc32c(&h[..24]);
         crc = crc32c::crc32c_append(crc, &self.stored);
         if crc != frame.crc {
-            return self.skip_to_next(pos, DamageKind::BadCrc { seq: frame.seq, count: frame.count });
+            return self.skip_to_next(
+                pos,
+                DamageKind::BadCrc {
+                    seq: frame.seq,
+                    count: frame.count,
+                },
+            );
         }
         // A good chunk: whatever happens to its payload, the next one starts after it.
         self.pos = pos + total;
@@ -449,7 +492,14 @@ impl<R: Read + Seek> TraceReader<R> {
         self.expect_seq = frame.seq.wrapping_add(1);
         if let Err(what) = self.decode_frame(&frame) {
             self.events.clear();
-            self.report.damage.push(Damage { offset: pos, len: total, kind: DamageKind::BadPayload { seq: frame.seq, what } });
+            self.report.damage.push(Damage {
+                offset: pos,
+                len: total,
+                kind: DamageKind::BadPayload {
+                    seq: frame.seq,
+                    what,
+                },
+            });
             return Ok(());
         }
         Ok(())
@@ -459,10 +509,15 @@ impl<R: Read + Seek> TraceReader<R> {
     fn note_missing(&mut self, pos: u64, seq: u32) {
         let from = self.expect_seq;
         let explained = self.report.damage.last().is_some_and(|d| {
-            d.offset + d.len == pos && matches!(d.kind, DamageKind::BadCrc { .. } | DamageKind::Garbage)
+            d.offset + d.len == pos
+                && matches!(d.kind, DamageKind::BadCrc { .. } | DamageKind::Garbage)
         });
         if !explained {
-            self.report.damage.push(Damage { offset: pos, len: 0, kind: DamageKind::MissingChunks { from, to: seq - 1 } });
+            self.report.damage.push(Damage {
+                offset: pos,
+                len: 0,
+                kind: DamageKind::MissingChunks { from, to: seq - 1 },
+            });
         }
     }
 
@@ -475,10 +530,13 @@ impl<R: Read + Seek> TraceReader<R> {
                 // One reused context, and output bounded by the capacity `raw`
                 // (<= MAX_PAYLOAD) reserved: a lying frame cannot make us allocate more.
                 if self.zstd.is_none() {
-                    self.zstd = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
+                    self.zstd =
+                        Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
                 }
                 let dec = self.zstd.as_mut().expect("set above");
-                let got = dec.decompress_to_buffer(&self.stored[..], &mut self.raw).map_err(|e| format!("zstd: {e}"))?;
+                let got = dec
+                    .decompress_to_buffer(&self.stored[..], &mut self.raw)
+                    .map_err(|e| format!("zstd: {e}"))?;
                 if got != frame.raw as usize {
                     return Err(format!("payload is {got} bytes, frame says {}", frame.raw));
                 }
@@ -490,17 +548,23 @@ impl<R: Read + Seek> TraceReader<R> {
             CHUNK_EVENTS => {
                 decode_events(payload, &mut self.events).map_err(|e| e.to_string())?;
                 if self.events.len() != frame.count as usize {
-                    return Err(format!("{} events, frame says {}", self.events.len(), frame.count));
+                    return Err(format!(
+                        "{} events, frame says {}",
+                        self.events.len(),
+                        frame.count
+                    ));
                 }
                 self.report.chunks += 1;
                 self.report.events += self.events.len() as u64;
             }
             CHUNK_STATS => {
-                let s: StatsRecord = serde_json::from_slice(payload).map_err(|e| format!("stats: {e}"))?;
+                let s: StatsRecord =
+                    serde_json::from_slice(payload).map_err(|e| format!("stats: {e}"))?;
                 self.report.stats = Some(s);
             }
             CHUNK_FOOTER => {
-                let f: Footer = serde_json::from_slice(payload).map_err(|e| format!("footer: {e}"))?;
+                let f: Footer =
+                    serde_json::from_slice(payload).map_err(|e| format!("footer: {e}"))?;
                 self.report.footer = Some(f);
             }
             // A newer writer's optional chunk type: skip it silently (same major version).
@@ -520,10 +584,18 @@ impl<R: Read + Seek> TraceReader<R> {
             k => k,
         };
         match self.report.damage.last_mut() {
-            Some(d) if d.offset + d.len == pos && d.kind == DamageKind::Garbage && kind == DamageKind::Garbage => {
+            Some(d)
+                if d.offset + d.len == pos
+                    && d.kind == DamageKind::Garbage
+                    && kind == DamageKind::Garbage =>
+            {
                 d.len = end - d.offset;
             }
-            _ => self.report.damage.push(Damage { offset: pos, len: end - pos, kind }),
+            _ => self.report.damage.push(Damage {
+                offset: pos,
+                len: end - pos,
+                kind,
+            }),
         }
         self.pos = end;
         self.report.bytes_read = end;
@@ -595,7 +667,15 @@ pub(crate) struct ChunkFrame {
 impl ChunkFrame {
     fn parse(h: &[u8; CHUNK_HEADER_LEN]) -> Self {
         let u = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        Self { kind: h[4], codec: h[5], stored: u(8), raw: u(12), count: u(16), seq: u(20), crc: u(24) }
+        Self {
+            kind: h[4],
+            codec: h[5],
+            stored: u(8),
+            raw: u(12),
+            count: u(16),
+            seq: u(20),
+            crc: u(24),
+        }
     }
 
     /// The 28 header bytes, with the CRC over them (first 24) and the payload.
@@ -640,14 +720,21 @@ pub fn open_batches(path: &Path, name: String) -> Result<ReadAhead<Event, ()>, s
 /// [`open_batches`] for a full-screen program (`top`): no progress bar, and
 /// what the file skipped is kept for [`ReadAhead::take_warnings`] instead of
 /// printed (stderr is the screen).
-pub fn open_batches_quiet(path: &Path, name: String) -> Result<ReadAhead<Event, ()>, super::SourceError> {
+pub fn open_batches_quiet(
+    path: &Path,
+    name: String,
+) -> Result<ReadAhead<Event, ()>, super::SourceError> {
     let r = open_reader(path, &name)?;
     let mut ra = read_batches(r, name, indicatif::ProgressBar::hidden());
     ra.warnings = Some(Vec::new());
     Ok(ra)
 }
 
-fn read_batches(r: TraceReader<BufReader<File>>, name: String, bar: indicatif::ProgressBar) -> ReadAhead<Event, ()> {
+fn read_batches(
+    r: TraceReader<BufReader<File>>,
+    name: String,
+    bar: indicatif::ProgressBar,
+) -> ReadAhead<Event, ()> {
     ReadAhead::start(name, "daxtrace-read", bar, move |tx, back| {
         let mut r = r;
         loop {
@@ -672,38 +759,59 @@ fn read_batches(r: TraceReader<BufReader<File>>, name: String, bar: indicatif::P
 /// uses on trace files: decoding, ordering and the rules are three stages of
 /// about equal cost, so two cores run them at about twice the speed of one,
 /// with the same results as `Pipeline::push`.
-pub fn open_ordered(path: &Path, name: String, arrivals: Arrivals) -> Result<ReadAhead<Released, Arrivals>, (super::SourceError, Arrivals)> {
+pub fn open_ordered(
+    path: &Path,
+    name: String,
+    arrivals: Arrivals,
+) -> Result<ReadAhead<Released, Arrivals>, (super::SourceError, Arrivals)> {
     let mut decoded = match open_batches(path, name.clone()) {
         Ok(d) => d,
         Err(e) => return Err((e, arrivals)),
     };
     // The decoding stage draws the progress bar and prints the file's warnings.
-    Ok(ReadAhead::start(name, "daxtrace-order", indicatif::ProgressBar::hidden(), move |tx, back| {
-        let mut arrivals = arrivals;
-        while let Some(evs) = decoded.next_slice() {
-            let mut out = back.try_recv().unwrap_or_default();
-            out.clear();
-            for &ev in evs {
-                arrivals.push(ev, &mut out);
+    Ok(ReadAhead::start(
+        name,
+        "daxtrace-order",
+        indicatif::ProgressBar::hidden(),
+        move |tx, back| {
+            let mut arrivals = arrivals;
+            while let Some(evs) = decoded.next_slice() {
+                let mut out = back.try_recv().unwrap_or_default();
+                out.clear();
+                for &ev in evs {
+                    arrivals.push(ev, &mut out);
+                }
+                if tx.send((out, 0)).is_err() {
+                    break;
+                }
             }
-            if tx.send((out, 0)).is_err() {
-                break;
-            }
-        }
-        (None, arrivals)
-    }))
+            (None, arrivals)
+        },
+    ))
 }
 
-fn open_reader(path: &Path, name: &str) -> Result<TraceReader<BufReader<File>>, super::SourceError> {
+fn open_reader(
+    path: &Path,
+    name: &str,
+) -> Result<TraceReader<BufReader<File>>, super::SourceError> {
     TraceReader::open(path).map_err(|e| match e {
-        TraceError::Io(source) => super::SourceError::Io { input: name.to_owned(), source },
-        e => super::SourceError::Format { input: name.to_owned(), what: e.to_string() },
+        TraceError::Io(source) => super::SourceError::Io {
+            input: name.to_owned(),
+            source,
+        },
+        e => super::SourceError::Format {
+            input: name.to_owned(),
+            what: e.to_string(),
+        },
     })
 }
 
 /// Drawn only when stderr is a terminal (indicatif hides itself otherwise).
 fn progress_bar(len: u64, name: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
             .expect("valid template")
@@ -739,7 +847,10 @@ impl<T: Copy + Send + 'static, S: Send + 'static> ReadAhead<T, S> {
         name: String,
         thread: &str,
         bar: indicatif::ProgressBar,
-        body: impl FnOnce(std::sync::mpsc::SyncSender<Batch<T>>, std::sync::mpsc::Receiver<Vec<T>>) -> (Option<ReadReport>, S)
+        body: impl FnOnce(
+                std::sync::mpsc::SyncSender<Batch<T>>,
+                std::sync::mpsc::Receiver<Vec<T>>,
+            ) -> (Option<ReadReport>, S)
             + Send
             + 'static,
     ) -> Self {
@@ -749,13 +860,26 @@ impl<T: Copy + Send + 'static, S: Send + 'static> ReadAhead<T, S> {
             .name(thread.into())
             .spawn(move || body(tx, back_rx))
             .expect("spawning a trace reader thread");
-        Self { rx, back: back_tx, cur: Vec::new(), i: 0, worker: Some(worker), state: None, name, bar, warnings: None }
+        Self {
+            rx,
+            back: back_tx,
+            cur: Vec::new(),
+            i: 0,
+            worker: Some(worker),
+            state: None,
+            name,
+            bar,
+            warnings: None,
+        }
     }
 
     /// What the file skipped or is missing (quiet readers, [`open_batches_quiet`]),
     /// once `next_slice` or `next_item` returned `None`.
     pub fn take_warnings(&mut self) -> Vec<String> {
-        self.warnings.as_mut().map(std::mem::take).unwrap_or_default()
+        self.warnings
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     #[inline]
@@ -945,7 +1069,8 @@ pub(crate) const REASONS: [InvalidateReason; 5] = [
     InvalidateReason::ZeroRange,
     InvalidateReason::Write,
 ];
-pub(crate) const RESULTS: [MapResult; 3] = [MapResult::Hole, MapResult::Mapped, MapResult::Unwritten];
+pub(crate) const RESULTS: [MapResult; 3] =
+    [MapResult::Hole, MapResult::Mapped, MapResult::Unwritten];
 
 fn size_of_bit(b: u8) -> Size {
     if b & 1 == 0 {
@@ -1002,9 +1127,13 @@ pub fn decode_events(p: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
         ts = ts.wrapping_add(unzigzag(cols[COL_TS].varint()?) as u64);
         let cpu = cols[COL_CPU].u32("cpu")?;
         let ti = cols[COL_TASK].varint()?;
-        let &(tid, pid, comm) = tasks.get(usize::try_from(ti).unwrap_or(usize::MAX)).ok_or(CodecError::Bad("task index", ti))?;
+        let &(tid, pid, comm) = tasks
+            .get(usize::try_from(ti).unwrap_or(usize::MAX))
+            .ok_or(CodecError::Bad("task index", ti))?;
         let fi = cols[COL_FILE].varint()?;
-        let &(dev, ino) = files.get(usize::try_from(fi).unwrap_or(usize::MAX)).ok_or(CodecError::Bad("file index", fi))?;
+        let &(dev, ino) = files
+            .get(usize::try_from(fi).unwrap_or(usize::MAX))
+            .ok_or(CodecError::Bad("file index", fi))?;
         let pr = cols[COL_PROBE].varint()?;
         let probe = u16::try_from(pr).map_err(|_| CodecError::Bad("probe", pr))?;
         let mut next_fault = |cols: &mut [Col<'_>; COLUMNS]| -> Result<u64, CodecError> {
@@ -1015,7 +1144,13 @@ pub fn decode_events(p: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
             pgoff = pgoff.wrapping_add(unzigzag(cols[COL_PGOFF].varint()?) as u64);
             Ok(pgoff)
         };
-        let bad_flags = |mask: u8| if fl & !mask != 0 { Err(CodecError::Bad("flags", u64::from(kb))) } else { Ok(()) };
+        let bad_flags = |mask: u8| {
+            if fl & !mask != 0 {
+                Err(CodecError::Bad("flags", u64::from(kb)))
+            } else {
+                Ok(())
+            }
+        };
         let body = match k {
             kind::FAULT_BEGIN => {
                 bad_flags(0b11)?;
@@ -1028,8 +1163,14 @@ pub fn decode_events(p: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
             }
             kind::MAP_BLOCKS => {
                 bad_flags(0b1_1111)?;
-                let result = *RESULTS.get(usize::from(fl & 3)).ok_or(CodecError::Bad("map result", u64::from(fl & 3)))?;
-                let f = if fl & 16 != 0 { Some(next_fault(&mut cols)?) } else { None };
+                let result = *RESULTS
+                    .get(usize::from(fl & 3))
+                    .ok_or(CodecError::Bad("map result", u64::from(fl & 3)))?;
+                let f = if fl & 16 != 0 {
+                    Some(next_fault(&mut cols)?)
+                } else {
+                    None
+                };
                 Body::MapBlocks {
                     fault: f,
                     pgoff: next_pgoff(&mut cols)?,
@@ -1041,7 +1182,11 @@ pub fn decode_events(p: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
             }
             kind::LOAD_HOLE => {
                 bad_flags(1)?;
-                Body::LoadHole { fault: next_fault(&mut cols)?, pgoff: next_pgoff(&mut cols)?, size: size_of_bit(fl) }
+                Body::LoadHole {
+                    fault: next_fault(&mut cols)?,
+                    pgoff: next_pgoff(&mut cols)?,
+                    size: size_of_bit(fl),
+                }
             }
             kind::INSERT_MAPPING => {
                 bad_flags(0b11)?;
@@ -1053,20 +1198,43 @@ pub fn decode_events(p: &[u8], out: &mut Vec<Event>) -> Result<(), CodecError> {
                 }
             }
             kind::FAULT_END => {
-                let result = *FAULT_RESULTS.get(usize::from(fl)).ok_or(CodecError::Bad("fault result", u64::from(fl)))?;
-                Body::FaultEnd { fault: next_fault(&mut cols)?, result }
+                let result = *FAULT_RESULTS
+                    .get(usize::from(fl))
+                    .ok_or(CodecError::Bad("fault result", u64::from(fl)))?;
+                Body::FaultEnd {
+                    fault: next_fault(&mut cols)?,
+                    result,
+                }
             }
             kind::INVALIDATE => {
-                let reason = *REASONS.get(usize::from(fl)).ok_or(CodecError::Bad("invalidate reason", u64::from(fl)))?;
-                Body::Invalidate { pgoff: next_pgoff(&mut cols)?, npages: cols[COL_NPAGES].varint()?, reason }
+                let reason = *REASONS
+                    .get(usize::from(fl))
+                    .ok_or(CodecError::Bad("invalidate reason", u64::from(fl)))?;
+                Body::Invalidate {
+                    pgoff: next_pgoff(&mut cols)?,
+                    npages: cols[COL_NPAGES].varint()?,
+                    reason,
+                }
             }
             kind::LOST => {
                 bad_flags(0)?;
-                Body::Lost { count: cols[COL_COUNT].varint()? }
+                Body::Lost {
+                    count: cols[COL_COUNT].varint()?,
+                }
             }
             _ => return Err(CodecError::Bad("kind", u64::from(k))),
         };
-        out.push(Event { ts, cpu, tid, pid, comm, dev, ino, probe, body });
+        out.push(Event {
+            ts,
+            cpu,
+            tid,
+            pid,
+            comm,
+            dev,
+            ino,
+            probe,
+            body,
+        });
     }
     for c in &cols {
         c.end()?;
@@ -1114,7 +1282,12 @@ pub mod synth {
                 fault: 0,
                 pending: [None; 5],
                 i: 5,
-                comms: [Comm::new("reader"), Comm::new("writer"), Comm::new("punch"), Comm::new("pwrite")],
+                comms: [
+                    Comm::new("reader"),
+                    Comm::new("writer"),
+                    Comm::new("punch"),
+                    Comm::new("pwrite"),
+                ],
             }
         }
 
@@ -1141,7 +1314,12 @@ pub mod synth {
             let mut t = self.ts;
             let mut at = |gap: u64, probe: Probe, body: Body| {
                 t += gap;
-                Some(Event { ts: t, probe: probe as u16, body, ..base })
+                Some(Event {
+                    ts: t,
+                    probe: probe as u16,
+                    body,
+                    ..base
+                })
             };
             self.pending = [None; 5];
             let roll = r.below(100);
@@ -1149,33 +1327,89 @@ pub mod synth {
                 let n = 1 + r.below(16);
                 let comm = self.comms[2 + usize::from(roll == 0)];
                 let body = if roll == 0 {
-                    Body::MapBlocks { fault: None, pgoff, npages: n, result: MapResult::Mapped, new: true, write: true }
+                    Body::MapBlocks {
+                        fault: None,
+                        pgoff,
+                        npages: n,
+                        result: MapResult::Mapped,
+                        new: true,
+                        write: true,
+                    }
                 } else {
-                    Body::Invalidate { pgoff, npages: n, reason: InvalidateReason::PunchHole }
+                    Body::Invalidate {
+                        pgoff,
+                        npages: n,
+                        reason: InvalidateReason::PunchHole,
+                    }
                 };
-                let probe = if roll == 0 { Probe::IomapIterDstmap } else { Probe::Ext4PunchHole };
+                let probe = if roll == 0 {
+                    Probe::IomapIterDstmap
+                } else {
+                    Probe::Ext4PunchHole
+                };
                 self.pending[0] = at(200 + r.below(2000), probe, body).map(|e| Event { comm, ..e });
             } else {
                 self.fault += 1;
                 let fault = self.fault;
                 let pmd = r.below(200) == 0;
                 let size = if pmd { Size::Pmd } else { Size::Pte };
-                let (pb, pd) = if pmd { (Probe::DaxPmdFault, Probe::DaxPmdFaultDone) } else { (Probe::DaxPteFault, Probe::DaxPteFaultDone) };
+                let (pb, pd) = if pmd {
+                    (Probe::DaxPmdFault, Probe::DaxPmdFaultDone)
+                } else {
+                    (Probe::DaxPteFault, Probe::DaxPteFaultDone)
+                };
                 let hole = !writer && r.below(3) != 0;
                 let new = writer && r.below(4) == 0;
-                let result = if hole { MapResult::Hole } else { MapResult::Mapped };
-                self.pending[0] = at(300 + r.below(3000), pb, Body::FaultBegin { fault, pgoff, size, write: writer });
+                let result = if hole {
+                    MapResult::Hole
+                } else {
+                    MapResult::Mapped
+                };
+                self.pending[0] = at(
+                    300 + r.below(3000),
+                    pb,
+                    Body::FaultBegin {
+                        fault,
+                        pgoff,
+                        size,
+                        write: writer,
+                    },
+                );
                 self.pending[1] = at(
                     400 + r.below(800),
                     Probe::IomapIterDstmap,
-                    Body::MapBlocks { fault: Some(fault), pgoff, npages: 1, result, new, write: writer },
+                    Body::MapBlocks {
+                        fault: Some(fault),
+                        pgoff,
+                        npages: 1,
+                        result,
+                        new,
+                        write: writer,
+                    },
                 );
                 self.pending[2] = if hole {
-                    at(300 + r.below(500), Probe::DaxLoadHole, Body::LoadHole { fault, pgoff, size })
+                    at(
+                        300 + r.below(500),
+                        Probe::DaxLoadHole,
+                        Body::LoadHole { fault, pgoff, size },
+                    )
                 } else {
-                    at(300 + r.below(500), Probe::DaxPteFaultDone, Body::InsertMapping { fault, pgoff, size, inferred: true })
+                    at(
+                        300 + r.below(500),
+                        Probe::DaxPteFaultDone,
+                        Body::InsertMapping {
+                            fault,
+                            pgoff,
+                            size,
+                            inferred: true,
+                        },
+                    )
                 };
-                let fr = if r.below(100) == 0 { FaultResult::Fallback } else { FaultResult::Nopage };
+                let fr = if r.below(100) == 0 {
+                    FaultResult::Fallback
+                } else {
+                    FaultResult::Nopage
+                };
                 self.pending[3] = at(100 + r.below(200), pd, Body::FaultEnd { fault, result: fr });
             }
             // Keep time moving by the first event only, so consecutive steps

@@ -20,7 +20,13 @@ pub enum Pane {
 }
 
 impl Pane {
-    const ORDER: [Pane; 5] = [Pane::Findings, Pane::HotPages, Pane::HotFiles, Pane::Rates, Pane::Latency];
+    const ORDER: [Pane; 5] = [
+        Pane::Findings,
+        Pane::HotPages,
+        Pane::HotFiles,
+        Pane::Rates,
+        Pane::Latency,
+    ];
 
     fn step(self, by: isize) -> Pane {
         let i = Self::ORDER.iter().position(|&p| p == self).unwrap_or(0) as isize;
@@ -44,7 +50,10 @@ pub struct Notification {
 
 impl Notification {
     pub fn new(level: Level, text: impl Into<String>) -> Self {
-        Self { level, text: text.into() }
+        Self {
+            level,
+            text: text.into(),
+        }
     }
 }
 
@@ -208,15 +217,27 @@ impl App {
     }
 
     pub fn findings(&self) -> Vec<&Arc<Finding>> {
-        self.view.findings.iter().filter(|f| self.filter.as_ref().is_none_or(|x| x.finding(f))).collect()
+        self.view
+            .findings
+            .iter()
+            .filter(|f| self.filter.as_ref().is_none_or(|x| x.finding(f)))
+            .collect()
     }
 
     pub fn hot_pages(&self) -> Vec<&HotPage> {
-        self.view.hot_pages.iter().filter(|p| self.filter.as_ref().is_none_or(|x| x.page(p))).collect()
+        self.view
+            .hot_pages
+            .iter()
+            .filter(|p| self.filter.as_ref().is_none_or(|x| x.page(p)))
+            .collect()
     }
 
     pub fn hot_files(&self) -> Vec<&HotFile> {
-        self.view.hot_files.iter().filter(|f| self.filter.as_ref().is_none_or(|x| x.file(f))).collect()
+        self.view
+            .hot_files
+            .iter()
+            .filter(|f| self.filter.as_ref().is_none_or(|x| x.file(f)))
+            .collect()
     }
 
     /// The drilled page's timeline rows, if the pipeline has answered for that page.
@@ -267,7 +288,10 @@ impl App {
     fn open_drill(&mut self) -> Option<Command> {
         let (key, finding) = match self.focus {
             Pane::Findings => {
-                let f = self.findings().get(self.sel_finding).map(|f| (*f).clone())?;
+                let f = self
+                    .findings()
+                    .get(self.sel_finding)
+                    .map(|f| (*f).clone())?;
                 (f.page, Some(f))
             }
             Pane::HotPages => (self.hot_pages().get(self.sel_page)?.key, None),
@@ -281,7 +305,11 @@ impl App {
             }
             Pane::Rates | Pane::Latency => return None,
         };
-        self.drill = Some(Drill { key, finding, scroll: 0 });
+        self.drill = Some(Drill {
+            key,
+            finding,
+            scroll: 0,
+        });
         Some(Command::Watch(Some(key)))
     }
 
@@ -370,16 +398,28 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::{Rule, Severity, Step, Role};
+    use crate::detect::{Role, Rule, Severity, Step};
     use crate::event::{Comm, Dev};
     use crate::tui::snapshot::SourceInfo;
 
     fn finding(ino: u64, comm: &str) -> Arc<Finding> {
-        let step = Step { role: Role::Hole, ts: 1, tid: 1, pid: 1, cpu: 0, comm: Comm::new(comm), fault: Some(1) };
+        let step = Step {
+            role: Role::Hole,
+            ts: 1,
+            tid: 1,
+            pid: 1,
+            cpu: 0,
+            comm: Comm::new(comm),
+            fault: Some(1),
+        };
         Arc::new(Finding {
             rule: Rule::HoleLoadAfterAllocate,
             severity: Severity::Corruption,
-            page: PageKey { dev: Dev::new(259, 0), ino, pgoff: 0 },
+            page: PageKey {
+                dev: Dev::new(259, 0),
+                ino,
+                pgoff: 0,
+            },
             ts: 1,
             steps: vec![step],
         })
@@ -423,7 +463,13 @@ mod tests {
             app.update(Action::FilterChar(c));
         }
         app.update(Action::FilterApply);
-        assert_eq!(app.findings().iter().map(|f| f.page.ino).collect::<Vec<_>>(), [12]);
+        assert_eq!(
+            app.findings()
+                .iter()
+                .map(|f| f.page.ino)
+                .collect::<Vec<_>>(),
+            [12]
+        );
         app.update(Action::Back);
         assert_eq!(app.filter, None);
         assert_eq!(app.findings().len(), 2);
@@ -437,7 +483,11 @@ mod tests {
         app.update(Action::Down);
         assert_eq!(app.sel_finding, 1, "selection stops at the last row");
         let cmd = app.update(Action::Enter);
-        let key = PageKey { dev: Dev::new(259, 0), ino: 13, pgoff: 0 };
+        let key = PageKey {
+            dev: Dev::new(259, 0),
+            ino: 13,
+            pgoff: 0,
+        };
         assert_eq!(cmd, Some(Command::Watch(Some(key))));
         assert_eq!(app.mode(), Mode::Drill);
         assert_eq!(app.update(Action::Back), Some(Command::Watch(None)));
@@ -461,7 +511,10 @@ mod tests {
     fn warnings_expire_errors_stay() {
         let mut app = app_with(vec![]);
         app.update(Action::Notify(Notification::new(Level::Warn, "lost 5")));
-        app.update(Action::Notify(Notification::new(Level::Error, "attach failed")));
+        app.update(Action::Notify(Notification::new(
+            Level::Error,
+            "attach failed",
+        )));
         for _ in 0..NOTE_TICKS {
             app.update(Action::Tick);
         }

@@ -18,9 +18,12 @@ use std::time::{Duration, Instant};
 
 use super::app::{Level, Notification};
 use super::event::{offer, AppEvent};
-use super::snapshot::{finding_context, page_events, Counts, CountsView, Dashboard, FeedState, PageTimeline, SnapshotBase, SourceInfo, TimelineRow, RECENT};
-use crate::event::{Body, Dev, Event, PageKey};
+use super::snapshot::{
+    finding_context, page_events, Counts, CountsView, Dashboard, FeedState, PageTimeline,
+    SnapshotBase, SourceInfo, TimelineRow, RECENT,
+};
 use crate::attach::{Filter, Status};
+use crate::event::{Body, Dev, Event, PageKey};
 use crate::pipeline::{ArrivalCounts, Arrivals, Pipeline, PipelineConfig, Released, Stats};
 use crate::source::ringbuf::{monotonic_ns, LiveSource};
 use crate::source::tracefile::ReadAhead;
@@ -131,7 +134,17 @@ impl Kept {
     /// `upto` (the rest is not judged yet).
     fn runs(&self, upto: usize) -> Vec<&[Released]> {
         let last = self.batches.len().saturating_sub(1);
-        self.batches.iter().enumerate().map(|(i, b)| if i == last { &b[..upto.min(b.len())] } else { &b[..] }).collect()
+        self.batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                if i == last {
+                    &b[..upto.min(b.len())]
+                } else {
+                    &b[..]
+                }
+            })
+            .collect()
     }
 
     fn push(&mut self, batch: Vec<Released>) {
@@ -231,7 +244,12 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(cfg: PipelineConfig, source: SourceInfo, tx: SyncSender<AppEvent>, requests: Receiver<Request>) -> Self {
+    fn new(
+        cfg: PipelineConfig,
+        source: SourceInfo,
+        tx: SyncSender<AppEvent>,
+        requests: Receiver<Request>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             pipe: Pipeline::new(cfg),
@@ -310,7 +328,11 @@ impl Feed {
     }
 
     fn send(&mut self, ev: AppEvent) {
-        let delivered = if self.holding { self.tx.send(ev).is_ok() } else { offer(&self.tx, ev) };
+        let delivered = if self.holding {
+            self.tx.send(ev).is_ok()
+        } else {
+            offer(&self.tx, ev)
+        };
         if !delivered {
             self.ui_gone = true;
         }
@@ -405,12 +427,19 @@ impl Feed {
         let now = Instant::now();
         let stats = self.stats();
         let dt = now.duration_since(self.last_pub).as_secs_f64();
-        let eps = if dt > 0.0 { (stats.events - self.last_pub_events) as f64 / dt } else { 0.0 };
+        let eps = if dt > 0.0 {
+            (stats.events - self.last_pub_events) as f64 / dt
+        } else {
+            0.0
+        };
         self.last_eps = eps;
         self.last_pub = now;
         self.last_pub_events = stats.events;
         self.seq += 1;
-        let refresh_hot = self.holding || self.last_hot.is_none_or(|t| now.duration_since(t) >= HOT_EVERY);
+        let refresh_hot = self.holding
+            || self
+                .last_hot
+                .is_none_or(|t| now.duration_since(t) >= HOT_EVERY);
         if refresh_hot {
             self.last_hot = Some(now);
         }
@@ -431,7 +460,9 @@ impl Feed {
 
     /// Loss, lateness and new findings since the last note, as notifications.
     fn notes(&mut self, now: Instant) {
-        if now.duration_since(self.last_note) < NOTE_EVERY && !matches!(self.state, FeedState::Done { .. }) {
+        if now.duration_since(self.last_note) < NOTE_EVERY
+            && !matches!(self.state, FeedState::Done { .. })
+        {
             return;
         }
         self.last_note = now;
@@ -447,14 +478,20 @@ impl Feed {
             let n = st.late - self.noted_late;
             self.send(AppEvent::Notify(Notification::new(
                 Level::Warn,
-                format!("{n} events arrived after the reorder window (total {}): not judged", st.late),
+                format!(
+                    "{n} events arrived after the reorder window (total {}): not judged",
+                    st.late
+                ),
             )));
         }
         if st.findings > self.noted_findings {
             let n = st.findings - self.noted_findings;
             self.send(AppEvent::Notify(Notification::new(
                 Level::Warn,
-                format!("{n} new finding{}: see the findings pane", if n == 1 { "" } else { "s" }),
+                format!(
+                    "{n} new finding{}: see the findings pane",
+                    if n == 1 { "" } else { "s" }
+                ),
             )));
         }
         self.noted_lost = st.lost;
@@ -501,7 +538,9 @@ impl Feed {
             self.capture();
         }
         let state = match end {
-            Ok(start) => FeedState::Done { elapsed: start.elapsed() },
+            Ok(start) => FeedState::Done {
+                elapsed: start.elapsed(),
+            },
             Err(e) => FeedState::Failed(e),
         };
         let note = match &state {
@@ -509,7 +548,11 @@ impl Feed {
                 Level::Info,
                 format!(
                     "{}: {} events; holding the final state (q quits)",
-                    if self.live { "tracing stopped at --duration" } else { "replay finished" },
+                    if self.live {
+                        "tracing stopped at --duration"
+                    } else {
+                        "replay finished"
+                    },
                     self.pipe.stats().events
                 ),
             ),
@@ -582,7 +625,18 @@ pub fn spawn_replay(
     tx: SyncSender<AppEvent>,
     requests: Receiver<Request>,
 ) -> thread::JoinHandle<Option<String>> {
-    spawn(Replay { input: events.into(), pace, skip_bad, narrow: Narrow::default() }, cfg, source, tx, requests)
+    spawn(
+        Replay {
+            input: events.into(),
+            pace,
+            skip_bad,
+            narrow: Narrow::default(),
+        },
+        cfg,
+        source,
+        tx,
+        requests,
+    )
 }
 
 fn stop_message(e: &SourceError) -> String {
@@ -591,7 +645,13 @@ fn stop_message(e: &SourceError) -> String {
 
 /// Replay at `x` times trace time, one event at a time. Returns the input's
 /// error, if it stopped on one.
-fn paced(mut input: ReplayInput, x: f64, narrow: Narrow, skip_bad: bool, mut feed: Feed) -> Option<String> {
+fn paced(
+    mut input: ReplayInput,
+    x: f64,
+    narrow: Narrow,
+    skip_bad: bool,
+    mut feed: Feed,
+) -> Option<String> {
     let start = Instant::now();
     feed.publish();
     let mut origin: Option<u64> = None;
@@ -618,7 +678,9 @@ fn paced(mut input: ReplayInput, x: f64, narrow: Narrow, skip_bad: bool, mut fee
         let t0 = *origin.get_or_insert(ev.ts);
         let offset = Duration::from_secs_f64(ev.ts.saturating_sub(t0) as f64 / 1e9 / x);
         // Trace time that corresponds to a wall-clock instant, for `advance`.
-        let trace_now = move |now: Instant| Some(t0 + (now.duration_since(start).as_secs_f64() * x * 1e9) as u64);
+        let trace_now = move |now: Instant| {
+            Some(t0 + (now.duration_since(start).as_secs_f64() * x * 1e9) as u64)
+        };
         feed.wait_until(start + offset, trace_now);
         feed.push(ev);
         n += 1;
@@ -645,7 +707,13 @@ enum Staged {
     Items(Vec<Released>, ArrivalCounts, u64, Option<CountsView>),
     /// The input is over: the arrival side back, bad records skipped, the
     /// error that stopped the input, what a trace file skipped, the panes' final counts.
-    End { arrivals: Arrivals, bad: u64, error: Option<SourceError>, warnings: Vec<String>, view: CountsView },
+    End {
+        arrivals: Arrivals,
+        bad: u64,
+        error: Option<SourceError>,
+        warnings: Vec<String>,
+        view: CountsView,
+    },
 }
 
 /// The arrival stage's sending side. It also runs the dashboard's per-event
@@ -693,7 +761,9 @@ impl StageOut<'_> {
         // A new buffer starts at the size batches have, not growing by doubling.
         let next = next.unwrap_or_else(|_| Vec::with_capacity(out.len()));
         let full = std::mem::replace(out, next);
-        self.tx.send(Staged::Items(full, arrivals.counts(), bad, view)).is_ok()
+        self.tx
+            .send(Staged::Items(full, arrivals.counts(), bad, view))
+            .is_ok()
     }
 }
 
@@ -711,7 +781,9 @@ fn staged(input: ReplayInput, narrow: Narrow, skip_bad: bool, mut feed: Feed) ->
     let arrivals = feed.pipe.take_arrivals();
     feed.arrived = Some((ArrivalCounts::default(), 0));
     feed.kept = Some(Kept::default());
-    feed.dash = std::mem::take(&mut feed.dash).without_recent().counted_elsewhere();
+    feed.dash = std::mem::take(&mut feed.dash)
+        .without_recent()
+        .counted_elsewhere();
     let stage = thread::Builder::new()
         .name("daxtrace-order".into())
         .spawn(move || arrive(input, narrow, skip_bad, arrivals, &tx, &back_rx))
@@ -722,7 +794,13 @@ fn staged(input: ReplayInput, narrow: Narrow, skip_bad: bool, mut feed: Feed) ->
                 if view.is_some() {
                     feed.counts_view = view;
                 }
-                let Feed { pipe, dash, kept, captures, .. } = &mut feed;
+                let Feed {
+                    pipe,
+                    dash,
+                    kept,
+                    captures,
+                    ..
+                } = &mut feed;
                 let kept = kept.as_mut().expect("set above");
                 kept.push(items);
                 let batch = kept.batches.back().expect("just pushed");
@@ -741,7 +819,13 @@ fn staged(input: ReplayInput, narrow: Narrow, skip_bad: bool, mut feed: Feed) ->
                 }
                 feed.arrived = Some((counts, bad));
             }
-            Ok(Staged::End { arrivals, bad, error, warnings, view }) => {
+            Ok(Staged::End {
+                arrivals,
+                bad,
+                error,
+                warnings,
+                view,
+            }) => {
                 feed.counts_view = Some(view);
                 feed.pipe.put_arrivals(arrivals);
                 for _ in 0..bad {
@@ -793,8 +877,16 @@ fn arrive(
     let mut error = None;
     let mut warnings = Vec::new();
     let mut out: Vec<Released> = Vec::new();
-    let long_ago = Instant::now().checked_sub(HOT_EVERY).unwrap_or_else(Instant::now);
-    let mut stage = StageOut { tx, back, counts: Counts::new(), last_view: long_ago, last_hot: long_ago };
+    let long_ago = Instant::now()
+        .checked_sub(HOT_EVERY)
+        .unwrap_or_else(Instant::now);
+    let mut stage = StageOut {
+        tx,
+        back,
+        counts: Counts::new(),
+        last_view: long_ago,
+        last_hot: long_ago,
+    };
     match input {
         ReplayInput::Batches(mut ra) => {
             while let Some(evs) = ra.next_slice() {
@@ -838,7 +930,13 @@ fn arrive(
     if stage.flush(&mut out, &arrivals, bad) {
         let view = stage.counts.view(true);
         // The pipeline thread may be gone (quit): nothing left to tell.
-        let _ = tx.send(Staged::End { arrivals, bad, error, warnings, view });
+        let _ = tx.send(Staged::End {
+            arrivals,
+            bad,
+            error,
+            warnings,
+            view,
+        });
     }
 }
 
@@ -854,7 +952,9 @@ pub fn spawn_live(
     tx: SyncSender<AppEvent>,
     requests: Receiver<Request>,
 ) -> thread::JoinHandle<Option<String>> {
-    pipeline_thread(cfg, source, tx, requests, move |feed| live(&filter, deadline, feed))
+    pipeline_thread(cfg, source, tx, requests, move |feed| {
+        live(&filter, deadline, feed)
+    })
 }
 
 fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<String> {
@@ -873,7 +973,11 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
     feed.source.kernel = plan.kernel.release.clone();
     feed.source.backend = match plan.backends_used().as_slice() {
         [] => plan.backend.name().to_string(),
-        used => used.iter().map(|(b, _)| b.name()).collect::<Vec<_>>().join("+"),
+        used => used
+            .iter()
+            .map(|(b, _)| b.name())
+            .collect::<Vec<_>>()
+            .join("+"),
     };
     feed.source.plan = plan.summary_line();
     let mut notes = vec![Notification::new(
@@ -882,7 +986,11 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
             "{} probes attached in {:.2}s ({})",
             plan.used().count(),
             src.ready_after().as_secs_f64(),
-            plan.backends_used().iter().map(|(b, n)| format!("{} {n}", b.name())).collect::<Vec<_>>().join(", ")
+            plan.backends_used()
+                .iter()
+                .map(|(b, n)| format!("{} {n}", b.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )];
     for n in &plan.notes {
@@ -890,12 +998,22 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
     }
     for e in &plan.entries {
         if let Status::Failed(why) = &e.status {
-            notes.push(Notification::new(Level::Error, format!("attach {} failed: {why}", e.symbol)));
+            notes.push(Notification::new(
+                Level::Error,
+                format!("attach {} failed: {why}", e.symbol),
+            ));
         }
     }
     for c in plan.coverage.iter().filter(|c| c.how != "traced") {
-        let level = if c.how == "missing" { Level::Warn } else { Level::Info };
-        notes.push(Notification::new(level, format!("{}: {} on this kernel", c.step.name(), c.how)));
+        let level = if c.how == "missing" {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        notes.push(Notification::new(
+            level,
+            format!("{}: {} on this kernel", c.step.name(), c.how),
+        ));
     }
     for n in notes {
         feed.send(AppEvent::Notify(n));
@@ -946,16 +1064,38 @@ mod tests {
     fn feed() -> (Feed, Receiver<AppEvent>) {
         let (tx, rx) = super::super::event::channel();
         let (_req, req_rx) = mpsc::channel();
-        (Feed::new(PipelineConfig::default(), SourceInfo::default(), tx, req_rx), rx)
+        (
+            Feed::new(PipelineConfig::default(), SourceInfo::default(), tx, req_rx),
+            rx,
+        )
     }
 
     fn key(pgoff: u64) -> PageKey {
-        PageKey { dev: Dev::new(259, 0), ino: 1, pgoff }
+        PageKey {
+            dev: Dev::new(259, 0),
+            ino: 1,
+            pgoff,
+        }
     }
 
     fn fault(ts: u64, id: u64, pgoff: u64) -> Event {
-        let body = Body::FaultBegin { fault: id, pgoff, size: Size::Pte, write: false };
-        Event { ts, cpu: 0, tid: 1, pid: 1, comm: Comm::new("t"), dev: Dev::new(259, 0), ino: 1, probe: 0, body }
+        let body = Body::FaultBegin {
+            fault: id,
+            pgoff,
+            size: Size::Pte,
+            write: false,
+        };
+        Event {
+            ts,
+            cpu: 0,
+            tid: 1,
+            pid: 1,
+            comm: Comm::new("t"),
+            dev: Dev::new(259, 0),
+            ino: 1,
+            probe: 0,
+            body,
+        }
     }
 
     /// `Watch(None)` stops the pipeline keeping the page's history (a cost
@@ -982,7 +1122,10 @@ mod tests {
         f.request(Request::Watch(Some(key(1))));
         let a = f.page().unwrap();
         assert!(a.missing);
-        assert!(Arc::ptr_eq(&a, &f.page().unwrap()), "nothing changed: the same timeline");
+        assert!(
+            Arc::ptr_eq(&a, &f.page().unwrap()),
+            "nothing changed: the same timeline"
+        );
         // Events released on another page leave it as it was.
         for (i, ts) in (1..=3).zip([1_000, 2_000, 3_000]) {
             f.push(fault(ts, i, 2));

@@ -9,13 +9,22 @@ use super::app::{Action, Mode};
 pub const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     ("p", "pause / resume drawing (the pipeline keeps counting)"),
-    ("/", "filter by inode (digits) or comm (text); Enter applies"),
+    (
+        "/",
+        "filter by inode (digits) or comm (text); Enter applies",
+    ),
     ("Tab, Right", "next pane"),
     ("Shift-Tab, Left", "previous pane"),
     ("Up, Down, PgUp, PgDn", "move in a list or a timeline"),
     ("Home, End", "first / last row"),
-    ("Enter", "finding or hot page: open its timeline; hot file: filter to it"),
-    ("Esc", "close help / timeline / filter, then dismiss notifications"),
+    (
+        "Enter",
+        "finding or hot page: open its timeline; hot file: filter to it",
+    ),
+    (
+        "Esc",
+        "close help / timeline / filter, then dismiss notifications",
+    ),
     ("?", "this help"),
 ];
 
@@ -66,10 +75,19 @@ mod tests {
 
     #[test]
     fn typing_a_filter_does_not_trigger_commands() {
-        assert!(matches!(action(Mode::FilterInput, k(KeyCode::Char('q'))), Some(Action::FilterChar('q'))));
-        assert!(matches!(action(Mode::Normal, k(KeyCode::Char('q'))), Some(Action::Quit)));
         assert!(matches!(
-            action(Mode::FilterInput, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            action(Mode::FilterInput, k(KeyCode::Char('q'))),
+            Some(Action::FilterChar('q'))
+        ));
+        assert!(matches!(
+            action(Mode::Normal, k(KeyCode::Char('q'))),
+            Some(Action::Quit)
+        ));
+        assert!(matches!(
+            action(
+                Mode::FilterInput,
+                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)
+            ),
             Some(Action::Quit)
         ));
     }
@@ -77,7 +95,13 @@ mod tests {
     #[test]
     fn help_swallows_navigation() {
         assert!(action(Mode::Help, k(KeyCode::Enter)).is_none());
-        assert!(matches!(action(Mode::Help, k(KeyCode::Esc)), Some(Action::Back)));
-        assert!(matches!(action(Mode::Drill, k(KeyCode::Down)), Some(Action::Down)));
+        assert!(matches!(
+            action(Mode::Help, k(KeyCode::Esc)),
+            Some(Action::Back)
+        ));
+        assert!(matches!(
+            action(Mode::Drill, k(KeyCode::Down)),
+            Some(Action::Down)
+        ));
     }
 }

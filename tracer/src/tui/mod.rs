@@ -69,7 +69,9 @@ pub fn run_loop<B: Backend>(
 ) -> Result<Exit, B::Error> {
     terminal.draw(|f| ui::render(f, app))?;
     loop {
-        let Ok(first) = rx.recv() else { return Ok(Exit::FeedGone) };
+        let Ok(first) = rx.recv() else {
+            return Ok(Exit::FeedGone);
+        };
         // Take everything already queued before drawing once (coalescing a burst).
         let mut batch = vec![first];
         batch.extend(rx.try_iter());

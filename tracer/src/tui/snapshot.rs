@@ -8,8 +8,8 @@
 //! (amortised) when a new page, file or fault id is first seen and are
 //! capped so a long run cannot exhaust memory.
 
-use std::collections::{BinaryHeap, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +97,9 @@ pub struct SourceInfo {
 pub enum FeedState {
     Running,
     /// Replay ended; the screen holds the final state. Wall time it took.
-    Done { elapsed: Duration },
+    Done {
+        elapsed: Duration,
+    },
     /// The source failed; what was already counted stays on screen.
     Failed(String),
 }
@@ -185,10 +187,26 @@ pub fn describe(body: &Body) -> String {
         }
     }
     match *body {
-        Body::FaultBegin { pgoff, size: s, write, .. } => {
-            format!("{} {} fault at page {pgoff}", size(s), if write { "write" } else { "read" })
+        Body::FaultBegin {
+            pgoff,
+            size: s,
+            write,
+            ..
+        } => {
+            format!(
+                "{} {} fault at page {pgoff}",
+                size(s),
+                if write { "write" } else { "read" }
+            )
         }
-        Body::MapBlocks { pgoff, npages, result, new, write, .. } => {
+        Body::MapBlocks {
+            pgoff,
+            npages,
+            result,
+            new,
+            write,
+            ..
+        } => {
             let r = match result {
                 MapResult::Hole => "hole",
                 MapResult::Mapped => "mapped",
@@ -201,12 +219,29 @@ pub fn describe(body: &Body) -> String {
             )
         }
         Body::LoadHole { pgoff, size: s, .. } => format!("{} zero page at {pgoff}", size(s)),
-        Body::InsertMapping { pgoff, size: s, inferred, .. } => {
-            format!("{} mapping at {pgoff}{}", size(s), if inferred { " (inferred)" } else { "" })
+        Body::InsertMapping {
+            pgoff,
+            size: s,
+            inferred,
+            ..
+        } => {
+            format!(
+                "{} mapping at {pgoff}{}",
+                size(s),
+                if inferred { " (inferred)" } else { "" }
+            )
         }
         Body::FaultEnd { result, .. } => format!("{result:?}").to_lowercase(),
-        Body::Invalidate { pgoff, npages, reason } => {
-            let n = if npages == u64::MAX { "end".to_string() } else { npages.to_string() };
+        Body::Invalidate {
+            pgoff,
+            npages,
+            reason,
+        } => {
+            let n = if npages == u64::MAX {
+                "end".to_string()
+            } else {
+                npages.to_string()
+            };
             format!("{reason:?} {pgoff}+{n}").to_lowercase()
         }
         Body::Lost { count } => format!("{count} lost"),
@@ -255,7 +290,14 @@ impl Snapshot {
             state: FeedState::Running,
             stats: Stats::default(),
             events_per_sec: 0.0,
-            rates: Series::ALL.iter().map(|&series| Rate { series, buckets: Vec::new(), total: 0 }).collect(),
+            rates: Series::ALL
+                .iter()
+                .map(|&series| Rate {
+                    series,
+                    buckets: Vec::new(),
+                    total: 0,
+                })
+                .collect(),
             latency: Latency::default(),
             hot_pages: Vec::new(),
             hot_files: Vec::new(),
@@ -291,7 +333,11 @@ struct InflightEntry {
 
 impl Inflight {
     fn new() -> Self {
-        Self { table: vec![InflightEntry::default(); 1 << INFLIGHT_TABLE_BITS].into_boxed_slice(), spill: HashMap::new(), len: 0 }
+        Self {
+            table: vec![InflightEntry::default(); 1 << INFLIGHT_TABLE_BITS].into_boxed_slice(),
+            spill: HashMap::new(),
+            len: 0,
+        }
     }
 
     /// Fault ids are a per-CPU sequence above the CPU number: multiplied
@@ -304,7 +350,6 @@ impl Inflight {
     fn len(&self) -> usize {
         self.len
     }
-
 
     #[inline]
     fn insert(&mut self, fault: u64, ts: u64, size: Size) {
@@ -325,7 +370,11 @@ impl Inflight {
                 self.len += 1;
             }
         }
-        *e = InflightEntry { fault, ts, size: Some(size) };
+        *e = InflightEntry {
+            fault,
+            ts,
+            size: Some(size),
+        };
     }
 
     #[inline]
@@ -379,7 +428,8 @@ type PageRef = u64;
 const PGOFF_BITS: u32 = 40;
 
 fn page_ref(file: u32, pgoff: u64) -> Option<PageRef> {
-    (file < 1 << (64 - PGOFF_BITS) && pgoff < 1 << PGOFF_BITS).then(|| u64::from(file) << PGOFF_BITS | pgoff)
+    (file < 1 << (64 - PGOFF_BITS) && pgoff < 1 << PGOFF_BITS)
+        .then(|| u64::from(file) << PGOFF_BITS | pgoff)
 }
 
 struct FileStat {
@@ -489,7 +539,11 @@ impl Recent {
 
     /// The ring in two runs, oldest first.
     fn slices(&self) -> [&[Released]; 2] {
-        let (a, b) = if self.buf.len() < RECENT { (&self.buf[..], &[][..]) } else { self.buf.split_at(self.next) };
+        let (a, b) = if self.buf.len() < RECENT {
+            (&self.buf[..], &[][..])
+        } else {
+            self.buf.split_at(self.next)
+        };
         [b, a]
     }
 }
@@ -602,11 +656,20 @@ pub fn finding_context(items: &[&[Released]], f: &Finding) -> Vec<Event> {
             }
         }
     }
-    let span = items.iter().enumerate().skip(from.0).take((to.0 + 1).saturating_sub(from.0)).flat_map(|(k, s)| {
-        let hi = if k == to.0 { to.1.min(s.len()) } else { s.len() };
-        let lo = if k == from.0 { from.1.min(hi) } else { 0 };
-        s[lo..hi].iter().map(released_event)
-    });
+    let span = items
+        .iter()
+        .enumerate()
+        .skip(from.0)
+        .take((to.0 + 1).saturating_sub(from.0))
+        .flat_map(|(k, s)| {
+            let hi = if k == to.0 {
+                to.1.min(s.len())
+            } else {
+                s.len()
+            };
+            let lo = if k == from.0 { from.1.min(hi) } else { 0 };
+            s[lo..hi].iter().map(released_event)
+        });
     page_events(span, key)
 }
 
@@ -618,11 +681,15 @@ pub fn covers(ev: &Event, key: &PageKey) -> bool {
     let p = key.pgoff;
     let within = |first: u64, n: u64| p >= first && (n == u64::MAX || p - first < n);
     match ev.body {
-        Body::FaultBegin { pgoff, size, .. } | Body::LoadHole { pgoff, size, .. } | Body::InsertMapping { pgoff, size, .. } => {
+        Body::FaultBegin { pgoff, size, .. }
+        | Body::LoadHole { pgoff, size, .. }
+        | Body::InsertMapping { pgoff, size, .. } => {
             let (first, n) = size.span(pgoff);
             within(first, n)
         }
-        Body::MapBlocks { pgoff, npages, .. } | Body::Invalidate { pgoff, npages, .. } => within(pgoff, npages),
+        Body::MapBlocks { pgoff, npages, .. } | Body::Invalidate { pgoff, npages, .. } => {
+            within(pgoff, npages)
+        }
         Body::FaultEnd { .. } | Body::Lost { .. } => false,
     }
 }
@@ -666,7 +733,10 @@ impl Dashboard {
             counts: Counts::new(),
             count_events: true,
             findings: VecDeque::new(),
-            recent: Recent { buf: Vec::with_capacity(RECENT), next: 0 },
+            recent: Recent {
+                buf: Vec::with_capacity(RECENT),
+                next: 0,
+            },
             pending: Vec::new(),
             keep_recent: true,
         }
@@ -675,7 +745,10 @@ impl Dashboard {
     /// Stop copying events for drill-down context (the caller keeps them).
     pub fn without_recent(mut self) -> Self {
         self.keep_recent = false;
-        self.recent = Recent { buf: Vec::new(), next: 0 };
+        self.recent = Recent {
+            buf: Vec::new(),
+            next: 0,
+        };
         self
     }
 
@@ -688,7 +761,14 @@ impl Dashboard {
 
     /// The recent events touching `key` (oldest first).
     pub fn recent_for(&self, key: &PageKey) -> Vec<Event> {
-        page_events(self.recent.slices().into_iter().flatten().map(released_event), key)
+        page_events(
+            self.recent
+                .slices()
+                .into_iter()
+                .flatten()
+                .map(released_event),
+            key,
+        )
     }
 
     /// `f`'s context among the recent events ([`finding_context`]).
@@ -698,12 +778,22 @@ impl Dashboard {
 
     /// Timestamp of the oldest event still held for context.
     pub fn recent_oldest_ts(&self) -> Option<u64> {
-        self.recent.slices().into_iter().flatten().next().map(|r| released_event(r).ts)
+        self.recent
+            .slices()
+            .into_iter()
+            .flatten()
+            .next()
+            .map(|r| released_event(r).ts)
     }
 
     /// Copy the aggregates into a snapshot. `stats` and the rest come from the feeding thread.
     pub fn snapshot(&mut self, base: SnapshotBase) -> Snapshot {
-        let CountsView { rates, latency, hot_pages, hot_files } = match base.counts {
+        let CountsView {
+            rates,
+            latency,
+            hot_pages,
+            hot_files,
+        } = match base.counts {
             Some(v) => v,
             None => self.counts.view(base.refresh_hot),
         };
@@ -813,7 +903,14 @@ impl Counts {
         }
         let i = self.files.len() as u32;
         self.file_ix.insert((dev, ino), i);
-        self.files.push(FileStat { dev, ino, faults: 0, pages: 0, tid: 0, dense: Vec::new() });
+        self.files.push(FileStat {
+            dev,
+            ino,
+            faults: 0,
+            pages: 0,
+            tid: 0,
+            dense: Vec::new(),
+        });
         i
     }
 
@@ -862,9 +959,15 @@ impl Counts {
                     None => 0,
                     Some(h) => (h - self.first_bucket + 1).min(BUCKETS as u64) as usize,
                 };
-                let buckets =
-                    (0..n).rev().map(|back| self.ring[(self.head + BUCKETS - back) % BUCKETS][s as usize]).collect();
-                Rate { series: s, buckets, total: self.totals[s as usize] }
+                let buckets = (0..n)
+                    .rev()
+                    .map(|back| self.ring[(self.head + BUCKETS - back) % BUCKETS][s as usize])
+                    .collect();
+                Rate {
+                    series: s,
+                    buckets,
+                    total: self.totals[s as usize],
+                }
             })
             .collect();
         // Percentiles are the histogram's (within 1%), never above the exact maximum.
@@ -887,31 +990,59 @@ impl Counts {
             let files = &self.files;
             let key = |r: PageRef| {
                 let f = &files[(r >> PGOFF_BITS) as usize];
-                PageKey { dev: f.dev, ino: f.ino, pgoff: r & ((1 << PGOFF_BITS) - 1) }
+                PageKey {
+                    dev: f.dev,
+                    ino: f.ino,
+                    pgoff: r & ((1 << PGOFF_BITS) - 1),
+                }
             };
             let dense = files.iter().flat_map(|f| {
-                f.dense.iter().enumerate().map(|(pgoff, p)| (PageKey { dev: f.dev, ino: f.ino, pgoff: pgoff as u64 }, *p))
+                f.dense.iter().enumerate().map(|(pgoff, p)| {
+                    (
+                        PageKey {
+                            dev: f.dev,
+                            ino: f.ino,
+                            pgoff: pgoff as u64,
+                        },
+                        *p,
+                    )
+                })
             });
             let table = self.pages.iter().map(|(&r, p)| (key(r), *p));
-            self.hot_pages = top_n(dense.chain(table).map(|(k, p)| (u64::from(p.faults), (k, p))))
-                .into_iter()
-                .map(|(faults, (key, p))| HotPage {
-                    key,
-                    faults,
-                    holes: u64::from(p.holes),
-                    allocs: u64::from(p.allocs),
-                    comm: self.comm(p.tid),
-                })
-                .collect();
+            self.hot_pages = top_n(
+                dense
+                    .chain(table)
+                    .map(|(k, p)| (u64::from(p.faults), (k, p))),
+            )
+            .into_iter()
+            .map(|(faults, (key, p))| HotPage {
+                key,
+                faults,
+                holes: u64::from(p.holes),
+                allocs: u64::from(p.allocs),
+                comm: self.comm(p.tid),
+            })
+            .collect();
             self.hot_files = top_n(files.iter().map(|f| (f.faults, (f.dev, f.ino))))
                 .into_iter()
                 .map(|(faults, (dev, ino))| {
                     let f = &files[self.file_ix[&(dev, ino)] as usize];
-                    HotFile { dev, ino, faults, pages: f.pages, comm: self.comm(f.tid) }
+                    HotFile {
+                        dev,
+                        ino,
+                        faults,
+                        pages: f.pages,
+                        comm: self.comm(f.tid),
+                    }
                 })
                 .collect();
         }
-        CountsView { rates, latency, hot_pages: self.hot_pages.clone(), hot_files: self.hot_files.clone() }
+        CountsView {
+            rates,
+            latency,
+            hot_pages: self.hot_pages.clone(),
+            hot_files: self.hot_files.clone(),
+        }
     }
 }
 
@@ -945,7 +1076,10 @@ fn top_n<K: Ord + Copy>(it: impl Iterator<Item = (u64, K)>) -> Vec<(u64, K)> {
         }
         heap.push(Reverse(item));
     }
-    let mut out: Vec<(u64, K)> = heap.into_iter().map(|Reverse((n, Reverse(k)))| (n, k)).collect();
+    let mut out: Vec<(u64, K)> = heap
+        .into_iter()
+        .map(|Reverse((n, Reverse(k)))| (n, k))
+        .collect();
     out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     out
 }
@@ -987,9 +1121,28 @@ impl Counts {
     pub fn on_event(&mut self, ev: &Event) {
         let slot = self.bucket(ev.ts);
         match ev.body {
-            Body::FaultBegin { fault, pgoff, size, write } => {
-                self.count(slot, if size == Size::Pmd { Series::PmdFaults } else { Series::PteFaults });
-                self.count(slot, if write { Series::WriteFaults } else { Series::ReadFaults });
+            Body::FaultBegin {
+                fault,
+                pgoff,
+                size,
+                write,
+            } => {
+                self.count(
+                    slot,
+                    if size == Size::Pmd {
+                        Series::PmdFaults
+                    } else {
+                        Series::PteFaults
+                    },
+                );
+                self.count(
+                    slot,
+                    if write {
+                        Series::WriteFaults
+                    } else {
+                        Series::ReadFaults
+                    },
+                );
                 if self.inflight.len() >= MAX_INFLIGHT {
                     // Ends that never come (a lost record) must not grow this forever.
                     self.unmatched += self.inflight.len() as u64;
@@ -1027,7 +1180,11 @@ impl Counts {
                 if let Some((t0, size)) = self.inflight.remove(fault) {
                     let lat = ev.ts.saturating_sub(t0).max(1);
                     let i = usize::from(size == Size::Pmd);
-                    let h = if i == 1 { &mut self.lat_pmd } else { &mut self.lat_pte };
+                    let h = if i == 1 {
+                        &mut self.lat_pmd
+                    } else {
+                        &mut self.lat_pte
+                    };
                     h.saturating_record(lat);
                     self.lat_max[i] = self.lat_max[i].max(lat);
                     let b = (64 - lat.leading_zeros() as usize).min(LAT_BUCKETS - 1);
@@ -1058,7 +1215,6 @@ impl Counts {
             }
         }
     }
-
 }
 
 #[cfg(test)]
@@ -1067,7 +1223,17 @@ mod tests {
     use crate::event::{Comm, Dev};
 
     fn ev(ts: u64, ino: u64, body: Body) -> Event {
-        Event { ts, cpu: 0, tid: 1, pid: 1, comm: Comm::new("t"), dev: Dev::new(259, 0), ino, probe: 0, body }
+        Event {
+            ts,
+            cpu: 0,
+            tid: 1,
+            pid: 1,
+            comm: Comm::new("t"),
+            dev: Dev::new(259, 0),
+            ino,
+            probe: 0,
+            body,
+        }
     }
 
     fn base() -> SnapshotBase {
@@ -1086,12 +1252,51 @@ mod tests {
     #[test]
     fn latency_pairs_begin_with_end_per_fault_id() {
         let mut d = Dashboard::new();
-        d.on_event(&ev(1_000, 1, Body::FaultBegin { fault: 1, pgoff: 0, size: Size::Pte, write: false }));
-        d.on_event(&ev(1_500, 1, Body::FaultBegin { fault: 2, pgoff: 0, size: Size::Pmd, write: true }));
-        d.on_event(&ev(3_000, 1, Body::FaultEnd { fault: 1, result: crate::event::FaultResult::Nopage }));
-        d.on_event(&ev(9_500, 1, Body::FaultEnd { fault: 2, result: crate::event::FaultResult::Nopage }));
+        d.on_event(&ev(
+            1_000,
+            1,
+            Body::FaultBegin {
+                fault: 1,
+                pgoff: 0,
+                size: Size::Pte,
+                write: false,
+            },
+        ));
+        d.on_event(&ev(
+            1_500,
+            1,
+            Body::FaultBegin {
+                fault: 2,
+                pgoff: 0,
+                size: Size::Pmd,
+                write: true,
+            },
+        ));
+        d.on_event(&ev(
+            3_000,
+            1,
+            Body::FaultEnd {
+                fault: 1,
+                result: crate::event::FaultResult::Nopage,
+            },
+        ));
+        d.on_event(&ev(
+            9_500,
+            1,
+            Body::FaultEnd {
+                fault: 2,
+                result: crate::event::FaultResult::Nopage,
+            },
+        ));
         // An end without a begin is ignored, not paired with something else.
-        d.on_event(&ev(9_600, 1, Body::FaultEnd { fault: 7, result: crate::event::FaultResult::Nopage }));
+        d.on_event(&ev(
+            9_600,
+            1,
+            Body::FaultEnd {
+                fault: 7,
+                result: crate::event::FaultResult::Nopage,
+            },
+        ));
         let s = d.snapshot(base());
         assert_eq!(s.latency.pte.count, 1);
         assert_eq!(s.latency.pte.max, 2_000);
@@ -1106,12 +1311,26 @@ mod tests {
     #[test]
     fn rates_bucket_by_trace_second_and_zero_gaps() {
         let mut d = Dashboard::new();
-        let hole = |ts| ev(ts, 1, Body::LoadHole { fault: 1, pgoff: 0, size: Size::Pte });
+        let hole = |ts| {
+            ev(
+                ts,
+                1,
+                Body::LoadHole {
+                    fault: 1,
+                    pgoff: 0,
+                    size: Size::Pte,
+                },
+            )
+        };
         d.on_event(&hole(5 * BUCKET_NS));
         d.on_event(&hole(5 * BUCKET_NS + 10));
         d.on_event(&hole(8 * BUCKET_NS));
         let s = d.snapshot(base());
-        let r = s.rates.iter().find(|r| r.series == Series::HoleLoads).unwrap();
+        let r = s
+            .rates
+            .iter()
+            .find(|r| r.series == Series::HoleLoads)
+            .unwrap();
         assert_eq!(r.total, 3);
         // Buckets start at the first event's second, not at time zero.
         assert_eq!(r.buckets, [2, 0, 0, 1]);
@@ -1125,13 +1344,30 @@ mod tests {
         for (ino, pgoff, n) in [(1, 0, 3), (1, 1, 5), (2, 7, 4), (1, 1 << 20, 6)] {
             for _ in 0..n {
                 id += 1;
-                d.on_event(&ev(id, ino, Body::FaultBegin { fault: id, pgoff, size: Size::Pte, write: false }));
+                d.on_event(&ev(
+                    id,
+                    ino,
+                    Body::FaultBegin {
+                        fault: id,
+                        pgoff,
+                        size: Size::Pte,
+                        write: false,
+                    },
+                ));
             }
         }
         let s = d.snapshot(base());
-        let pages: Vec<_> = s.hot_pages.iter().map(|p| (p.key.ino, p.key.pgoff, p.faults)).collect();
+        let pages: Vec<_> = s
+            .hot_pages
+            .iter()
+            .map(|p| (p.key.ino, p.key.pgoff, p.faults))
+            .collect();
         assert_eq!(pages, [(1, 1 << 20, 6), (1, 1, 5), (2, 7, 4), (1, 0, 3)]);
-        let files: Vec<_> = s.hot_files.iter().map(|f| (f.ino, f.faults, f.pages)).collect();
+        let files: Vec<_> = s
+            .hot_files
+            .iter()
+            .map(|f| (f.ino, f.faults, f.pages))
+            .collect();
         assert_eq!(files, [(1, 14, 3), (2, 4, 1)]);
     }
 
@@ -1141,37 +1377,85 @@ mod tests {
     fn page_counts_are_exact_whenever_viewed() {
         let mut rng = crate::workload::Rng::new(11);
         let mut c = Counts::new();
-        let mut want: std::collections::HashMap<PageKey, (u64, u64, u64)> = std::collections::HashMap::new();
+        let mut want: std::collections::HashMap<PageKey, (u64, u64, u64)> =
+            std::collections::HashMap::new();
         for id in 1..20_000u64 {
             let ino = 1 + rng.below(3);
             // Some pages beyond the flat per-file arrays (the page table).
-            let pgoff = if rng.below(10) == 0 { (1 << 20) + rng.below(50) } else { rng.below(300) };
-            let key = PageKey { dev: Dev::new(259, 0), ino, pgoff };
+            let pgoff = if rng.below(10) == 0 {
+                (1 << 20) + rng.below(50)
+            } else {
+                rng.below(300)
+            };
+            let key = PageKey {
+                dev: Dev::new(259, 0),
+                ino,
+                pgoff,
+            };
             let w = want.entry(key).or_default();
             match rng.below(3) {
                 0 => {
-                    c.on_event(&ev(id, ino, Body::FaultBegin { fault: id, pgoff, size: Size::Pte, write: false }));
+                    c.on_event(&ev(
+                        id,
+                        ino,
+                        Body::FaultBegin {
+                            fault: id,
+                            pgoff,
+                            size: Size::Pte,
+                            write: false,
+                        },
+                    ));
                     w.0 += 1;
                 }
                 1 => {
-                    c.on_event(&ev(id, ino, Body::LoadHole { fault: id, pgoff, size: Size::Pte }));
+                    c.on_event(&ev(
+                        id,
+                        ino,
+                        Body::LoadHole {
+                            fault: id,
+                            pgoff,
+                            size: Size::Pte,
+                        },
+                    ));
                     w.1 += 1;
                 }
                 _ => {
-                    let body = Body::MapBlocks { fault: Some(id), pgoff, npages: 1, result: MapResult::Mapped, new: true, write: true };
+                    let body = Body::MapBlocks {
+                        fault: Some(id),
+                        pgoff,
+                        npages: 1,
+                        result: MapResult::Mapped,
+                        new: true,
+                        write: true,
+                    };
                     c.on_event(&ev(id, ino, body));
                     w.2 += 1;
                 }
             }
             if rng.below(500) == 0 || id == 19_999 {
                 let v = c.view(true);
-                let mut rank: Vec<_> = want.iter().filter(|(_, w)| w.0 > 0).map(|(k, w)| (w.0, *k, *w)).collect();
+                let mut rank: Vec<_> = want
+                    .iter()
+                    .filter(|(_, w)| w.0 > 0)
+                    .map(|(k, w)| (w.0, *k, *w))
+                    .collect();
                 rank.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-                let rank: Vec<_> = rank.into_iter().take(HOT_ROWS).map(|(_, k, w)| (k, w)).collect();
-                let got: Vec<_> = v.hot_pages.iter().map(|p| (p.key, (p.faults, p.holes, p.allocs))).collect();
+                let rank: Vec<_> = rank
+                    .into_iter()
+                    .take(HOT_ROWS)
+                    .map(|(_, k, w)| (k, w))
+                    .collect();
+                let got: Vec<_> = v
+                    .hot_pages
+                    .iter()
+                    .map(|p| (p.key, (p.faults, p.holes, p.allocs)))
+                    .collect();
                 assert_eq!(got, rank, "after {id} events");
                 for f in &v.hot_files {
-                    let pages = want.iter().filter(|(k, w)| k.ino == f.ino && w.0 > 0).count() as u64;
+                    let pages = want
+                        .iter()
+                        .filter(|(k, w)| k.ino == f.ino && w.0 > 0)
+                        .count() as u64;
                     assert_eq!(f.pages, pages, "file {} after {id} events", f.ino);
                 }
             }
@@ -1191,7 +1475,11 @@ mod tests {
         for step in 0..200_000u64 {
             let id = ids[rng.below(ids.len() as u64) as usize];
             if rng.below(2) == 0 {
-                let size = if rng.below(2) == 0 { Size::Pte } else { Size::Pmd };
+                let size = if rng.below(2) == 0 {
+                    Size::Pte
+                } else {
+                    Size::Pmd
+                };
                 t.insert(id, step, size);
                 m.insert(id, (step, size));
             } else {
@@ -1221,7 +1509,15 @@ mod tests {
     }
 
     fn step(role: crate::detect::Role, ts: u64, fault: Option<u64>) -> crate::detect::Step {
-        crate::detect::Step { role, ts, tid: 1, pid: 1, cpu: 0, comm: Comm::new("t"), fault }
+        crate::detect::Step {
+            role,
+            ts,
+            tid: 1,
+            pid: 1,
+            cpu: 0,
+            comm: Comm::new("t"),
+            fault,
+        }
     }
 
     /// A stale mapping on page 5 of inode 1 (fault 7: begin, lookup, a hole
@@ -1238,39 +1534,127 @@ mod tests {
             ts
         };
         // An older fault on the page: not part of the ordering.
-        push(&mut items, 1, Body::FaultBegin { fault: 3, pgoff: 5, size: Size::Pte, write: false });
-        push(&mut items, 1, Body::FaultEnd { fault: 3, result: FaultResult::Nopage });
-        let filler = |items: &mut Vec<Released>, push: &mut dyn FnMut(&mut Vec<Released>, u64, Body) -> u64, n: u64| {
+        push(
+            &mut items,
+            1,
+            Body::FaultBegin {
+                fault: 3,
+                pgoff: 5,
+                size: Size::Pte,
+                write: false,
+            },
+        );
+        push(
+            &mut items,
+            1,
+            Body::FaultEnd {
+                fault: 3,
+                result: FaultResult::Nopage,
+            },
+        );
+        let filler = |items: &mut Vec<Released>,
+                      push: &mut dyn FnMut(&mut Vec<Released>, u64, Body) -> u64,
+                      n: u64| {
             for k in 0..n {
-                push(items, 2, Body::FaultBegin { fault: 100 + k, pgoff: 5, size: Size::Pte, write: false });
+                push(
+                    items,
+                    2,
+                    Body::FaultBegin {
+                        fault: 100 + k,
+                        pgoff: 5,
+                        size: Size::Pte,
+                        write: false,
+                    },
+                );
             }
         };
         filler(&mut items, &mut push, 3000);
-        let begin = Body::FaultBegin { fault: 7, pgoff: 5, size: Size::Pte, write: true };
+        let begin = Body::FaultBegin {
+            fault: 7,
+            pgoff: 5,
+            size: Size::Pte,
+            write: true,
+        };
         push(&mut items, 1, begin);
         filler(&mut items, &mut push, 50);
-        let lookup = Body::MapBlocks { fault: Some(7), pgoff: 5, npages: 1, result: MapResult::Mapped, new: false, write: true };
+        let lookup = Body::MapBlocks {
+            fault: Some(7),
+            pgoff: 5,
+            npages: 1,
+            result: MapResult::Mapped,
+            new: false,
+            write: true,
+        };
         let t_lookup = push(&mut items, 1, lookup);
         filler(&mut items, &mut push, 50);
-        let t_inv = push(&mut items, 1, Body::Invalidate { pgoff: 0, npages: 16, reason: InvalidateReason::PunchHole });
-        let insert = Body::InsertMapping { fault: 7, pgoff: 5, size: Size::Pte, inferred: false };
+        let t_inv = push(
+            &mut items,
+            1,
+            Body::Invalidate {
+                pgoff: 0,
+                npages: 16,
+                reason: InvalidateReason::PunchHole,
+            },
+        );
+        let insert = Body::InsertMapping {
+            fault: 7,
+            pgoff: 5,
+            size: Size::Pte,
+            inferred: false,
+        };
         let t_ins = push(&mut items, 1, insert);
         filler(&mut items, &mut push, 20);
-        let t_end = push(&mut items, 1, Body::FaultEnd { fault: 7, result: FaultResult::Nopage });
+        let t_end = push(
+            &mut items,
+            1,
+            Body::FaultEnd {
+                fault: 7,
+                result: FaultResult::Nopage,
+            },
+        );
         // A later fault on the page, before the finding is raised (held for
         // a write's teardown): not part of the ordering.
         filler(&mut items, &mut push, 2000);
-        push(&mut items, 1, Body::FaultBegin { fault: 8, pgoff: 5, size: Size::Pte, write: false });
-        push(&mut items, 1, Body::FaultEnd { fault: 8, result: FaultResult::Nopage });
+        push(
+            &mut items,
+            1,
+            Body::FaultBegin {
+                fault: 8,
+                pgoff: 5,
+                size: Size::Pte,
+                write: false,
+            },
+        );
+        push(
+            &mut items,
+            1,
+            Body::FaultEnd {
+                fault: 8,
+                result: FaultResult::Nopage,
+            },
+        );
         filler(&mut items, &mut push, 10);
         let f = Finding {
             rule: crate::detect::Rule::InsertAfterInvalidate,
             severity: crate::detect::Severity::StaleMapping,
-            page: PageKey { dev: Dev::new(259, 0), ino: 1, pgoff: 5 },
+            page: PageKey {
+                dev: Dev::new(259, 0),
+                ino: 1,
+                pgoff: 5,
+            },
             ts: t_ins,
-            steps: vec![step(Role::Lookup, t_lookup, Some(7)), step(Role::Invalidate, t_inv, None), step(Role::Insert, t_ins, Some(7))],
+            steps: vec![
+                step(Role::Lookup, t_lookup, Some(7)),
+                step(Role::Invalidate, t_inv, None),
+                step(Role::Insert, t_ins, Some(7)),
+            ],
         };
-        let want: Vec<Event> = items.iter().map(released_event).filter(|e| e.ino == 1 && e.ts > 1_020 && e.ts <= t_end).copied().collect();
+        let want: Vec<Event> = items
+            .iter()
+            .map(released_event)
+            .filter(|e| e.ino == 1 && e.ts > 1_020 && e.ts <= t_end)
+            .copied()
+            .collect();
         assert_eq!(want.len(), 5);
         (items, f, want)
     }
@@ -1282,7 +1666,19 @@ mod tests {
     fn finding_context_is_the_ordering_from_its_faults_begin_to_end() {
         let (items, f, want) = context_case();
         assert_eq!(finding_context(&[&items], &f), want);
-        for cut in [1, 2, 3000, 3002, 3003, 3030, 3104, 3124, 3125, 3126, items.len() - 1] {
+        for cut in [
+            1,
+            2,
+            3000,
+            3002,
+            3003,
+            3030,
+            3104,
+            3124,
+            3125,
+            3126,
+            items.len() - 1,
+        ] {
             let (a, b) = items.split_at(cut);
             assert_eq!(finding_context(&[a, b], &f), want, "cut at {cut}");
             let (b, c) = b.split_at(b.len() / 2);
@@ -1301,12 +1697,31 @@ mod tests {
     #[test]
     fn finding_context_survives_late_items() {
         let (items, f, want) = context_case();
-        for at in (1..items.len()).step_by(37).chain([3001, 3002, 3003, 3053, 3054, 3104, 3105, 3124, 3125, 3126]) {
+        for at in (1..items.len())
+            .step_by(37)
+            .chain([3001, 3002, 3003, 3053, 3054, 3104, 3105, 3124, 3125, 3126])
+        {
             let mut v = items.clone();
-            v.insert(at, Released::Late(ev(5, 2, Body::FaultBegin { fault: 9, pgoff: 5, size: Size::Pte, write: false })));
+            v.insert(
+                at,
+                Released::Late(ev(
+                    5,
+                    2,
+                    Body::FaultBegin {
+                        fault: 9,
+                        pgoff: 5,
+                        size: Size::Pte,
+                        write: false,
+                    },
+                )),
+            );
             assert_eq!(finding_context(&[&v], &f), want, "late item at {at}");
             let (a, b) = v.split_at(at.min(v.len() - 1));
-            assert_eq!(finding_context(&[a, b], &f), want, "late item at {at}, runs cut there");
+            assert_eq!(
+                finding_context(&[a, b], &f),
+                want,
+                "late item at {at}, runs cut there"
+            );
         }
     }
 
@@ -1316,7 +1731,11 @@ mod tests {
         let f = |ts| Finding {
             rule: crate::detect::Rule::HoleLoadAfterAllocate,
             severity: crate::detect::Severity::StaleHole,
-            page: PageKey { dev: Dev::new(1, 0), ino: 1, pgoff: 0 },
+            page: PageKey {
+                dev: Dev::new(1, 0),
+                ino: 1,
+                pgoff: 0,
+            },
             ts,
             steps: vec![],
         };

@@ -18,10 +18,10 @@ use super::event::{self, AppEvent};
 use super::feed::{self, Narrow, Pace, ReplayInput, Request};
 use super::snapshot::{Dashboard, FeedState, Snapshot, SnapshotBase, SourceInfo};
 use super::{apply, ui};
-use crate::source::jsonl::JsonlReader;
-use crate::source::EventIter;
 use crate::event::Event;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::source::jsonl::JsonlReader;
+use crate::source::EventIter;
 
 const RACE: &str = include_str!("../../tests/data/top-race.jsonl");
 
@@ -33,7 +33,10 @@ struct Harness {
 }
 
 fn events(jsonl: &str) -> EventIter {
-    Box::new(JsonlReader::new(std::io::Cursor::new(jsonl.to_string()), "test.jsonl"))
+    Box::new(JsonlReader::new(
+        std::io::Cursor::new(jsonl.to_string()),
+        "test.jsonl",
+    ))
 }
 
 impl Harness {
@@ -47,7 +50,15 @@ impl Harness {
         };
         let (tx, rx) = event::channel();
         let (req, req_rx) = mpsc::channel();
-        feed::spawn_replay(events(jsonl), Pace::Unpaced, false, PipelineConfig::default(), source.clone(), tx, req_rx);
+        feed::spawn_replay(
+            events(jsonl),
+            Pace::Unpaced,
+            false,
+            PipelineConfig::default(),
+            source.clone(),
+            tx,
+            req_rx,
+        );
         let mut h = Self {
             app: App::new(Arc::new(Snapshot::empty(source))),
             rx,
@@ -55,7 +66,11 @@ impl Harness {
             term: Terminal::new(TestBackend::new(w, h)).unwrap(),
         };
         // The final snapshot, then the "replay finished" note that follows it.
-        h.pump_until(|a| a.notes.iter().any(|(n, _)| n.text.starts_with("replay finished")));
+        h.pump_until(|a| {
+            a.notes
+                .iter()
+                .any(|(n, _)| n.text.starts_with("replay finished"))
+        });
         h
     }
 
@@ -69,14 +84,20 @@ impl Harness {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !done(&self.app) {
             let left = deadline.saturating_duration_since(Instant::now());
-            let ev = self.rx.recv_timeout(left).expect("the pipeline thread did not deliver in time");
+            let ev = self
+                .rx
+                .recv_timeout(left)
+                .expect("the pipeline thread did not deliver in time");
             let cmd = apply(&mut self.app, ev);
             self.handle(cmd);
         }
     }
 
     fn key(&mut self, code: KeyCode) {
-        let cmd = apply(&mut self.app, AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+        let cmd = apply(
+            &mut self.app,
+            AppEvent::Key(KeyEvent::new(code, KeyModifiers::NONE)),
+        );
         self.handle(cmd);
     }
 
@@ -99,7 +120,9 @@ impl Harness {
 fn find(buf: &Buffer, text: &str) -> Option<(u16, u16)> {
     let area = buf.area;
     for y in 0..area.height {
-        let line: String = (0..area.width).map(|x| buf[(x, y)].symbol().to_string()).collect();
+        let line: String = (0..area.width)
+            .map(|x| buf[(x, y)].symbol().to_string())
+            .collect();
         if let Some(i) = line.find(text) {
             // Column in cells: count chars before the byte index.
             return Some((line[..i].chars().count() as u16, y));
@@ -126,7 +149,12 @@ fn drill_down_highlights_the_ordering() {
     let mut h = Harness::replay(RACE, 120, 34);
     h.key(KeyCode::Enter);
     assert_eq!(h.app.mode(), Mode::Drill);
-    h.pump_until(|a| a.view.page.as_ref().is_some_and(|p| Some(p.key) == a.drill.as_ref().map(|d| d.key)));
+    h.pump_until(|a| {
+        a.view
+            .page
+            .as_ref()
+            .is_some_and(|p| Some(p.key) == a.drill.as_ref().map(|d| d.key))
+    });
     let rows = &h.app.view.page.as_ref().unwrap().rows;
     // The race page's own events: two faults, lookups, the insert, the hole load, both ends.
     assert_eq!(rows.len(), 8, "{rows:#?}");
@@ -170,16 +198,29 @@ fn loss_notification() {
     // The kernel side reported lost records in the middle of the trace.
     let mut lines: Vec<&str> = RACE.lines().collect();
     let lost = r#"{"ts":2000000000,"kind":"lost","count":1234}"#;
-    let at = lines.iter().position(|l| l.starts_with(r#"{"ts":2000"#)).unwrap();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(r#"{"ts":2000"#))
+        .unwrap();
     lines.insert(at, lost);
     let trace = lines.join("\n");
     let mut h = Harness::replay(&trace, 100, 30);
-    let note = h.app.notes.iter().find(|(n, _)| n.level == Level::Warn && n.text.contains("lost"));
+    let note = h
+        .app
+        .notes
+        .iter()
+        .find(|(n, _)| n.level == Level::Warn && n.text.contains("lost"));
     let note = &note.expect("a loss notification").0;
     assert!(note.text.starts_with("1234 events lost"), "{}", note.text);
     assert_eq!(h.app.view.stats.lost, 1234);
     assert_eq!(h.app.view.stats.late, 0);
-    let lost_rate = h.app.view.rates.iter().find(|r| r.series == super::snapshot::Series::Lost).unwrap();
+    let lost_rate = h
+        .app
+        .view
+        .rates
+        .iter()
+        .find(|r| r.series == super::snapshot::Series::Lost)
+        .unwrap();
     assert_eq!(lost_rate.total, 1234);
     let buf = h.draw().clone();
     insta::assert_snapshot!(h.term.backend());
@@ -192,16 +233,29 @@ fn hot_page_drill_shows_its_recent_story() {
     let mut h = Harness::replay(RACE, 120, 34);
     h.key(KeyCode::Tab);
     h.key(KeyCode::Enter);
-    let key = h.app.drill.as_ref().expect("Enter on a hot page opens it").key;
+    let key = h
+        .app
+        .drill
+        .as_ref()
+        .expect("Enter on a hot page opens it")
+        .key;
     // The most-faulted page: ino 20 page 0 (3 faults), before the race page (2).
     assert_eq!((key.ino, key.pgoff), (20, 0));
-    h.pump_until(|a| a.view.page.as_ref().is_some_and(|p| Some(p.key) == a.drill.as_ref().map(|d| d.key)));
+    h.pump_until(|a| {
+        a.view
+            .page
+            .as_ref()
+            .is_some_and(|p| Some(p.key) == a.drill.as_ref().map(|d| d.key))
+    });
     let page = h.app.view.page.as_ref().unwrap();
     // 3 faults x (begin, map_blocks, insert, end), no finding to mark.
     assert_eq!(page.rows.len(), 12);
     assert!(page.rows.windows(2).all(|w| w[0].ts <= w[1].ts));
     let buf = h.draw().clone();
-    assert!(find(&buf, "▶").is_none(), "nothing is marked without a finding");
+    assert!(
+        find(&buf, "▶").is_none(),
+        "nothing is marked without a finding"
+    );
 }
 
 #[test]
@@ -213,10 +267,17 @@ fn filter_narrows_every_list() {
     }
     h.key(KeyCode::Enter);
     assert_eq!(h.app.findings().len(), 1);
-    assert!(h.app.hot_pages().iter().all(|p| p.comm.as_str() == "writer"));
+    assert!(h
+        .app
+        .hot_pages()
+        .iter()
+        .all(|p| p.comm.as_str() == "writer"));
     let buf = h.draw().clone();
     assert!(find(&buf, "filter: comm ~ \"writ\"").is_some());
-    assert!(find(&buf, "dbscan").is_none(), "the other task's pages are filtered out");
+    assert!(
+        find(&buf, "dbscan").is_none(),
+        "the other task's pages are filtered out"
+    );
 }
 
 #[test]
@@ -225,15 +286,30 @@ fn paced_replay_follows_trace_time() {
     let (tx, rx) = event::channel();
     let (_req, req_rx) = mpsc::channel();
     let start = Instant::now();
-    let feed = feed::spawn_replay(events(RACE), Pace::Speed(10.0), false, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let feed = feed::spawn_replay(
+        events(RACE),
+        Pace::Speed(10.0),
+        false,
+        PipelineConfig::default(),
+        SourceInfo::default(),
+        tx,
+        req_rx,
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("replay ends") {
+        match rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("replay ends")
+        {
             AppEvent::Snapshot(s) if matches!(s.state, FeedState::Done { .. }) => break,
             _ => {}
         }
     }
-    assert!(start.elapsed() >= Duration::from_millis(270), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(270),
+        "{:?}",
+        start.elapsed()
+    );
     drop(rx);
     drop(_req);
     assert_eq!(feed.join().unwrap(), None);
@@ -241,10 +317,21 @@ fn paced_replay_follows_trace_time() {
 
 #[test]
 fn bad_line_stops_the_replay_keeps_what_was_counted() {
-    let trace = format!("{}\nnot json\n", RACE.lines().take(10).collect::<Vec<_>>().join("\n"));
+    let trace = format!(
+        "{}\nnot json\n",
+        RACE.lines().take(10).collect::<Vec<_>>().join("\n")
+    );
     let (tx, rx) = event::channel();
     let (req, req_rx) = mpsc::channel();
-    let feed = feed::spawn_replay(events(&trace), Pace::Unpaced, false, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let feed = feed::spawn_replay(
+        events(&trace),
+        Pace::Unpaced,
+        false,
+        PipelineConfig::default(),
+        SourceInfo::default(),
+        tx,
+        req_rx,
+    );
     let mut last = None;
     while let Ok(ev) = rx.recv_timeout(Duration::from_secs(20)) {
         match ev {
@@ -258,7 +345,10 @@ fn bad_line_stops_the_replay_keeps_what_was_counted() {
     assert!(matches!(last.state, FeedState::Failed(_)));
     drop(rx);
     drop(req);
-    let err = feed.join().unwrap().expect("the error goes back to `top` (exit 2)");
+    let err = feed
+        .join()
+        .unwrap()
+        .expect("the error goes back to `top` (exit 2)");
     assert!(err.starts_with("test.jsonl:11: "), "{err}");
 }
 
@@ -266,10 +356,19 @@ fn bad_line_stops_the_replay_keeps_what_was_counted() {
 fn final_snapshot(replay: feed::Replay) -> Arc<Snapshot> {
     let (tx, rx) = event::channel();
     let (req, req_rx) = mpsc::channel();
-    let feed = feed::spawn(replay, PipelineConfig::default(), SourceInfo::default(), tx, req_rx);
+    let feed = feed::spawn(
+        replay,
+        PipelineConfig::default(),
+        SourceInfo::default(),
+        tx,
+        req_rx,
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     let snap = loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("replay ends") {
+        match rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("replay ends")
+        {
             AppEvent::Snapshot(s) if matches!(s.state, FeedState::Done { .. }) => break s,
             _ => {}
         }
@@ -283,15 +382,28 @@ fn final_snapshot(replay: feed::Replay) -> Arc<Snapshot> {
 /// 60,000 lab-shaped events (many arrival-stage batches), then the racing
 /// fixture on an inode of its own, so there are findings.
 fn workload_with_findings() -> Vec<Event> {
-    let mut evs: Vec<Event> = crate::source::tracefile::synth::Workload::new(3).take(60_000).collect();
-    let race: Vec<Event> = JsonlReader::new(std::io::Cursor::new(RACE.to_string()), "race").map(Result::unwrap).collect();
+    let mut evs: Vec<Event> = crate::source::tracefile::synth::Workload::new(3)
+        .take(60_000)
+        .collect();
+    let race: Vec<Event> = JsonlReader::new(std::io::Cursor::new(RACE.to_string()), "race")
+        .map(Result::unwrap)
+        .collect();
     let shift = evs.last().unwrap().ts + 1_000_000_000 - race[0].ts;
-    evs.extend(race.into_iter().map(|e| Event { ts: e.ts + shift, ino: 99, ..e }));
+    evs.extend(race.into_iter().map(|e| Event {
+        ts: e.ts + shift,
+        ino: 99,
+        ..e
+    }));
     evs
 }
 
 fn replay_of(input: ReplayInput, narrow: Narrow) -> feed::Replay {
-    feed::Replay { input, pace: Pace::Unpaced, skip_bad: false, narrow }
+    feed::Replay {
+        input,
+        pace: Pace::Unpaced,
+        skip_bad: false,
+        narrow,
+    }
 }
 
 #[test]
@@ -316,7 +428,11 @@ fn unpaced_replay_shows_what_the_sink_counts_event_by_event() {
         refresh_hot: true,
         counts: None,
     });
-    assert!(want.stats.findings > 0 && want.latency.pte.count > 10_000, "{:?}", want.stats);
+    assert!(
+        want.stats.findings > 0 && want.latency.pte.count > 10_000,
+        "{:?}",
+        want.stats
+    );
     let stream: EventIter = Box::new(evs.into_iter().map(Ok));
     let got = final_snapshot(replay_of(ReplayInput::Events(stream), Narrow::default()));
     assert_eq!(got.stats, want.stats);
@@ -334,17 +450,38 @@ fn trace_file_replays_in_chunks_narrowed_like_an_event_stream() {
     let evs = workload_with_findings();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.dxt");
-    let mut w = TraceWriter::create(&path, &Header::for_this_host("test", serde_json::Value::Null), WriterOptions::default()).unwrap();
+    let mut w = TraceWriter::create(
+        &path,
+        &Header::for_this_host("test", serde_json::Value::Null),
+        WriterOptions::default(),
+    )
+    .unwrap();
     for e in &evs {
         w.write_event(e);
     }
     w.finish(0, 0, "end of input").unwrap();
-    let narrow = Narrow { dev: None, inode: Some(99) };
-    let chunks = final_snapshot(replay_of(ReplayInput::Batches(open_batches_quiet(&path, "t.dxt".into()).unwrap()), narrow));
-    assert_eq!(chunks.stats.events, evs.iter().filter(|e| e.ino == 99).count() as u64);
+    let narrow = Narrow {
+        dev: None,
+        inode: Some(99),
+    };
+    let chunks = final_snapshot(replay_of(
+        ReplayInput::Batches(open_batches_quiet(&path, "t.dxt".into()).unwrap()),
+        narrow,
+    ));
+    assert_eq!(
+        chunks.stats.events,
+        evs.iter().filter(|e| e.ino == 99).count() as u64
+    );
     assert!(chunks.stats.findings > 0);
-    assert!(!chunks.hot_files.is_empty() && chunks.hot_files.iter().all(|f| f.ino == 99), "{:?}", chunks.hot_files);
-    let stream = final_snapshot(replay_of(ReplayInput::Events(crate::source::open_any(&path).unwrap()), narrow));
+    assert!(
+        !chunks.hot_files.is_empty() && chunks.hot_files.iter().all(|f| f.ino == 99),
+        "{:?}",
+        chunks.hot_files
+    );
+    let stream = final_snapshot(replay_of(
+        ReplayInput::Events(crate::source::open_any(&path).unwrap()),
+        narrow,
+    ));
     assert_eq!(chunks.stats, stream.stats);
     assert_eq!(chunks.rates, stream.rates);
     assert_eq!(chunks.hot_pages, stream.hot_pages);

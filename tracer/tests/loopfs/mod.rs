@@ -15,7 +15,11 @@ pub struct LoopFs {
 
 pub fn sh(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl LoopFs {
@@ -26,10 +30,20 @@ impl LoopFs {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("mnt")).unwrap();
         let img = dir.join("img");
-        sh(Command::new("truncate").args(["-s", &format!("{mib}M")]).arg(&img));
-        sh(Command::new("mkfs.ext4").args(["-q", "-F", "-b", "4096"]).arg(&img));
-        sh(Command::new("mount").args(["-o", "loop"]).arg(&img).arg(dir.join("mnt")));
-        Self { mnt: dir.join("mnt"), dir }
+        sh(Command::new("truncate")
+            .args(["-s", &format!("{mib}M")])
+            .arg(&img));
+        sh(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096"])
+            .arg(&img));
+        sh(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(dir.join("mnt")));
+        Self {
+            mnt: dir.join("mnt"),
+            dir,
+        }
     }
 
     /// (MAJ:MIN as the kernel's tracepoints print it, kernel dev_t)

@@ -15,7 +15,9 @@ pub fn daxtrace() -> &'static str {
 }
 
 pub fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// The racing trace the metrics tests replay: the sim helper's when present,
@@ -91,7 +93,10 @@ impl Serve {
             .lock()
             .unwrap()
             .iter()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}")))
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+            })
             .filter(|v| v["kind"] == kind)
             .collect()
     }
@@ -100,7 +105,12 @@ impl Serve {
     pub fn addr(&mut self) -> String {
         let v = self
             .wait_log("listening", Duration::from_secs(20))
-            .unwrap_or_else(|| panic!("serve did not start listening; stderr:\n{}", self.stderr.lock().unwrap()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "serve did not start listening; stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                )
+            });
         v["addr"].as_str().unwrap().to_owned()
     }
 
@@ -109,7 +119,8 @@ impl Serve {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: signalling our own child process.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        self.wait_exit(Duration::from_secs(5)).expect("serve did not stop within 5 s of SIGTERM")
+        self.wait_exit(Duration::from_secs(5))
+            .expect("serve did not stop within 5 s of SIGTERM")
     }
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
@@ -149,14 +160,22 @@ pub fn try_get(url: &str, accept: Option<&str>) -> Result<(u16, String, String),
     }
     let mut resp = req.call()?;
     let status = resp.status().as_u16();
-    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let body = resp.body_mut().read_to_string()?;
     Ok((status, ct, body))
 }
 
 /// A TCP port free right now on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Debian tool (prometheus, promtool), or a clear failure naming the fix.
@@ -176,5 +195,9 @@ pub fn tool(name: &str) -> PathBuf {
 
 /// The sample value of an exact series (`name{labels}`) in a text scrape.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|r| r.strip_prefix(' '))
+            .map(|v| v.parse().unwrap())
+    })
 }

@@ -136,7 +136,8 @@ pub fn run(a: Args) -> Result<()> {
         Setting::Lab => {
             let mut configs: Vec<String> = lab::CONFIGS.iter().map(|s| (*s).to_string()).collect();
             if !a.only.is_empty() {
-                configs.retain(|c| c == "untraced" || a.only.iter().any(|o| c.contains(o.as_str())));
+                configs
+                    .retain(|c| c == "untraced" || a.only.iter().any(|o| c.contains(o.as_str())));
             }
             lab::run(&lab::LabArgs {
                 rounds: a.rounds,
@@ -163,20 +164,29 @@ fn host(a: &Args) -> Result<()> {
     let loadavg_start = loadavg();
     let tracefs = tracefs()?;
     let daxtrace = match &a.daxtrace {
-        Some(p) => p.canonicalize().with_context(|| format!("--daxtrace {}", p.display()))?,
+        Some(p) => p
+            .canonicalize()
+            .with_context(|| format!("--daxtrace {}", p.display()))?,
         None => build_daxtrace()?,
     };
     let daxtrace_before = match &a.daxtrace_before {
-        Some(p) => Some(p.canonicalize().with_context(|| format!("--daxtrace-before {}", p.display()))?),
+        Some(p) => Some(
+            p.canonicalize()
+                .with_context(|| format!("--daxtrace-before {}", p.display()))?,
+        ),
         None => None,
     };
     let unpacked = tools::fetch()?;
     let tracepoints: Vec<String> = tracer_common::Probe::ALL
         .iter()
         .map(|p| p.tracepoint().to_string())
-        .filter(|tp| tp.split_once(':').is_some_and(|(c, e)| tracefs.join("events").join(c).join(e).is_dir()))
+        .filter(|tp| {
+            tp.split_once(':')
+                .is_some_and(|(c, e)| tracefs.join("events").join(c).join(e).is_dir())
+        })
         .collect();
-    let help = crate::util::output(Command::new(&daxtrace).args(["stream", "--help"])).unwrap_or_default();
+    let help =
+        crate::util::output(Command::new(&daxtrace).args(["stream", "--help"])).unwrap_or_default();
     let backends = tools::parse_backends(&help);
     let scratch = crate::lab::fetch::cache_dir().join("bench").join("host");
     fs::create_dir_all(&scratch)?;
@@ -192,11 +202,23 @@ fn host(a: &Args) -> Result<()> {
     };
 
     let mut tracers = vec![Tracer::Untraced];
-    let per_backend: Vec<Option<String>> = if backends.is_empty() { vec![None] } else { backends.iter().cloned().map(Some).collect() };
+    let per_backend: Vec<Option<String>> = if backends.is_empty() {
+        vec![None]
+    } else {
+        backends.iter().cloned().map(Some).collect()
+    };
     for b in per_backend {
-        for before in if daxtrace_before.is_some() { vec![false, true] } else { vec![false] } {
+        for before in if daxtrace_before.is_some() {
+            vec![false, true]
+        } else {
+            vec![false]
+        } {
             for mode in [DxMode::Record, DxMode::Stream] {
-                tracers.push(Tracer::Daxtrace { mode, backend: b.clone(), before });
+                tracers.push(Tracer::Daxtrace {
+                    mode,
+                    backend: b.clone(),
+                    before,
+                });
             }
         }
     }
@@ -204,16 +226,26 @@ fn host(a: &Args) -> Result<()> {
     tracers.push(Tracer::Bpftrace);
     tracers.push(Tracer::BpftraceEmpty);
     if !a.only.is_empty() {
-        tracers.retain(|t| *t == Tracer::Untraced || a.only.iter().any(|o| t.name().contains(o.as_str())));
+        tracers.retain(|t| {
+            *t == Tracer::Untraced || a.only.iter().any(|o| t.name().contains(o.as_str()))
+        });
     }
     // Backends this kernel refuses (kprobe, fentry here) drop out with a note.
     let mut skipped = Vec::new();
     tracers.retain(|t| match t {
-        Tracer::Daxtrace { mode: DxMode::Stream, .. } | Tracer::Untraced => true,
+        Tracer::Daxtrace {
+            mode: DxMode::Stream,
+            ..
+        }
+        | Tracer::Untraced => true,
         _ => match tools::start(t, &env).and_then(|s| s.finish(&env)) {
             Ok(_) => true,
             Err(e) => {
-                let first = format!("{e:#}").lines().take(3).collect::<Vec<_>>().join(" / ");
+                let first = format!("{e:#}")
+                    .lines()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" / ");
                 eprintln!("bench: {} skipped: {first}", t.name());
                 skipped.push(format!("{}: {first}", t.name()));
                 false
@@ -221,9 +253,11 @@ fn host(a: &Args) -> Result<()> {
         },
     });
     tracers.retain(|t| match t {
-        Tracer::Daxtrace { mode: DxMode::Stream, backend, before } => {
-            tracers_has_record(&skipped, backend.as_deref(), *before)
-        }
+        Tracer::Daxtrace {
+            mode: DxMode::Stream,
+            backend,
+            before,
+        } => tracers_has_record(&skipped, backend.as_deref(), *before),
         _ => true,
     });
 
@@ -233,23 +267,48 @@ fn host(a: &Args) -> Result<()> {
         fsys.dev,
         fsys.mnt.display(),
         tracepoints.join(" "),
-        if backends.is_empty() { "default (no --backend flag)".into() } else { backends.join(", ") }
+        if backends.is_empty() {
+            "default (no --backend flag)".into()
+        } else {
+            backends.join(", ")
+        }
     );
-    let kinds = if a.workload.is_empty() { vec![Kind::Read] } else { a.workload.clone() };
+    let kinds = if a.workload.is_empty() {
+        vec![Kind::Read]
+    } else {
+        a.workload.clone()
+    };
     let mut results = Vec::new();
     for kind in kinds {
-        let ops = if kind == Kind::Read { a.read_ops } else { a.write_ops };
-        results.push(one_workload(kind, ops, a.rounds, &tracers, &env, &fsys, a.bpf_stats)?);
+        let ops = if kind == Kind::Read {
+            a.read_ops
+        } else {
+            a.write_ops
+        };
+        results.push(one_workload(
+            kind,
+            ops,
+            a.rounds,
+            &tracers,
+            &env,
+            &fsys,
+            a.bpf_stats,
+        )?);
     }
     drop(fsys);
 
     let report = Report {
         setting: "host",
-        kernel: fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         cpus: tools::online_cpus(),
         loadavg_start,
         loadavg_end: loadavg(),
-        started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        started_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         total_secs: t0.elapsed().as_secs_f64(),
         rounds: a.rounds,
         tracepoints: tracepoints.clone(),
@@ -258,18 +317,32 @@ fn host(a: &Args) -> Result<()> {
         workloads: results,
     };
     print_report(&report);
-    let out = a.out.clone().unwrap_or_else(|| crate::lab::fetch::cache_dir().join("results").join("bench-overhead-host.json"));
+    let out = a.out.clone().unwrap_or_else(|| {
+        crate::lab::fetch::cache_dir()
+            .join("results")
+            .join("bench-overhead-host.json")
+    });
     if let Some(p) = out.parent() {
         fs::create_dir_all(p)?;
     }
-    fs::write(&out, serde_json::to_string_pretty(&report)? + "\n").with_context(|| format!("cannot write {}", out.display()))?;
-    println!("bench: {:.0}s; JSON report {}", t0.elapsed().as_secs_f64(), out.display());
+    fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "bench: {:.0}s; JSON report {}",
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    );
     Ok(())
 }
 
 /// A stream config stays when its backend's record config attached.
 fn tracers_has_record(skipped: &[String], backend: Option<&str>, before: bool) -> bool {
-    let rec = Tracer::Daxtrace { mode: DxMode::Record, backend: backend.map(String::from), before }.name();
+    let rec = Tracer::Daxtrace {
+        mode: DxMode::Record,
+        backend: backend.map(String::from),
+        before,
+    }
+    .name();
     !skipped.iter().any(|s| s.starts_with(&format!("{rec}:")))
 }
 
@@ -298,7 +371,13 @@ fn one_workload(
     );
     let mut configs: Vec<ConfigResult> = tracers
         .iter()
-        .map(|t| ConfigResult { name: t.name(), tracer: t.clone(), command: String::new(), samples: Vec::new(), summary: Summary::default() })
+        .map(|t| ConfigResult {
+            name: t.name(),
+            tracer: t.clone(),
+            command: String::new(),
+            samples: Vec::new(),
+            summary: Summary::default(),
+        })
         .collect();
     for round in 0..rounds {
         let n = configs.len();
@@ -310,7 +389,11 @@ fn one_workload(
             // Let the tool's start-up work (threads, first reads) settle.
             std::thread::sleep(Duration::from_millis(200));
             // daxtrace's programs only: bpftrace's are not all found by name here.
-            let pid = if bpf_stats && matches!(c.tracer, Tracer::Daxtrace { .. }) { started.pid() } else { None };
+            let pid = if bpf_stats && matches!(c.tracer, Tracer::Daxtrace { .. }) {
+                started.pid()
+            } else {
+                None
+            };
             let accounting = pid.map(|_| bpfstats::Enabled::new()).transpose()?;
             let before = pid.map(bpfstats::snapshot);
             let timing = wl.run(ops)?;
@@ -334,42 +417,77 @@ fn one_workload(
                 round + 1,
                 c.name,
                 timing.wall_ns as f64 / ops as f64,
-                tool.as_ref().map(|t| format!(", ready {:.2}s, {} events, lost {}", t.ready_s, t.events, t.lost)).unwrap_or_default()
+                tool.as_ref()
+                    .map(|t| format!(
+                        ", ready {:.2}s, {} events, lost {}",
+                        t.ready_s, t.events, t.lost
+                    ))
+                    .unwrap_or_default()
             );
-            c.samples.push(Sample { round, timing, tool });
+            c.samples.push(Sample {
+                round,
+                timing,
+                tool,
+            });
         }
     }
     report::summarize(&mut configs, events_per_op);
-    Ok(WorkloadResult { workload: kind, ops_per_run: ops, events_per_op, calibration, configs })
+    Ok(WorkloadResult {
+        workload: kind,
+        ops_per_run: ops,
+        events_per_op,
+        calibration,
+        configs,
+    })
 }
 
 /// The workload's own events per op and JSON Lines size: daxtrace stream
 /// filtered to the bench filesystem (`--dev`), written to a file.
-fn calibrate(wl: &mut workload::Workload, ops: u64, env: &tools::Env, fsys: &workload::LoopFs) -> Result<Calibration> {
+fn calibrate(
+    wl: &mut workload::Workload,
+    ops: u64,
+    env: &tools::Env,
+    fsys: &workload::LoopFs,
+) -> Result<Calibration> {
     let out = env.scratch.join("calibration.jsonl");
     let file = fs::File::create(&out)?;
     let mut c = Command::new(env.daxtrace);
-    c.args(["stream", "--json", "--dev", &fsys.dev]).stdout(file);
+    c.args(["stream", "--json", "--dev", &fsys.dev])
+        .stdout(file);
     let command = format!("{} > {}", tools::command_line(&c), out.display());
     wl.reset()?;
     let mut r = proc::Running::spawn(&mut c, false)?;
-    r.wait_ready(env.ready_timeout, |ls, _| proc::line_with(ls, "attached in")).context("daxtrace stream (calibration)")?;
+    r.wait_ready(env.ready_timeout, |ls, _| {
+        proc::line_with(ls, "attached in")
+    })
+    .context("daxtrace stream (calibration)")?;
     wl.run(ops)?;
     let f = r.stop(libc::SIGINT, Duration::from_secs(60))?;
     let text = f.text();
-    let (events, lost) = tools::parse_daxtrace_stream(&text).with_context(|| format!("calibration: no summary line in:\n{text}"))?;
+    let (events, lost) = tools::parse_daxtrace_stream(&text)
+        .with_context(|| format!("calibration: no summary line in:\n{text}"))?;
     if lost > 0 {
         bail!("calibration lost {lost} events; the events/op figure would be wrong (is the machine overloaded?)");
     }
     let by_kind = text
         .lines()
         .rev()
-        .find_map(|l| l.split_once(" events (").map(|(_, r)| r.rsplit_once("), lost").map_or(r, |x| x.0).to_string()))
+        .find_map(|l| {
+            l.split_once(" events (")
+                .map(|(_, r)| r.rsplit_once("), lost").map_or(r, |x| x.0).to_string())
+        })
         .unwrap_or_default();
     let jsonl_bytes = fs::metadata(&out)?.len();
     let _ = fs::remove_file(&out);
     #[allow(clippy::cast_precision_loss, reason = "a ratio")]
-    Ok(Calibration { command, ops, events, by_kind, jsonl_bytes, jsonl_bytes_per_event: jsonl_bytes as f64 / events.max(1) as f64 })
+    Ok(Calibration {
+        command,
+        ops,
+        events,
+        by_kind,
+        jsonl_bytes,
+        jsonl_bytes_per_event: jsonl_bytes as f64 / events.max(1) as f64,
+    })
 }
 
 fn print_report(r: &Report) {
@@ -395,7 +513,10 @@ fn print_report(r: &Report) {
         print!("{}", report::table(&w.configs));
         print!("{}", report::prog_table(&w.configs, w.ops_per_run));
         println!("  bytes/event on this workload:");
-        println!("    daxtrace JSON Lines (stream --json)   {:>8.1}", w.calibration.jsonl_bytes_per_event);
+        println!(
+            "    daxtrace JSON Lines (stream --json)   {:>8.1}",
+            w.calibration.jsonl_bytes_per_event
+        );
         for c in &w.configs {
             if let Some(b) = c.summary.file_bytes_per_event {
                 let what = match c.tracer {
@@ -405,7 +526,10 @@ fn print_report(r: &Report) {
                 println!("    {what:<38}{:>8.2}   ({})", b.median, c.name);
             }
             if let Some(b) = c.summary.data_bytes_per_event {
-                println!("    {:<38}{:>8.2}", "trace-cmd trace.dat (data, no header)", b.median);
+                println!(
+                    "    {:<38}{:>8.2}",
+                    "trace-cmd trace.dat (data, no header)", b.median
+                );
             }
         }
         println!("  commands:");
@@ -420,7 +544,9 @@ fn print_report(r: &Report) {
 }
 
 fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// The mounted tracefs, mounting it at /sys/kernel/tracing if needed.
@@ -437,12 +563,21 @@ fn tracefs() -> Result<PathBuf> {
 
 /// daxtrace in release with the real eBPF object.
 fn build_daxtrace() -> Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("bench: building daxtrace (release, real eBPF object)");
     let st = Command::new(cargo)
         .current_dir(root())
-        .args(["build", "--release", "--quiet", "-p", "tracer", "--bin", "daxtrace"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "tracer",
+            "--bin",
+            "daxtrace",
+        ])
         .env_remove("DAXTRACE_EBPF")
         .status()
         .context("cannot run cargo build")?;

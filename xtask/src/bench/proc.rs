@@ -35,7 +35,11 @@ pub struct Finished {
 
 impl Finished {
     pub fn text(&self) -> String {
-        self.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+        self.lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -48,7 +52,9 @@ impl Running {
         }
         cmd.stderr(Stdio::piped()).stdin(Stdio::null());
         let started = Instant::now();
-        let mut child = cmd.spawn().with_context(|| format!("cannot start {cmd:?}"))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {cmd:?}"))?;
         let (tx, rx) = mpsc::channel();
         let mut readers: Vec<Box<dyn std::io::Read + Send>> = Vec::new();
         if let Some(o) = child.stdout.take() {
@@ -61,13 +67,25 @@ impl Running {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for text in BufReader::new(r).lines().map_while(std::result::Result::ok) {
-                    if tx.send(Line { at: started.elapsed(), text }).is_err() {
+                    if tx
+                        .send(Line {
+                            at: started.elapsed(),
+                            text,
+                        })
+                        .is_err()
+                    {
                         break;
                     }
                 }
             });
         }
-        Ok(Self { child, started, rx, lines: Vec::new(), reaped: false })
+        Ok(Self {
+            child,
+            started,
+            rx,
+            lines: Vec::new(),
+            reaped: false,
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -76,7 +94,11 @@ impl Running {
 
     /// Collect lines until `ready(lines)` gives a time (since the spawn), the
     /// tool exits (an error carrying its output), or `timeout`.
-    pub fn wait_ready(&mut self, timeout: Duration, mut ready: impl FnMut(&[Line], i32) -> Option<Duration>) -> Result<Duration> {
+    pub fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut(&[Line], i32) -> Option<Duration>,
+    ) -> Result<Duration> {
         let deadline = self.started + timeout;
         loop {
             if let Some(t) = ready(&self.lines, self.pid()) {
@@ -88,10 +110,17 @@ impl Running {
             }
             if let Ok(Some(st)) = self.child.try_wait() {
                 self.drain(Duration::from_millis(200));
-                bail!("exited ({st}) before it was ready:\n{}", tail(&self.lines, 15));
+                bail!(
+                    "exited ({st}) before it was ready:\n{}",
+                    tail(&self.lines, 15)
+                );
             }
             if Instant::now() > deadline {
-                bail!("not ready after {:.0}s:\n{}", timeout.as_secs_f64(), tail(&self.lines, 15));
+                bail!(
+                    "not ready after {:.0}s:\n{}",
+                    timeout.as_secs_f64(),
+                    tail(&self.lines, 15)
+                );
             }
         }
     }
@@ -137,7 +166,10 @@ impl Running {
                 last_sig = Instant::now();
             }
             if Instant::now() > deadline && !killed {
-                eprintln!("bench: pid {pid} still running {:.0}s after the stop signal; killing it", timeout.as_secs_f64());
+                eprintln!(
+                    "bench: pid {pid} still running {:.0}s after the stop signal; killing it",
+                    timeout.as_secs_f64()
+                );
                 // SAFETY: as above.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 killed = true;
@@ -148,13 +180,29 @@ impl Running {
             }
         }
         self.drain(Duration::from_millis(300));
-        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-        let tv = |t: libc::timeval| Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_usec).unwrap_or(0) * 1000);
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        };
+        let tv = |t: libc::timeval| {
+            Duration::new(
+                u64::try_from(t.tv_sec).unwrap_or(0),
+                u32::try_from(t.tv_usec).unwrap_or(0) * 1000,
+            )
+        };
         let cpu = tv(ru.ru_utime) + tv(ru.ru_stime);
         if killed {
-            bail!("had to be killed after the stop signal:\n{}", tail(&self.lines, 15));
+            bail!(
+                "had to be killed after the stop signal:\n{}",
+                tail(&self.lines, 15)
+            );
         }
-        Ok(Finished { lines: std::mem::take(&mut self.lines), code, cpu })
+        Ok(Finished {
+            lines: std::mem::take(&mut self.lines),
+            code,
+            cpu,
+        })
     }
 }
 
@@ -182,7 +230,11 @@ impl Drop for Running {
 
 pub fn tail(lines: &[Line], n: usize) -> String {
     let from = lines.len().saturating_sub(n);
-    lines[from..].iter().map(|l| format!("  | {}", l.text)).collect::<Vec<_>>().join("\n")
+    lines[from..]
+        .iter()
+        .map(|l| format!("  | {}", l.text))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The first line containing `needle`, as its arrival time.
@@ -193,8 +245,12 @@ pub fn line_with(lines: &[Line], needle: &str) -> Option<Duration> {
 /// How many of `pid`'s open files are perf events (bpftrace attaches each
 /// tracepoint through one, after one per CPU for its output buffer).
 pub fn perf_event_fds(pid: i32) -> usize {
-    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
     rd.flatten()
-        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains("perf_event")))
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains("perf_event"))
+        })
         .count()
 }

@@ -27,10 +27,18 @@ pub struct Unpacked {
 pub fn fetch() -> Result<Unpacked> {
     let mut f = crate::lab::fetch::Fetcher::new(&crate::lab::fetch::cache_dir())?;
     let (root, lib_path) = f.unpacked("bench-tracers", &["trace-cmd", "bpftrace"])?;
-    let u = Unpacked { trace_cmd: root.join("usr/bin/trace-cmd"), bpftrace: root.join("usr/bin/bpftrace"), lib_path };
+    let u = Unpacked {
+        trace_cmd: root.join("usr/bin/trace-cmd"),
+        bpftrace: root.join("usr/bin/bpftrace"),
+        lib_path,
+    };
     for p in [&u.trace_cmd, &u.bpftrace] {
         if !p.exists() {
-            bail!("{} is missing after unpacking; delete {} and run again", p.display(), root.display());
+            bail!(
+                "{} is missing after unpacking; delete {} and run again",
+                p.display(),
+                root.display()
+            );
         }
     }
     Ok(u)
@@ -51,7 +59,11 @@ pub enum DxMode {
 pub enum Tracer {
     Untraced,
     /// `before`: the `--daxtrace-before` binary (A/B in one run).
-    Daxtrace { mode: DxMode, backend: Option<String>, before: bool },
+    Daxtrace {
+        mode: DxMode,
+        backend: Option<String>,
+        before: bool,
+    },
     TraceCmd,
     Bpftrace,
     /// bpftrace with empty probes on the same tracepoints: the floor any
@@ -63,13 +75,20 @@ impl Tracer {
     pub fn name(&self) -> String {
         match self {
             Tracer::Untraced => "untraced".into(),
-            Tracer::Daxtrace { mode, backend, before } => format!(
+            Tracer::Daxtrace {
+                mode,
+                backend,
+                before,
+            } => format!(
                 "daxtrace {}{}{}",
                 match mode {
                     DxMode::Record => "record",
                     DxMode::Stream => "stream",
                 },
-                backend.as_ref().map(|b| format!(" --backend {b}")).unwrap_or_default(),
+                backend
+                    .as_ref()
+                    .map(|b| format!(" --backend {b}"))
+                    .unwrap_or_default(),
                 if *before { " (before)" } else { "" }
             ),
             Tracer::TraceCmd => "trace-cmd record".into(),
@@ -156,8 +175,17 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
     };
     match t {
         Tracer::Untraced => {}
-        Tracer::Daxtrace { mode, backend, before } => {
-            let bin = if *before { env.daxtrace_before.context("a (before) config without --daxtrace-before")? } else { env.daxtrace };
+        Tracer::Daxtrace {
+            mode,
+            backend,
+            before,
+        } => {
+            let bin = if *before {
+                env.daxtrace_before
+                    .context("a (before) config without --daxtrace-before")?
+            } else {
+                env.daxtrace
+            };
             let mut c = Command::new(bin);
             match mode {
                 DxMode::Record => {
@@ -184,8 +212,16 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
         Tracer::TraceCmd => {
             let out = env.scratch.join("trace.dat");
             let mut files = vec![env.tracefs.join("tracing_on")];
-            files.extend(env.tracepoints.iter().filter_map(|tp| tp.split_once(':')).map(|(c, e)| env.tracefs.join("events").join(c).join(e).join("enable")));
-            s.restore = files.into_iter().filter_map(|f| Some((f.clone(), fs::read_to_string(&f).ok()?.trim().to_string()))).collect();
+            files.extend(
+                env.tracepoints
+                    .iter()
+                    .filter_map(|tp| tp.split_once(':'))
+                    .map(|(c, e)| env.tracefs.join("events").join(c).join(e).join("enable")),
+            );
+            s.restore = files
+                .into_iter()
+                .filter_map(|f| Some((f.clone(), fs::read_to_string(&f).ok()?.trim().to_string())))
+                .collect();
             let mut c = trace_cmd(env)?;
             // Line-buffered, or "Hit Ctrl^C" (its ready line) only comes at exit.
             c.args(["-oL", "-eL"]);
@@ -195,10 +231,15 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
                 c.args(["-e", tp]);
             }
             c.arg("-o").arg(&out);
-            s.command = format!("unshare -m (stand-ins over ftrace_enabled, set_ftrace_*) {}", command_line(&c));
+            s.command = format!(
+                "unshare -m (stand-ins over ftrace_enabled, set_ftrace_*) {}",
+                command_line(&c)
+            );
             let mut r = Running::spawn(&mut c, true)?;
             s.ready = r
-                .wait_ready(env.ready_timeout, |ls, _| line_with(ls, "Hit Ctrl^C to stop recording"))
+                .wait_ready(env.ready_timeout, |ls, _| {
+                    line_with(ls, "Hit Ctrl^C to stop recording")
+                })
                 .with_context(|| format!("{} did not start", s.command))?;
             s.out = Some(out);
             s.run = Some(r);
@@ -207,7 +248,11 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
             let mut c = Command::new(&env.tools.bpftrace);
             c.env("LD_LIBRARY_PATH", &env.tools.lib_path);
             let script = bpftrace_script(env.tracepoints);
-            c.arg("-e").arg(if *t == Tracer::Bpftrace { script } else { script.replace("@[probe] = count();", "") });
+            c.arg("-e").arg(if *t == Tracer::Bpftrace {
+                script
+            } else {
+                script.replace("@[probe] = count();", "")
+            });
             s.command = command_line(&c);
             let mut r = Running::spawn(&mut c, true)?;
             let want = env.tracepoints.len() + online_cpus();
@@ -216,7 +261,9 @@ pub fn start(t: &Tracer, env: &Env) -> Result<Started> {
             let t0 = r.started;
             s.ready = r
                 .wait_ready(env.ready_timeout, |ls, pid| {
-                    line_with(ls, "Attaching").filter(|_| perf_event_fds(pid) >= want).map(|_| t0.elapsed())
+                    line_with(ls, "Attaching")
+                        .filter(|_| perf_event_fds(pid) >= want)
+                        .map(|_| t0.elapsed())
                 })
                 .with_context(|| format!("{} did not attach", s.command))?;
             s.reported = line_with(&r.lines, "Attaching").map(|d| d.as_secs_f64());
@@ -234,12 +281,20 @@ impl Started {
 
     /// Stop the tracer (SIGINT, as a user would) and read what it says.
     pub fn finish(mut self, env: &Env) -> Result<Option<ToolRun>> {
-        let Some(r) = self.run.take() else { return Ok(None) };
+        let Some(r) = self.run.take() else {
+            return Ok(None);
+        };
         let name = self.tracer.name();
-        let f: Finished = r.stop(libc::SIGINT, Duration::from_secs(120)).with_context(|| name.clone())?;
+        let f: Finished = r
+            .stop(libc::SIGINT, Duration::from_secs(120))
+            .with_context(|| name.clone())?;
         let text = f.text();
         if f.code != 0 {
-            bail!("{name} exited with {}:\n{}", f.code, super::proc::tail(&f.lines, 15));
+            bail!(
+                "{name} exited with {}:\n{}",
+                f.code,
+                super::proc::tail(&f.lines, 15)
+            );
         }
         let mut t = ToolRun {
             ready_s: self.ready.as_secs_f64(),
@@ -250,21 +305,32 @@ impl Started {
         };
         match &self.tracer {
             Tracer::Untraced => {}
-            Tracer::Daxtrace { mode: DxMode::Record, .. } => {
-                let (events, bytes, lost) =
-                    parse_daxtrace_record(&text).with_context(|| format!("{name}: no summary line in:\n{text}"))?;
+            Tracer::Daxtrace {
+                mode: DxMode::Record,
+                ..
+            } => {
+                let (events, bytes, lost) = parse_daxtrace_record(&text)
+                    .with_context(|| format!("{name}: no summary line in:\n{text}"))?;
                 t.events = events;
                 t.lost = lost;
                 t.file_bytes = Some(bytes);
             }
-            Tracer::Daxtrace { mode: DxMode::Stream, .. } => {
-                let (events, lost) = parse_daxtrace_stream(&text).with_context(|| format!("{name}: no summary line in:\n{text}"))?;
+            Tracer::Daxtrace {
+                mode: DxMode::Stream,
+                ..
+            } => {
+                let (events, lost) = parse_daxtrace_stream(&text)
+                    .with_context(|| format!("{name}: no summary line in:\n{text}"))?;
                 t.events = events;
                 t.lost = lost;
             }
             Tracer::TraceCmd => {
                 let out = self.out.as_deref().context("trace.dat path")?;
-                t.file_bytes = Some(fs::metadata(out).with_context(|| format!("{name} wrote no {}", out.display()))?.len());
+                t.file_bytes = Some(
+                    fs::metadata(out)
+                        .with_context(|| format!("{name} wrote no {}", out.display()))?
+                        .len(),
+                );
                 t.data_bytes = Some(parse_tracecmd_data_bytes(&text));
                 let stat = Command::new(&env.tools.trace_cmd)
                     .env("LD_LIBRARY_PATH", &env.tools.lib_path)
@@ -273,7 +339,12 @@ impl Started {
                     .output()
                     .context("trace-cmd report --stat")?;
                 let (events, lost) = parse_tracecmd_stat(&String::from_utf8_lossy(&stat.stdout))
-                    .with_context(|| format!("trace-cmd report --stat gave no 'read events':\n{}", String::from_utf8_lossy(&stat.stderr)))?;
+                    .with_context(|| {
+                        format!(
+                            "trace-cmd report --stat gave no 'read events':\n{}",
+                            String::from_utf8_lossy(&stat.stderr)
+                        )
+                    })?;
                 t.events = events;
                 t.lost = lost;
             }
@@ -293,7 +364,11 @@ pub fn command_line(c: &Command) -> String {
         .chain(c.get_args())
         .map(|a| {
             let s = a.to_string_lossy();
-            if s.contains(|ch: char| ch.is_whitespace() || ch == '{' || ch == '@') { format!("'{s}'") } else { s.into_owned() }
+            if s.contains(|ch: char| ch.is_whitespace() || ch == '{' || ch == '@') {
+                format!("'{s}'")
+            } else {
+                s.into_owned()
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -306,7 +381,10 @@ pub fn online_cpus() -> usize {
 
 /// A script that counts every given tracepoint per probe, nothing else.
 pub fn bpftrace_script(tracepoints: &[String]) -> String {
-    let probes: Vec<String> = tracepoints.iter().map(|t| format!("tracepoint:{t}")).collect();
+    let probes: Vec<String> = tracepoints
+        .iter()
+        .map(|t| format!("tracepoint:{t}"))
+        .collect();
     format!("{} {{ @[probe] = count(); }}", probes.join(", "))
 }
 
@@ -321,13 +399,24 @@ pub fn trace_cmd(env: &Env) -> Result<Command> {
     fs::create_dir_all(&stand)?;
     let mut pairs = Vec::new();
     let mut targets = vec![PathBuf::from("/proc/sys/kernel/ftrace_enabled")];
-    for name in ["set_ftrace_filter", "set_ftrace_notrace", "set_ftrace_pid", "set_ftrace_notrace_pid", "set_graph_function", "set_graph_notrace"] {
+    for name in [
+        "set_ftrace_filter",
+        "set_ftrace_notrace",
+        "set_ftrace_pid",
+        "set_ftrace_notrace_pid",
+        "set_graph_function",
+        "set_graph_notrace",
+    ] {
         targets.push(env.tracefs.join(name));
     }
     for t in targets.into_iter().filter(|t| t.exists()) {
         let s = stand.join(t.file_name().unwrap_or_default());
-        fs::write(&s, fs::read(&t).unwrap_or_default()).with_context(|| format!("cannot write {}", s.display()))?;
-        pairs.push((CString::new(s.as_os_str().as_bytes())?, CString::new(t.as_os_str().as_bytes())?));
+        fs::write(&s, fs::read(&t).unwrap_or_default())
+            .with_context(|| format!("cannot write {}", s.display()))?;
+        pairs.push((
+            CString::new(s.as_os_str().as_bytes())?,
+            CString::new(t.as_os_str().as_bytes())?,
+        ));
     }
     // stdbuf's arguments come first; callers add the trace-cmd path.
     let mut c = Command::new("stdbuf");
@@ -341,11 +430,25 @@ pub fn trace_cmd(env: &Env) -> Result<Command> {
             }
             // Private, so the bind mounts never propagate back to the host.
             let root = c"/";
-            if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             for (src, dst) in &pairs {
-                if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                if libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -358,16 +461,24 @@ pub fn trace_cmd(env: &Env) -> Result<Command> {
 /// The `--backend` values `daxtrace stream --help` lists (none: the
 /// flag does not exist yet, one default backend).
 pub fn parse_backends(help: &str) -> Vec<String> {
-    let Some(at) = help.find("--backend") else { return Vec::new() };
+    let Some(at) = help.find("--backend") else {
+        return Vec::new();
+    };
     let rest = &help[at..];
     // `-h` style: "[possible values: a, b]".
     if let Some(pv) = rest.find("[possible values:") {
         let list = &rest[pv + "[possible values:".len()..];
         let list = &list[..list.find(']').unwrap_or(list.len())];
-        return list.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty() && v != "auto").collect();
+        return list
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty() && v != "auto")
+            .collect();
     }
     // `--help` style (values with docs): "Possible values:" then "- name: doc" lines.
-    let Some(pv) = rest.find("Possible values:") else { return Vec::new() };
+    let Some(pv) = rest.find("Possible values:") else {
+        return Vec::new();
+    };
     rest[pv..]
         .lines()
         .skip(1)
@@ -381,13 +492,19 @@ pub fn parse_backends(help: &str) -> Vec<String> {
 /// "daxtrace: 3 tracepoints attached in 0.12s (...)" -> 0.12.
 pub fn parse_daxtrace_ready(line: &str) -> Option<f64> {
     let rest = &line[line.find("attached in ")? + "attached in ".len()..];
-    let num: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let num: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     num.parse().ok()
 }
 
 /// `stream`'s last line: "daxtrace: N events (...), lost L" -> (N, L).
 pub fn parse_daxtrace_stream(text: &str) -> Option<(u64, u64)> {
-    let line = text.lines().rev().find(|l| l.starts_with("daxtrace: ") && l.contains(" events ") && l.contains(", lost "))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("daxtrace: ") && l.contains(" events ") && l.contains(", lost "))?;
     let events = first_number(&line["daxtrace: ".len()..])?;
     let lost = first_number(&line[line.rfind(", lost ")? + ", lost ".len()..])?;
     Some((events, lost))
@@ -395,10 +512,16 @@ pub fn parse_daxtrace_stream(text: &str) -> Option<(u64, u64)> {
 
 /// `record`'s last line: "daxtrace: recorded N events to F (B bytes, ...); lost L (...)" -> (N, B, L).
 pub fn parse_daxtrace_record(text: &str) -> Option<(u64, u64, u64)> {
-    let line = text.lines().rev().find(|l| l.starts_with("daxtrace: recorded "))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("daxtrace: recorded "))?;
     let events = first_number(&line["daxtrace: recorded ".len()..])?;
     let open = line.rfind(" bytes, ")?;
-    let bytes = line[..open].rsplit('(').next().and_then(|s| s.trim().parse().ok())?;
+    let bytes = line[..open]
+        .rsplit('(')
+        .next()
+        .and_then(|s| s.trim().parse().ok())?;
     let lost = first_number(&line[line.rfind("; lost ")? + "; lost ".len()..])?;
     Some((events, bytes, lost))
 }
@@ -407,8 +530,12 @@ pub fn parse_daxtrace_record(text: &str) -> Option<(u64, u64, u64)> {
 pub fn parse_bpftrace_counts(text: &str) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for l in text.lines() {
-        let Some(rest) = l.trim().strip_prefix("@[") else { continue };
-        let Some((key, n)) = rest.split_once("]: ") else { continue };
+        let Some(rest) = l.trim().strip_prefix("@[") else {
+            continue;
+        };
+        let Some((key, n)) = rest.split_once("]: ") else {
+            continue;
+        };
         if let Ok(n) = n.trim().parse::<u64>() {
             *m.entry(key.to_string()).or_insert(0) += n;
         }
@@ -419,7 +546,11 @@ pub fn parse_bpftrace_counts(text: &str) -> BTreeMap<String, u64> {
 /// trace-cmd record's "    N bytes in size (M uncompressed)" lines, summed.
 pub fn parse_tracecmd_data_bytes(text: &str) -> u64 {
     text.lines()
-        .filter_map(|l| l.trim().split_once(" bytes in size").and_then(|(n, _)| n.trim().parse::<u64>().ok()))
+        .filter_map(|l| {
+            l.trim()
+                .split_once(" bytes in size")
+                .and_then(|(n, _)| n.trim().parse::<u64>().ok())
+        })
         .sum()
 }
 
@@ -429,8 +560,12 @@ pub fn parse_tracecmd_stat(text: &str) -> Option<(u64, u64)> {
     let mut read = None;
     let mut lost = 0;
     for l in text.lines() {
-        let Some((k, v)) = l.split_once(':') else { continue };
-        let Ok(v) = v.trim().parse::<u64>() else { continue };
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        let Ok(v) = v.trim().parse::<u64>() else {
+            continue;
+        };
         match k.trim() {
             "read events" => *read.get_or_insert(0) += v,
             "overrun" | "dropped events" => lost += v,
@@ -441,7 +576,11 @@ pub fn parse_tracecmd_stat(text: &str) -> Option<(u64, u64)> {
 }
 
 fn first_number(s: &str) -> Option<u64> {
-    let d: String = s.trim_start().chars().take_while(char::is_ascii_digit).collect();
+    let d: String = s
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     d.parse().ok()
 }
 
@@ -452,7 +591,10 @@ mod tests {
     #[test]
     fn backends_from_help() {
         let help = "Options:\n      --backend <BACKEND>\n          Attach backend [default: auto] [possible values: auto, tracepoint, tp_btf, kprobe,\n          fentry]\n      --dev <MAJ:MIN>\n";
-        assert_eq!(parse_backends(help), ["tracepoint", "tp_btf", "kprobe", "fentry"]);
+        assert_eq!(
+            parse_backends(help),
+            ["tracepoint", "tp_btf", "kprobe", "fentry"]
+        );
         assert!(parse_backends("Options:\n      --dev <MAJ:MIN>\n").is_empty());
         let long = "      --backend <BACKEND>\n          Attach backend\n\n          Possible values:\n          - auto:       Cheapest\n          - tracepoint: Classic\n          - tp_btf:     Typed\n          \n          [default: auto]\n";
         assert_eq!(parse_backends(long), ["tracepoint", "tp_btf"]);
@@ -460,7 +602,10 @@ mod tests {
 
     #[test]
     fn daxtrace_lines() {
-        assert_eq!(parse_daxtrace_ready("daxtrace: 13 tracepoints attached in 0.08s (fs_dax 8/8, ...)"), Some(0.08));
+        assert_eq!(
+            parse_daxtrace_ready("daxtrace: 13 tracepoints attached in 0.08s (fs_dax 8/8, ...)"),
+            Some(0.08)
+        );
         assert_eq!(parse_daxtrace_ready("daxtrace: something else"), None);
         let s = "daxtrace: 13 tracepoints attached in 0.08s\ndaxtrace: 2000123 events (map_blocks 2000000, lost 123), lost 5\n";
         assert_eq!(parse_daxtrace_stream(s), Some((2_000_123, 5)));
@@ -484,7 +629,10 @@ mod tests {
 
     #[test]
     fn script_counts_every_tracepoint() {
-        let s = bpftrace_script(&["iomap:iomap_iter_dstmap".into(), "ext4:ext4_punch_hole".into()]);
+        let s = bpftrace_script(&[
+            "iomap:iomap_iter_dstmap".into(),
+            "ext4:ext4_punch_hole".into(),
+        ]);
         assert_eq!(s, "tracepoint:iomap:iomap_iter_dstmap, tracepoint:ext4:ext4_punch_hole { @[probe] = count(); }");
     }
 }

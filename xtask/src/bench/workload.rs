@@ -59,13 +59,19 @@ impl LoopFs {
             let _ = Command::new("umount").arg(&mnt).status();
         }
         fs::create_dir_all(&mnt)?;
-        let f = fs::File::create(&image).with_context(|| format!("cannot create {}", image.display()))?;
+        let f = fs::File::create(&image)
+            .with_context(|| format!("cannot create {}", image.display()))?;
         f.set_len(2 << 30)?;
         drop(f);
-        run(Command::new("mkfs.ext4").args(["-q", "-F", "-b", "4096"]).arg(&image))
-            .context("mkfs.ext4 (e2fsprogs) makes the bench filesystem")?;
-        run(Command::new("mount").args(["-t", "ext4", "-o", "loop"]).arg(&image).arg(&mnt))
-            .context("mounting the bench image on a loop device (needs root)")?;
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096"])
+            .arg(&image))
+        .context("mkfs.ext4 (e2fsprogs) makes the bench filesystem")?;
+        run(Command::new("mount")
+            .args(["-t", "ext4", "-o", "loop"])
+            .arg(&image)
+            .arg(&mnt))
+        .context("mounting the bench image on a loop device (needs root)")?;
         let meta = fs::metadata(&mnt)?;
         let dev = format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev()));
         Ok(Self { mnt, image, dev })
@@ -80,8 +86,12 @@ impl Drop for LoopFs {
 }
 
 fn is_mountpoint(p: &Path) -> bool {
-    let Ok(me) = fs::metadata(p) else { return false };
-    let Some(parent) = p.parent().and_then(|q| fs::metadata(q).ok()) else { return false };
+    let Ok(me) = fs::metadata(p) else {
+        return false;
+    };
+    let Some(parent) = p.parent().and_then(|q| fs::metadata(q).ok()) else {
+        return false;
+    };
     me.dev() != parent.dev()
 }
 
@@ -109,13 +119,21 @@ impl Workload {
         let path = fsys.mnt.join(kind.label());
         {
             let f = fs::File::create(&path)?;
-            f.set_len(if kind == Kind::Read { READ_BYTES } else { WRITE_BLOCKS * BLOCK as u64 })?;
+            f.set_len(if kind == Kind::Read {
+                READ_BYTES
+            } else {
+                WRITE_BLOCKS * BLOCK as u64
+            })?;
         }
         let c = CString::new(path.as_os_str().as_bytes())?;
         // SAFETY: valid C string; the fd is owned below.
         let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_DIRECT) };
         if fd < 0 {
-            bail!("open({}, O_DIRECT): {}", path.display(), std::io::Error::last_os_error());
+            bail!(
+                "open({}, O_DIRECT): {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
         }
         // SAFETY: fresh fd from open.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -126,7 +144,13 @@ impl Workload {
         }
         // SAFETY: buf holds BLOCK bytes.
         unsafe { std::ptr::write_bytes(buf.cast::<u8>(), 0xa5, BLOCK) };
-        let mut w = Self { kind, fd, buf, next: 0, rng: 0x9e37_79b9_7f4a_7c15 };
+        let mut w = Self {
+            kind,
+            fd,
+            buf,
+            next: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        };
         if kind == Kind::Write {
             w.punch()?;
         }
@@ -187,12 +211,20 @@ impl Workload {
                 }
             };
             if r != BLOCK as isize {
-                bail!("{} returned {r}: {}", self.kind.label(), std::io::Error::last_os_error());
+                bail!(
+                    "{} returned {r}: {}",
+                    self.kind.label(),
+                    std::io::Error::last_os_error()
+                );
             }
         }
         let wall = t0.elapsed();
         let cpu = thread_cpu().saturating_sub(c0);
-        Ok(Timing { ops, wall_ns: nanos(wall), cpu_ns: nanos(cpu) })
+        Ok(Timing {
+            ops,
+            wall_ns: nanos(wall),
+            cpu_ns: nanos(cpu),
+        })
     }
 }
 
@@ -204,10 +236,16 @@ impl Drop for Workload {
 }
 
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 pub fn nanos(d: Duration) -> u64 {

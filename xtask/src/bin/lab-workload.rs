@@ -37,7 +37,12 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args { dir: PathBuf::from("."), rounds: 10, pages: 1024, passes: 4 };
+    let mut a = Args {
+        dir: PathBuf::from("."),
+        rounds: 10,
+        pages: 1024,
+        passes: 4,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{k} needs a value"));
@@ -47,7 +52,9 @@ fn parse() -> Result<Args, String> {
             "--pages" => a.pages = val()?.parse().map_err(|e| format!("--pages: {e}"))?,
             "--passes" => a.passes = val()?.parse().map_err(|e| format!("--passes: {e}"))?,
             "-h" | "--help" => {
-                return Err("usage: lab-workload [--dir D] [--rounds N] [--pages N] [--passes N]".into());
+                return Err(
+                    "usage: lab-workload [--dir D] [--rounds N] [--pages N] [--passes N]".into(),
+                );
             }
             _ => return Err(format!("unknown argument {k:?} (try --help)")),
         }
@@ -79,7 +86,9 @@ struct Counts {
 
 impl Counts {
     fn mismatches(&self) -> u64 {
-        self.garbage.load(Ordering::Relaxed) + self.stale.load(Ordering::Relaxed) + self.final_bad.load(Ordering::Relaxed)
+        self.garbage.load(Ordering::Relaxed)
+            + self.stale.load(Ordering::Relaxed)
+            + self.final_bad.load(Ordering::Relaxed)
     }
 }
 
@@ -101,7 +110,16 @@ impl Map {
         // aligned (plus one page when misaligned) inside it.
         let rlen = len + 2 * PMD;
         // SAFETY: anonymous reservation, no file involved.
-        let r = unsafe { libc::mmap(std::ptr::null_mut(), rlen, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+        let r = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                rlen,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
         if r == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
@@ -109,16 +127,33 @@ impl Map {
         if misalign {
             at += PAGE;
         }
-        let prot = if write { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+        let prot = if write {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
         // SAFETY: MAP_FIXED inside our own reservation.
-        let m = unsafe { libc::mmap(at as *mut _, len, prot, libc::MAP_SHARED | libc::MAP_FIXED, fd, 0) };
+        let m = unsafe {
+            libc::mmap(
+                at as *mut _,
+                len,
+                prot,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                0,
+            )
+        };
         if m == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();
             // SAFETY: our reservation.
             unsafe { libc::munmap(r, rlen) };
             return Err(e);
         }
-        Ok(Self { base: m.cast(), len, reserve: (r, rlen) })
+        Ok(Self {
+            base: m.cast(),
+            len,
+            reserve: (r, rlen),
+        })
     }
 
     fn word(&self, p: usize, w: usize) -> *mut u64 {
@@ -144,7 +179,13 @@ struct Model {
 fn open(path: &std::path::Path) -> std::io::Result<OwnedFd> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
     // SAFETY: valid C string.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o644) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
+            0o644,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -172,7 +213,10 @@ fn run(a: &Args) -> std::io::Result<serde_like::Report> {
     let fdn = fd.as_raw_fd();
     let len = a.pages * PAGE;
     // SAFETY: plain syscall on our fd.
-    check(unsafe { libc::ftruncate(fdn, len as i64) }.into(), "ftruncate")?;
+    check(
+        unsafe { libc::ftruncate(fdn, len as i64) }.into(),
+        "ftruncate",
+    )?;
     let model = Model {
         state: (0..a.pages).map(|_| AtomicU32::new(0)).collect(),
         done: (0..a.pages).map(|_| AtomicBool::new(false)).collect(),
@@ -206,7 +250,9 @@ fn run(a: &Args) -> std::io::Result<serde_like::Report> {
 /// One racing phase: every hole page gets written by its owner while two
 /// readers scan through fresh mappings.
 fn race(a: &Args, fd: i32, len: usize, round: u32, m: &Model, c: &Counts) -> std::io::Result<()> {
-    let targets: Vec<usize> = (0..a.pages).filter(|&p| m.state[p].load(Ordering::Relaxed) == 0).collect();
+    let targets: Vec<usize> = (0..a.pages)
+        .filter(|&p| m.state[p].load(Ordering::Relaxed) == 0)
+        .collect();
     for &p in &targets {
         m.done[p].store(false, Ordering::Relaxed);
     }
@@ -227,7 +273,9 @@ fn race(a: &Args, fd: i32, len: usize, round: u32, m: &Model, c: &Counts) -> std
                             *b = tag(round, p, i);
                         }
                         // SAFETY: buf is PAGE bytes.
-                        let n = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), PAGE, (p * PAGE) as i64) };
+                        let n = unsafe {
+                            libc::pwrite(fd, buf.as_ptr().cast(), PAGE, (p * PAGE) as i64)
+                        };
                         check(n as i64, "pwrite")?;
                         c.pwrites.fetch_add(1, Ordering::Relaxed);
                     } else {
@@ -350,8 +398,14 @@ fn churn(fd: i32, pages: usize, round: u32, m: &Model, c: &Counts) -> std::io::R
     } else {
         let half = pages / 2;
         // SAFETY: plain syscalls.
-        check(unsafe { libc::ftruncate(fd, (half * PAGE) as i64) }.into(), "ftruncate")?;
-        check(unsafe { libc::ftruncate(fd, (pages * PAGE) as i64) }.into(), "ftruncate")?;
+        check(
+            unsafe { libc::ftruncate(fd, (half * PAGE) as i64) }.into(),
+            "ftruncate",
+        )?;
+        check(
+            unsafe { libc::ftruncate(fd, (pages * PAGE) as i64) }.into(),
+            "ftruncate",
+        )?;
         c.truncates.fetch_add(1, Ordering::Relaxed);
         zero(half, pages);
     }
@@ -440,7 +494,10 @@ mod tests {
         let c = Counts::default();
         let page: Vec<u64> = (0..WORDS).map(|w| tag(0, 3, w)).collect();
         // SAFETY: page is PAGE bytes.
-        assert_eq!(unsafe { libc::pwrite(fdn, page.as_ptr().cast(), PAGE, (3 * PAGE) as i64) }, PAGE as isize);
+        assert_eq!(
+            unsafe { libc::pwrite(fdn, page.as_ptr().cast(), PAGE, (3 * PAGE) as i64) },
+            PAGE as isize
+        );
         m.state[3].store(1, Ordering::Relaxed);
         m.done[3].store(true, Ordering::Release);
 
@@ -454,11 +511,17 @@ mod tests {
         // The written page goes back to zero behind the model's back.
         let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
         // SAFETY: plain syscall.
-        assert_eq!(unsafe { libc::fallocate(fdn, mode, (3 * PAGE) as i64, PAGE as i64) }, 0);
+        assert_eq!(
+            unsafe { libc::fallocate(fdn, mode, (3 * PAGE) as i64, PAGE as i64) },
+            0
+        );
         // A word no writer stores appears in a hole page.
         let junk = 0xdead_beef_u64;
         // SAFETY: 8 bytes.
-        assert_eq!(unsafe { libc::pwrite(fdn, std::ptr::from_ref(&junk).cast(), 8, (5 * PAGE) as i64) }, 8);
+        assert_eq!(
+            unsafe { libc::pwrite(fdn, std::ptr::from_ref(&junk).cast(), 8, (5 * PAGE) as i64) },
+            8
+        );
         let map = Map::new(fdn, pages * PAGE, false, true).unwrap();
         for p in 0..pages {
             read_page(&map, p, &m, &c);

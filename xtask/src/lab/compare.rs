@@ -61,7 +61,12 @@ pub fn parse_kernel_line(line: &str) -> Option<KernelLine<'_>> {
     }
     let ts = ts?;
     let ev = next_token(&mut rest)?.strip_suffix(':')?;
-    Some(KernelLine { tid, ts, event: ev, rest: rest.trim() })
+    Some(KernelLine {
+        tid,
+        ts,
+        event: ev,
+        rest: rest.trim(),
+    })
 }
 
 fn next_token<'a>(s: &mut &'a str) -> Option<&'a str> {
@@ -153,17 +158,27 @@ pub struct Attached {
 
 impl Attached {
     pub fn from_plan(plan: &serde_json::Value) -> Result<Self, String> {
-        let entries = plan["entries"].as_array().ok_or("the plan has no \"entries\" list")?;
+        let entries = plan["entries"]
+            .as_array()
+            .ok_or("the plan has no \"entries\" list")?;
         let mut a = Attached::default();
         for e in entries.iter().filter(|e| e["status"] == "used") {
-            let (Some(step), Some(backend), Some(sym)) = (e["step"].as_str(), e["backend"].as_str(), e["symbol"].as_str()) else {
+            let (Some(step), Some(backend), Some(sym)) = (
+                e["step"].as_str(),
+                e["backend"].as_str(),
+                e["symbol"].as_str(),
+            ) else {
                 return Err(format!("a plan entry lacks step/backend/symbol: {e}"));
             };
             a.used.push(format!("{backend} {sym}"));
             match backend {
                 "fentry" | "kprobe" => {
                     // Return-side steps carry the return probe's name.
-                    let side = if matches!(step, "fault_end" | "lookup") { "func_ret" } else { "func" };
+                    let side = if matches!(step, "fault_end" | "lookup") {
+                        "func_ret"
+                    } else {
+                        "func"
+                    };
                     a.functions.insert(format!("{side}:{sym}"));
                 }
                 _ => {
@@ -178,7 +193,10 @@ impl Attached {
     fn compared<'a>(&self, all: &[&'a str]) -> BTreeSet<&'a str> {
         all.iter()
             .copied()
-            .filter(|tp| self.tracepoints.contains(*tp) || self.functions.iter().any(|f| counterpart(f) == Some(*tp)))
+            .filter(|tp| {
+                self.tracepoints.contains(*tp)
+                    || self.functions.iter().any(|f| counterpart(f) == Some(*tp))
+            })
             .collect()
     }
 }
@@ -231,17 +249,31 @@ const MAX_MEDIAN_SKEW_NS: u64 = 1_000_000;
 /// events of that device; `tracepoints` are the `category:event` names the
 /// kernel's trace recorded (it names events without category); `attached`,
 /// when known, what daxtrace attached (else: all of `tracepoints`).
-pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoints: &[&str], attached: Option<&Attached>) -> Comparison {
+pub fn compare(
+    kernel_trace: &str,
+    events: &[DxEvent],
+    dev: (u32, u32),
+    tracepoints: &[&str],
+    attached: Option<&Attached>,
+) -> Comparison {
     let mut c = Comparison::default();
-    let compared: BTreeSet<&str> = attached.map_or_else(|| tracepoints.iter().copied().collect(), |a| a.compared(tracepoints));
-    let by_name: BTreeMap<&str, &str> = tracepoints.iter().map(|tp| (tp.split_once(':').map_or(*tp, |x| x.1), *tp)).collect();
+    let compared: BTreeSet<&str> = attached.map_or_else(
+        || tracepoints.iter().copied().collect(),
+        |a| a.compared(tracepoints),
+    );
+    let by_name: BTreeMap<&str, &str> = tracepoints
+        .iter()
+        .map(|tp| (tp.split_once(':').map_or(*tp, |x| x.1), *tp))
+        .collect();
 
     // Kernel side, in its own (timestamp) order.
     let mut start = None;
     let mut end = None;
     let mut kseq: BTreeMap<u32, Vec<(&str, u64)>> = BTreeMap::new();
     for line in kernel_trace.lines() {
-        let Some(k) = parse_kernel_line(line) else { continue };
+        let Some(k) = parse_kernel_line(line) else {
+            continue;
+        };
         if k.event == "tracing_mark_write" {
             match k.rest {
                 "lab-start" => start = Some(k.ts),
@@ -250,7 +282,9 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
             }
             continue;
         }
-        let Some(tp) = by_name.get(k.event) else { continue };
+        let Some(tp) = by_name.get(k.event) else {
+            continue;
+        };
         if start.is_none() || end.is_some() || text_dev(k.rest).is_some_and(|d| d != dev) {
             continue;
         }
@@ -262,7 +296,10 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
         kseq.entry(k.tid).or_default().push((tp, k.ts));
     }
     let (Some(start), Some(end)) = (start, end) else {
-        c.disagreements.push("the kernel trace lacks the lab-start/lab-end markers (was the trace cut short?)".into());
+        c.disagreements.push(
+            "the kernel trace lacks the lab-start/lab-end markers (was the trace cut short?)"
+                .into(),
+        );
         return c;
     };
     // Markers print microseconds: the true time is up to 999 ns later.
@@ -304,7 +341,9 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
                 }
                 dseq.entry(e.tid).or_default().push((tp, e.ts));
             }
-            _ if probe.starts_with("func") => *c.function_only.entry(probe.to_string()).or_default() += 1,
+            _ if probe.starts_with("func") => {
+                *c.function_only.entry(probe.to_string()).or_default() += 1
+            }
             _ => unknown += 1,
         }
     }
@@ -316,7 +355,10 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
     let mut short = 0u64;
     for (tp, r) in &c.rows {
         if r.daxtrace > r.kernel {
-            c.disagreements.push(format!("{tp}: daxtrace has {} events, the kernel only {}", r.daxtrace, r.kernel));
+            c.disagreements.push(format!(
+                "{tp}: daxtrace has {} events, the kernel only {}",
+                r.daxtrace, r.kernel
+            ));
         } else {
             short += r.kernel - r.daxtrace;
         }
@@ -331,7 +373,11 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
         c.disagreements.push(format!(
             "daxtrace is short by {short} event(s) but reported {} lost ({})",
             c.lost,
-            if detail.is_empty() { "counts differ".to_string() } else { detail.join(", ") }
+            if detail.is_empty() {
+                "counts differ".to_string()
+            } else {
+                detail.join(", ")
+            }
         ));
     }
 
@@ -342,7 +388,9 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
             let mut ds = dseq.remove(tid).unwrap_or_default();
             ds.sort_by_key(|&(_, ts)| ts);
             c.tasks_compared += 1;
-            if let Some(i) = (0..ks.len().max(ds.len())).find(|&i| ks.get(i).map(|x| x.0) != ds.get(i).map(|x| x.0)) {
+            if let Some(i) = (0..ks.len().max(ds.len()))
+                .find(|&i| ks.get(i).map(|x| x.0) != ds.get(i).map(|x| x.0))
+            {
                 c.disagreements.push(format!(
                     "task {tid}: event {i} is {} in the kernel's trace but {} in daxtrace's (by timestamp)",
                     ks.get(i).map_or("nothing", |x| x.0),
@@ -359,7 +407,10 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
         c.median_skew_ns = skews.get(skews.len() / 2).copied().unwrap_or(0);
         c.max_skew_ns = skews.last().copied().unwrap_or(0);
         for (tid, ds) in &dseq {
-            c.disagreements.push(format!("task {tid}: {} daxtrace event(s) the kernel's trace does not have", ds.len()));
+            c.disagreements.push(format!(
+                "task {tid}: {} daxtrace event(s) the kernel's trace does not have",
+                ds.len()
+            ));
         }
         if c.median_skew_ns > MAX_MEDIAN_SKEW_NS {
             c.disagreements.push(format!(
@@ -373,7 +424,9 @@ pub fn compare(kernel_trace: &str, events: &[DxEvent], dev: (u32, u32), tracepoi
 
 /// Records with no kernel event of their own (see `Probe::derived`).
 fn is_derived(tp: &str) -> bool {
-    tracer_common::Probe::ALL.iter().any(|p| p.derived() && p.tracepoint() == tp)
+    tracer_common::Probe::ALL
+        .iter()
+        .any(|p| p.derived() && p.tracepoint() == tp)
 }
 
 /// Parse a JSON Lines file of daxtrace events; bad lines are errors with their number.
@@ -389,7 +442,10 @@ pub fn parse_events(text: &str) -> Result<Vec<DxEvent>, String> {
 pub fn kernel_overrun(stats: &str) -> u64 {
     stats
         .lines()
-        .filter_map(|l| l.strip_prefix("overrun: ").or_else(|| l.strip_prefix("dropped events: ")))
+        .filter_map(|l| {
+            l.strip_prefix("overrun: ")
+                .or_else(|| l.strip_prefix("dropped events: "))
+        })
         .filter_map(|v| v.trim().parse::<u64>().ok())
         .sum()
 }
@@ -398,7 +454,12 @@ pub fn kernel_overrun(stats: &str) -> u64 {
 mod tests {
     use super::*;
 
-    const TPS: &[&str] = &["fs_dax:dax_pte_fault", "fs_dax:dax_pte_fault_done", "fs_dax:dax_load_hole", "iomap:iomap_iter_dstmap"];
+    const TPS: &[&str] = &[
+        "fs_dax:dax_pte_fault",
+        "fs_dax:dax_pte_fault_done",
+        "fs_dax:dax_load_hole",
+        "iomap:iomap_iter_dstmap",
+    ];
     const DEV: (u32, u32) = (259, 0);
 
     const KERNEL: &str = "\
@@ -418,7 +479,14 @@ mod tests {
 ";
 
     fn ev(ts: u64, tid: u32, kind: &str, probe: &str) -> DxEvent {
-        DxEvent { ts, tid, kind: kind.into(), probe: Some(probe.into()), inferred: false, count: 0 }
+        DxEvent {
+            ts,
+            tid,
+            kind: kind.into(),
+            probe: Some(probe.into()),
+            inferred: false,
+            count: 0,
+        }
     }
 
     /// daxtrace's view of KERNEL: same events, stamped a few hundred ns later.
@@ -429,7 +497,15 @@ mod tests {
             ev(10_000_104_200, 95, "load_hole", "fs_dax:dax_load_hole"),
             ev(10_000_106_100, 95, "fault_end", "fs_dax:dax_pte_fault_done"),
             ev(10_000_300_500, 96, "fault_begin", "fs_dax:dax_pte_fault"),
-            DxEvent { inferred: true, ..ev(10_000_305_300, 96, "insert_mapping", "fs_dax:dax_pte_fault_done") },
+            DxEvent {
+                inferred: true,
+                ..ev(
+                    10_000_305_300,
+                    96,
+                    "insert_mapping",
+                    "fs_dax:dax_pte_fault_done",
+                )
+            },
             ev(10_000_305_400, 96, "fault_end", "fs_dax:dax_pte_fault_done"),
             // Outside the window: ignored on both sides.
             ev(9_000_000_000, 95, "fault_begin", "fs_dax:dax_pte_fault"),
@@ -439,10 +515,17 @@ mod tests {
     #[test]
     fn parses_trace_lines() {
         let l = parse_kernel_line("    lab-workload-95      [001] .....    10.000102: iomap_iter_dstmap: dev 259:0 ino 0xc").unwrap();
-        assert_eq!((l.tid, l.ts, l.event, l.rest), (95, 10_000_102_000, "iomap_iter_dstmap", "dev 259:0 ino 0xc"));
+        assert_eq!(
+            (l.tid, l.ts, l.event, l.rest),
+            (95, 10_000_102_000, "iomap_iter_dstmap", "dev 259:0 ino 0xc")
+        );
         // No flags column, a comm with spaces, dashes and brackets.
-        let l = parse_kernel_line(" my [x]-prog-7 [003] 5.5: ext4_punch_hole: dev 259,0 ino 12").unwrap();
-        assert_eq!((l.tid, l.ts, l.event), (7, 5_500_000_000, "ext4_punch_hole"));
+        let l = parse_kernel_line(" my [x]-prog-7 [003] 5.5: ext4_punch_hole: dev 259,0 ino 12")
+            .unwrap();
+        assert_eq!(
+            (l.tid, l.ts, l.event),
+            (7, 5_500_000_000, "ext4_punch_hole")
+        );
         assert_eq!(text_dev(l.rest), Some((259, 0)));
         assert!(parse_kernel_line("# tracer: nop").is_none());
         assert!(parse_kernel_line("garbage").is_none());
@@ -454,10 +537,20 @@ mod tests {
         assert!(c.agrees(), "{:?}", c.disagreements);
         assert_eq!(c.kernel("fs_dax:dax_pte_fault"), 2);
         // The other device's iomap event is not counted.
-        assert_eq!((c.rows["iomap:iomap_iter_dstmap"].kernel, c.rows["iomap:iomap_iter_dstmap"].daxtrace), (1, 1));
+        assert_eq!(
+            (
+                c.rows["iomap:iomap_iter_dstmap"].kernel,
+                c.rows["iomap:iomap_iter_dstmap"].daxtrace
+            ),
+            (1, 1)
+        );
         assert_eq!(c.inferred_inserts, 1);
         assert_eq!(c.tasks_compared, 2);
-        assert!(c.max_skew_ns < 1000 && c.median_skew_ns <= c.max_skew_ns, "{}", c.max_skew_ns);
+        assert!(
+            c.max_skew_ns < 1000 && c.median_skew_ns <= c.max_skew_ns,
+            "{}",
+            c.max_skew_ns
+        );
     }
 
     #[test]
@@ -478,22 +571,45 @@ mod tests {
         e.remove(2); // daxtrace lost a load_hole without saying so
         let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(!c.agrees());
-        assert!(c.disagreements.iter().any(|d| d.contains("short by 1") && d.contains("fs_dax:dax_load_hole kernel 1 daxtrace 0")), "{:?}", c.disagreements);
+        assert!(
+            c.disagreements.iter().any(|d| d.contains("short by 1")
+                && d.contains("fs_dax:dax_load_hole kernel 1 daxtrace 0")),
+            "{:?}",
+            c.disagreements
+        );
     }
 
     #[test]
     fn an_extra_event_is_a_mismatch() {
         let mut e = good();
-        e.push(ev(10_000_500_000, 96, "fault_begin", "fs_dax:dax_pte_fault"));
+        e.push(ev(
+            10_000_500_000,
+            96,
+            "fault_begin",
+            "fs_dax:dax_pte_fault",
+        ));
         let c = compare(KERNEL, &e, DEV, TPS, None);
-        assert!(c.disagreements.iter().any(|d| d.contains("daxtrace has 3 events, the kernel only 2")), "{:?}", c.disagreements);
+        assert!(
+            c.disagreements
+                .iter()
+                .any(|d| d.contains("daxtrace has 3 events, the kernel only 2")),
+            "{:?}",
+            c.disagreements
+        );
     }
 
     #[test]
     fn reported_loss_covers_exactly_the_shortfall() {
         let mut e = good();
         e.remove(2);
-        e.push(DxEvent { ts: 10_000_900_000, tid: 0, kind: "lost".into(), probe: None, inferred: false, count: 1 });
+        e.push(DxEvent {
+            ts: 10_000_900_000,
+            tid: 0,
+            kind: "lost".into(),
+            probe: None,
+            inferred: false,
+            count: 1,
+        });
         let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(c.agrees(), "{:?}", c.disagreements);
         assert_eq!(c.lost, 1);
@@ -529,7 +645,10 @@ mod tests {
     #[test]
     fn another_clock_is_a_mismatch_even_inside_the_window() {
         // The window is wide; every daxtrace stamp is 5 ms late (another clock).
-        let k = KERNEL.replace("10.001000: tracing_mark_write: lab-end", "10.100000: tracing_mark_write: lab-end");
+        let k = KERNEL.replace(
+            "10.001000: tracing_mark_write: lab-end",
+            "10.100000: tracing_mark_write: lab-end",
+        );
         let mut e = good();
         assert!(compare(&k, &e, DEV, TPS, None).agrees());
         for x in &mut e {
@@ -537,7 +656,11 @@ mod tests {
         }
         let c = compare(&k, &e, DEV, TPS, None);
         assert!(c.rows.values().all(|r| r.kernel == r.daxtrace));
-        assert!(c.disagreements.iter().any(|d| d.contains("(median)")), "{:?}", c.disagreements);
+        assert!(
+            c.disagreements.iter().any(|d| d.contains("(median)")),
+            "{:?}",
+            c.disagreements
+        );
         // One stalled event alone is noise, not a clock.
         let mut e = good();
         e[3].ts += 50_000_000;
@@ -549,12 +672,20 @@ mod tests {
         let mut e = good();
         e[4].tid = 97;
         let c = compare(KERNEL, &e, DEV, TPS, None);
-        assert!(c.disagreements.iter().any(|d| d.starts_with("task 97:")), "{:?}", c.disagreements);
+        assert!(
+            c.disagreements.iter().any(|d| d.starts_with("task 97:")),
+            "{:?}",
+            c.disagreements
+        );
     }
 
     #[test]
     fn missing_markers_fail() {
-        let k: String = KERNEL.lines().filter(|l| !l.contains("lab-end")).map(|l| format!("{l}\n")).collect();
+        let k: String = KERNEL
+            .lines()
+            .filter(|l| !l.contains("lab-end"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert!(!compare(&k, &good(), DEV, TPS, None).agrees());
     }
 
@@ -578,34 +709,85 @@ mod tests {
         let a = Attached::from_plan(&plan).unwrap();
         let f = |ts, tid, kind: &str, probe: &str| ev(ts, tid, kind, probe);
         let e = vec![
-            f(10_000_099_900, 95, "fault_begin", "func:dax_iomap_pte_fault"),
-            f(10_000_102_000, 95, "map_blocks", "func_ret:ext4_iomap_begin"),
+            f(
+                10_000_099_900,
+                95,
+                "fault_begin",
+                "func:dax_iomap_pte_fault",
+            ),
+            f(
+                10_000_102_000,
+                95,
+                "map_blocks",
+                "func_ret:ext4_iomap_begin",
+            ),
             f(10_000_104_200, 95, "load_hole", "fs_dax:dax_load_hole"),
-            f(10_000_106_300, 95, "fault_end", "func_ret:dax_iomap_pte_fault"),
-            f(10_000_299_900, 96, "fault_begin", "func:dax_iomap_pte_fault"),
-            f(10_000_303_000, 96, "insert_mapping", "func:dax_insert_entry"),
-            f(10_000_305_400, 96, "fault_end", "func_ret:dax_iomap_pte_fault"),
+            f(
+                10_000_106_300,
+                95,
+                "fault_end",
+                "func_ret:dax_iomap_pte_fault",
+            ),
+            f(
+                10_000_299_900,
+                96,
+                "fault_begin",
+                "func:dax_iomap_pte_fault",
+            ),
+            f(
+                10_000_303_000,
+                96,
+                "insert_mapping",
+                "func:dax_insert_entry",
+            ),
+            f(
+                10_000_305_400,
+                96,
+                "fault_end",
+                "func_ret:dax_iomap_pte_fault",
+            ),
         ];
         (k, e, a)
     }
 
-    const TPS_EXT4: &[&str] =
-        &["fs_dax:dax_pte_fault", "fs_dax:dax_pte_fault_done", "fs_dax:dax_load_hole", "iomap:iomap_iter_dstmap", "ext4:ext4_ext_map_blocks_exit"];
+    const TPS_EXT4: &[&str] = &[
+        "fs_dax:dax_pte_fault",
+        "fs_dax:dax_pte_fault_done",
+        "fs_dax:dax_load_hole",
+        "iomap:iomap_iter_dstmap",
+        "ext4:ext4_ext_map_blocks_exit",
+    ];
 
     #[test]
     fn function_probes_are_compared_with_their_tracepoints() {
         let (k, e, a) = function_run();
-        assert!(a.functions.contains("func_ret:ext4_iomap_begin") && a.functions.contains("func:dax_iomap_pte_fault"), "{a:?}");
-        assert_eq!(a.tracepoints.iter().collect::<Vec<_>>(), ["fs_dax:dax_load_hole"]);
+        assert!(
+            a.functions.contains("func_ret:ext4_iomap_begin")
+                && a.functions.contains("func:dax_iomap_pte_fault"),
+            "{a:?}"
+        );
+        assert_eq!(
+            a.tracepoints.iter().collect::<Vec<_>>(),
+            ["fs_dax:dax_load_hole"]
+        );
         let c = compare(&k, &e, DEV, TPS_EXT4, Some(&a));
         assert!(c.agrees(), "{:?}", c.disagreements);
         let r = &c.rows["fs_dax:dax_pte_fault"];
         assert_eq!((r.kernel, r.daxtrace), (2, 2));
         assert!(r.via.contains("func:dax_iomap_pte_fault"));
-        assert_eq!(c.rows["iomap:iomap_iter_dstmap"].via.iter().collect::<Vec<_>>(), ["func_ret:ext4_iomap_begin"]);
+        assert_eq!(
+            c.rows["iomap:iomap_iter_dstmap"]
+                .via
+                .iter()
+                .collect::<Vec<_>>(),
+            ["func_ret:ext4_iomap_begin"]
+        );
         assert_eq!(c.function_only.get("func:dax_insert_entry"), Some(&1));
         // The ext4 lookup tracepoint was not attached: reported, not compared.
-        assert_eq!(c.not_attached.get("ext4:ext4_ext_map_blocks_exit"), Some(&1));
+        assert_eq!(
+            c.not_attached.get("ext4:ext4_ext_map_blocks_exit"),
+            Some(&1)
+        );
         assert!(!c.rows.contains_key("ext4:ext4_ext_map_blocks_exit"));
         assert_eq!(c.tasks_compared, 2);
         // Without the plan every recorded tracepoint is compared: that lookup is then missing.
@@ -618,7 +800,13 @@ mod tests {
         let (k, mut e, a) = function_run();
         e.remove(3);
         let c = compare(&k, &e, DEV, TPS_EXT4, Some(&a));
-        assert!(c.disagreements.iter().any(|d| d.contains("fs_dax:dax_pte_fault_done kernel 2 daxtrace 1")), "{:?}", c.disagreements);
+        assert!(
+            c.disagreements
+                .iter()
+                .any(|d| d.contains("fs_dax:dax_pte_fault_done kernel 2 daxtrace 1")),
+            "{:?}",
+            c.disagreements
+        );
         // A function probe the plan does not list is not counted for a tracepoint.
         let (k, mut e, mut a) = function_run();
         a.functions.remove("func_ret:ext4_iomap_begin");
@@ -631,12 +819,19 @@ mod tests {
     #[test]
     fn plans_without_entries_are_rejected() {
         assert!(Attached::from_plan(&serde_json::json!({"kernel": {}})).is_err());
-        assert!(Attached::from_plan(&serde_json::json!({"entries": [{"status": "used"}]})).is_err());
+        assert!(
+            Attached::from_plan(&serde_json::json!({"entries": [{"status": "used"}]})).is_err()
+        );
     }
 
     #[test]
     fn kernel_overrun_is_counted() {
-        assert_eq!(kernel_overrun("entries: 5\noverrun: 3\ncommit overrun: 0\ndropped events: 2\noverrun: 0\n"), 5);
+        assert_eq!(
+            kernel_overrun(
+                "entries: 5\noverrun: 3\ncommit overrun: 0\ndropped events: 2\noverrun: 0\n"
+            ),
+            5
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ impl KernelLine {
     fn accepts(self, pkg: &str) -> bool {
         match self {
             KernelLine::V6_1 => pkg.starts_with("linux-image-6.1.0-") && pkg.ends_with("-amd64"),
-            KernelLine::V6_12 => pkg.starts_with("linux-image-6.12.") && pkg.ends_with("+deb12-amd64"),
+            KernelLine::V6_12 => {
+                pkg.starts_with("linux-image-6.12.") && pkg.ends_with("+deb12-amd64")
+            }
         }
     }
 }
@@ -108,7 +110,8 @@ pub struct Kernel {
 
 /// The cache folder: `$DAXTRACE_LAB_CACHE`, else `<repo>/lab-cache`.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("DAXTRACE_LAB_CACHE").map_or_else(|| crate::util::root().join("lab-cache"), PathBuf::from)
+    std::env::var_os("DAXTRACE_LAB_CACHE")
+        .map_or_else(|| crate::util::root().join("lab-cache"), PathBuf::from)
 }
 
 pub struct Fetcher {
@@ -122,8 +125,14 @@ pub struct Fetcher {
 impl Fetcher {
     pub fn new(cache: &Path) -> Result<Self> {
         let debs = cache.join("debs");
-        fs::create_dir_all(&debs).with_context(|| format!("cannot create the lab cache {}", debs.display()))?;
-        Ok(Self { cache: cache.to_path_buf(), debs, updated: false, downloaded: 0 })
+        fs::create_dir_all(&debs)
+            .with_context(|| format!("cannot create the lab cache {}", debs.display()))?;
+        Ok(Self {
+            cache: cache.to_path_buf(),
+            debs,
+            updated: false,
+            downloaded: 0,
+        })
     }
 
     /// The tools, downloading and unpacking them on first use.
@@ -139,7 +148,10 @@ impl Fetcher {
             }
         };
         let root = self.cache.join("tools");
-        unpack_all(&debs.iter().map(|f| self.debs.join(f)).collect::<Vec<_>>(), &root)?;
+        unpack_all(
+            &debs.iter().map(|f| self.debs.join(f)).collect::<Vec<_>>(),
+            &root,
+        )?;
         let lib_path = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"]
             .iter()
             .map(|d| root.join(d).display().to_string())
@@ -148,15 +160,26 @@ impl Fetcher {
         let t = Tools {
             qemu: root.join("usr/bin/qemu-system-x86_64"),
             qemu_modules: root.join("usr/lib/x86_64-linux-gnu/qemu"),
-            firmware: ["usr/share/seabios", "usr/lib/ipxe/qemu", "usr/share/qemu"].iter().map(|d| root.join(d)).collect(),
+            firmware: ["usr/share/seabios", "usr/lib/ipxe/qemu", "usr/share/qemu"]
+                .iter()
+                .map(|d| root.join(d))
+                .collect(),
             busybox: root.join("bin/busybox"),
             kmod: first_existing(&root, &["bin/kmod", "usr/bin/kmod"])?,
             cpio: first_existing(&root, &["bin/cpio", "usr/bin/cpio"])?,
             lib_path,
         };
-        for p in [&t.qemu, &t.busybox, &t.qemu_modules.join("accel-tcg-x86_64.so")] {
+        for p in [
+            &t.qemu,
+            &t.busybox,
+            &t.qemu_modules.join("accel-tcg-x86_64.so"),
+        ] {
             if !p.exists() {
-                bail!("{} is missing after unpacking; delete {} and run again", p.display(), self.cache.display());
+                bail!(
+                    "{} is missing after unpacking; delete {} and run again",
+                    p.display(),
+                    self.cache.display()
+                );
             }
         }
         Ok(t)
@@ -169,7 +192,8 @@ impl Fetcher {
             Some(d) => d.into_iter().next().context("empty kernel list")?,
             None => {
                 self.apt_update()?;
-                let deps = output(Command::new("apt-cache").args(["depends", line.meta()])).unwrap_or_default();
+                let deps = output(Command::new("apt-cache").args(["depends", line.meta()]))
+                    .unwrap_or_default();
                 let pkg = deps
                     .lines()
                     .filter_map(|l| l.trim().strip_prefix("Depends: "))
@@ -180,7 +204,10 @@ impl Fetcher {
                     .to_string();
                 let files = self.download(&[pkg])?;
                 write_list(&list, &files)?;
-                files.into_iter().next().context("apt-get download wrote nothing")?
+                files
+                    .into_iter()
+                    .next()
+                    .context("apt-get download wrote nothing")?
             }
         };
         // linux-image-6.1.0-56-amd64_6.1.192-2_amd64.deb -> linux-image-6.1.0-56-amd64
@@ -197,13 +224,22 @@ impl Fetcher {
         if !vmlinuz.exists() {
             bail!("{} is missing in {deb}", vmlinuz.display());
         }
-        Ok(Kernel { package, release, vmlinuz, modules })
+        Ok(Kernel {
+            package,
+            release,
+            vmlinuz,
+            modules,
+        })
     }
 
     /// The file names of a list when every one is in the cache.
     fn cached_list(&self, list: &Path) -> Option<Vec<String>> {
         let text = fs::read_to_string(list).ok()?;
-        let files: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(String::from).collect();
+        let files: Vec<String> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect();
         (!files.is_empty() && files.iter().all(|f| self.debs.join(f).exists())).then_some(files)
     }
 
@@ -212,7 +248,10 @@ impl Fetcher {
             return Ok(());
         }
         eprintln!("lab: apt-get update (package lists for the first download)");
-        let st = Command::new("apt-get").args(["update", "-q"]).status().context("cannot run apt-get")?;
+        let st = Command::new("apt-get")
+            .args(["update", "-q"])
+            .status()
+            .context("cannot run apt-get")?;
         if !st.success() {
             bail!("apt-get update failed ({st}); the lab needs Debian's package lists once");
         }
@@ -236,7 +275,10 @@ impl Fetcher {
             }
         };
         let root = self.cache.join(name);
-        unpack_all(&debs.iter().map(|f| self.debs.join(f)).collect::<Vec<_>>(), &root)?;
+        unpack_all(
+            &debs.iter().map(|f| self.debs.join(f)).collect::<Vec<_>>(),
+            &root,
+        )?;
         let lib_path = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"]
             .iter()
             .map(|d| root.join(d).display().to_string())
@@ -260,12 +302,20 @@ impl Fetcher {
             .output()
             .context("cannot run apt-get -s install")?;
         if !out.status.success() {
-            bail!("apt-get -s install {} failed: {}", packages.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "apt-get -s install {} failed: {}",
+                packages.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         let mut pkgs: Vec<String> = packages.iter().map(|s| (*s).to_string()).collect();
         for l in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(rest) = l.strip_prefix("Inst ") {
-                let name = rest.split_whitespace().next().unwrap_or_default().to_string();
+                let name = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 if !pkgs.contains(&name) {
                     pkgs.push(name);
                 }
@@ -278,12 +328,24 @@ impl Fetcher {
     fn download(&mut self, pkgs: &[String]) -> Result<Vec<String>> {
         self.apt_update()?;
         // One apt-cache call: each one parses the whole package list.
-        let size: u64 = output(Command::new("apt-cache").args(["show", "--no-all-versions"]).args(pkgs))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.strip_prefix("Size: ").and_then(|v| v.trim().parse::<u64>().ok()))
-            .sum();
-        eprintln!("lab: downloading {} package(s), {:.1} MB: {}", pkgs.len(), size as f64 / 1e6, pkgs.join(" "));
+        let size: u64 = output(
+            Command::new("apt-cache")
+                .args(["show", "--no-all-versions"])
+                .args(pkgs),
+        )
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("Size: ")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum();
+        eprintln!(
+            "lab: downloading {} package(s), {:.1} MB: {}",
+            pkgs.len(),
+            size as f64 / 1e6,
+            pkgs.join(" ")
+        );
         let before = deb_names(&self.debs)?;
         // Run as root: apt's _apt sandbox user cannot write into the cache.
         let st = Command::new("apt-get")
@@ -323,13 +385,17 @@ fn deb_names(dir: &Path) -> Result<Vec<String>> {
 }
 
 fn write_list(path: &Path, files: &[String]) -> Result<()> {
-    fs::write(path, files.join("\n") + "\n").with_context(|| format!("cannot write {}", path.display()))
+    fs::write(path, files.join("\n") + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// `dpkg-deb -x` every package into one root, once (a stamp names the set).
 fn unpack_all(debs: &[PathBuf], root: &Path) -> Result<()> {
     let stamp = root.join(".unpacked");
-    let want: String = debs.iter().map(|d| format!("{}\n", d.file_name().unwrap_or_default().to_string_lossy())).collect();
+    let want: String = debs
+        .iter()
+        .map(|d| format!("{}\n", d.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
     if fs::read_to_string(&stamp).is_ok_and(|s| s == want) {
         return Ok(());
     }
@@ -337,11 +403,23 @@ fn unpack_all(debs: &[PathBuf], root: &Path) -> Result<()> {
         fs::remove_dir_all(root).with_context(|| format!("cannot clear {}", root.display()))?;
     }
     fs::create_dir_all(root)?;
-    eprintln!("lab: unpacking {} package(s) into {}", debs.len(), root.display());
+    eprintln!(
+        "lab: unpacking {} package(s) into {}",
+        debs.len(),
+        root.display()
+    );
     for d in debs {
-        let st = Command::new("dpkg-deb").arg("-x").arg(d).arg(root).status().context("cannot run dpkg-deb")?;
+        let st = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(d)
+            .arg(root)
+            .status()
+            .context("cannot run dpkg-deb")?;
         if !st.success() {
-            bail!("dpkg-deb -x {} failed ({st}); delete it and run again", d.display());
+            bail!(
+                "dpkg-deb -x {} failed ({st}); delete it and run again",
+                d.display()
+            );
         }
     }
     fs::write(&stamp, want)?;

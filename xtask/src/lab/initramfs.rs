@@ -52,12 +52,29 @@ pub fn build(inp: &Inputs<'_>, dir: &Path) -> Result<PathBuf> {
     if root.exists() {
         fs::remove_dir_all(&root).with_context(|| format!("cannot clear {}", root.display()))?;
     }
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "lab", "lib/modules", "proc", "sys", "dev", "tmp", "mnt", "share"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "lab",
+        "lib/modules",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "mnt",
+        "share",
+    ] {
         fs::create_dir_all(root.join(d))?;
     }
     // An initial console before /init mounts devtmpfs (only root may mknod;
     // /init redirects to /dev/console again after mounting).
-    let _ = Command::new("mknod").arg(root.join("dev/console")).args(["c", "5", "1"]).status();
+    let _ = Command::new("mknod")
+        .arg(root.join("dev/console"))
+        .args(["c", "5", "1"])
+        .status();
 
     copy(&inp.tools.busybox, &root.join("bin/busybox"))?;
     write_exec(&root.join("init"), INIT)?;
@@ -67,7 +84,10 @@ pub fn build(inp: &Inputs<'_>, dir: &Path) -> Result<PathBuf> {
     fs::write(root.join("lab/modules"), order.join("\n") + "\n")?;
 
     let mut libs = BTreeSet::new();
-    for (src, dst) in [(inp.daxtrace, "usr/bin/daxtrace"), (Some(inp.workload), "usr/bin/lab-workload")] {
+    for (src, dst) in [
+        (inp.daxtrace, "usr/bin/daxtrace"),
+        (Some(inp.workload), "usr/bin/lab-workload"),
+    ] {
         let Some(src) = src else { continue };
         copy(src, &root.join(dst))?;
         libs.extend(shared_libs(src)?);
@@ -95,7 +115,12 @@ pub fn build(inp: &Inputs<'_>, dir: &Path) -> Result<PathBuf> {
 /// Resolve, copy (decompressing .ko.xz) and order the modules; returns
 /// their file names in load order.
 fn modules(tools: &Tools, k: &Kernel, dst: &Path) -> Result<Vec<String>> {
-    let base = k.modules.parent().and_then(Path::parent).and_then(Path::parent).context("modules folder layout")?;
+    let base = k
+        .modules
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .context("modules folder layout")?;
     if !k.modules.join("modules.dep").exists() {
         let st = tools
             .kmod("depmod")
@@ -122,21 +147,38 @@ fn modules(tools: &Tools, k: &Kernel, dst: &Path) -> Result<Vec<String>> {
             if OPTIONAL.contains(m) {
                 continue;
             }
-            bail!("modprobe --show-depends {m} for {} failed: {}", k.release, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "modprobe --show-depends {m} for {} failed: {}",
+                k.release,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             // "insmod /path/mod.ko.xz [params]" or "builtin mod"
-            let Some(path) = line.strip_prefix("insmod ").and_then(|r| r.split_whitespace().next()) else { continue };
+            let Some(path) = line
+                .strip_prefix("insmod ")
+                .and_then(|r| r.split_whitespace().next())
+            else {
+                continue;
+            };
             let src = Path::new(path);
-            let name = src.file_name().context("module path")?.to_string_lossy().trim_end_matches(".xz").to_string();
+            let name = src
+                .file_name()
+                .context("module path")?
+                .to_string_lossy()
+                .trim_end_matches(".xz")
+                .to_string();
             if order.contains(&name) {
                 continue;
             }
             let target = dst.join(&name);
             if path.ends_with(".xz") {
-                let mut input = std::io::BufReader::new(fs::File::open(src).with_context(|| format!("open {path}"))?);
+                let mut input = std::io::BufReader::new(
+                    fs::File::open(src).with_context(|| format!("open {path}"))?,
+                );
                 let mut outf = fs::File::create(&target)?;
-                lzma_rs::xz_decompress(&mut input, &mut outf).map_err(|e| anyhow::anyhow!("xz {path}: {e:?}"))?;
+                lzma_rs::xz_decompress(&mut input, &mut outf)
+                    .map_err(|e| anyhow::anyhow!("xz {path}: {e:?}"))?;
             } else if path.ends_with(".zst") || path.ends_with(".gz") {
                 bail!("{path}: only plain and .xz modules are handled");
             } else {
@@ -150,7 +192,10 @@ fn modules(tools: &Tools, k: &Kernel, dst: &Path) -> Result<Vec<String>> {
 
 /// The shared libraries (and the loader) a dynamic binary needs, from ldd.
 fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
-    let out = Command::new("ldd").arg(bin).output().context("cannot run ldd")?;
+    let out = Command::new("ldd")
+        .arg(bin)
+        .output()
+        .context("cannot run ldd")?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // Static binaries: "not a dynamic executable".
@@ -159,7 +204,11 @@ fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
     let mut v = Vec::new();
     for l in text.lines() {
         if l.contains("not found") {
-            bail!("{} needs a library this machine lacks: {}", bin.display(), l.trim());
+            bail!(
+                "{} needs a library this machine lacks: {}",
+                bin.display(),
+                l.trim()
+            );
         }
         let path = match l.split_once("=>") {
             Some((_, r)) => r.split_whitespace().next(),
@@ -177,7 +226,8 @@ fn copy(src: &Path, dst: &Path) -> Result<()> {
     if let Some(p) = dst.parent() {
         fs::create_dir_all(p)?;
     }
-    fs::copy(src, dst).with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
+    fs::copy(src, dst)
+        .with_context(|| format!("cannot copy {} to {}", src.display(), dst.display()))?;
     Ok(())
 }
 

@@ -118,8 +118,20 @@ struct Pass {
     timeout: Duration,
 }
 
-const SHORT: Pass = Pass { rounds: 6, pages: 1024, passes: 3, bufkb: 32768, timeout: Duration::from_secs(20 * 60) };
-const FULL: Pass = Pass { rounds: 30, pages: 2048, passes: 4, bufkb: 131_072, timeout: Duration::from_secs(60 * 60) };
+const SHORT: Pass = Pass {
+    rounds: 6,
+    pages: 1024,
+    passes: 3,
+    bufkb: 32768,
+    timeout: Duration::from_secs(20 * 60),
+};
+const FULL: Pass = Pass {
+    rounds: 30,
+    pages: 2048,
+    passes: 4,
+    bufkb: 131_072,
+    timeout: Duration::from_secs(60 * 60),
+};
 
 /// One kernel × filesystem × backend result: the table row and the JSON summary entry.
 #[derive(Debug, Default, Serialize)]
@@ -212,7 +224,10 @@ pub fn run(a: Args) -> Result<bool> {
         backends = vec!["none"];
     }
     // One run per filesystem and backend, each on a fresh filesystem.
-    let runs: Vec<(&str, &str)> = fss.iter().flat_map(|f| backends.iter().map(move |b| (*f, *b))).collect();
+    let runs: Vec<(&str, &str)> = fss
+        .iter()
+        .flat_map(|f| backends.iter().map(move |b| (*f, *b)))
+        .collect();
     let cache = fetch::cache_dir();
     let out = a.out.clone().unwrap_or_else(|| cache.join("results"));
     eprintln!(
@@ -227,7 +242,11 @@ pub fn run(a: Args) -> Result<bool> {
     );
     // The kernel's own trace records the tracepoints whose records are one
     // per kernel event; derived ones (iomap_iter) would only flood it.
-    let tracepoints: Vec<&str> = tracer_common::Probe::ALL.iter().filter(|p| !p.derived()).map(|p| p.tracepoint()).collect();
+    let tracepoints: Vec<&str> = tracer_common::Probe::ALL
+        .iter()
+        .filter(|p| !p.derived())
+        .map(|p| p.tracepoint())
+        .collect();
 
     if a.judge_only {
         return judge_again(&a, &out, &kernels, &runs, &tracepoints);
@@ -243,9 +262,19 @@ pub fn run(a: Args) -> Result<bool> {
         let kernel = fetcher.kernel(line)?;
         let build = cache.join("build").join(&kernel.release);
         fs::create_dir_all(&build)?;
-        eprintln!("lab: {} ({}): building the initramfs", line.label(), kernel.package);
+        eprintln!(
+            "lab: {} ({}): building the initramfs",
+            line.label(),
+            kernel.package
+        );
         let initrd = initramfs::build(
-            &initramfs::Inputs { tools: &tools, kernel: &kernel, daxtrace: daxtrace.as_deref(), workload: &workload, events: &tracepoints },
+            &initramfs::Inputs {
+                tools: &tools,
+                kernel: &kernel,
+                daxtrace: daxtrace.as_deref(),
+                workload: &workload,
+                events: &tracepoints,
+            },
             &build,
         )?;
         let share = out.join(line.label());
@@ -260,12 +289,26 @@ pub fn run(a: Args) -> Result<bool> {
         let mut attempt = 0u32;
         let mut carried: Vec<String> = Vec::new();
         while !todo.is_empty() {
-            let log = share.join(if attempt == 0 { "console.log".to_string() } else { format!("console-retry{attempt}.log") });
+            let log = share.join(if attempt == 0 {
+                "console.log".to_string()
+            } else {
+                format!("console-retry{attempt}.log")
+            });
             eprintln!(
                 "lab: {}: booting under TCG ({} MB initramfs){}",
                 line.label(),
                 fs::metadata(&initrd)?.len() / 1_000_000,
-                if attempt > 0 { format!(", retry {attempt} for {}", todo.iter().map(|(f, b)| format!("{f}-{b}")).collect::<Vec<_>>().join(",")) } else { String::new() }
+                if attempt > 0 {
+                    format!(
+                        ", retry {attempt} for {}",
+                        todo.iter()
+                            .map(|(f, b)| format!("{f}-{b}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                } else {
+                    String::new()
+                }
             );
             let o = qemu::boot(&qemu::Boot {
                 tools: &tools,
@@ -273,7 +316,13 @@ pub fn run(a: Args) -> Result<bool> {
                 initramfs: &initrd,
                 share: &share,
                 params: vec![
-                    format!("lab.runs={}", todo.iter().map(|(f, b)| format!("{f}:{b}")).collect::<Vec<_>>().join(",")),
+                    format!(
+                        "lab.runs={}",
+                        todo.iter()
+                            .map(|(f, b)| format!("{f}:{b}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
                     format!("lab.rounds={rounds}"),
                     format!("lab.pages={}", pass.pages),
                     format!("lab.passes={}", pass.passes),
@@ -289,7 +338,16 @@ pub fn run(a: Args) -> Result<bool> {
             let flakes: Vec<String> = o
                 .troubles
                 .iter()
-                .filter_map(|t| t.flake.as_ref().map(|w| format!("{} (during \"{}\"; {w}; console {})", t.line, t.during, log.display())))
+                .filter_map(|t| {
+                    t.flake.as_ref().map(|w| {
+                        format!(
+                            "{} (during \"{}\"; {w}; console {})",
+                            t.line,
+                            t.during,
+                            log.display()
+                        )
+                    })
+                })
                 .collect();
             for t in &o.troubles {
                 eprintln!(
@@ -298,7 +356,10 @@ pub fn run(a: Args) -> Result<bool> {
                     t.line,
                     t.rip.as_deref().unwrap_or("?"),
                     t.during,
-                    t.flake.as_deref().map_or_else(|| "NOT a flake (may be daxtrace's)".to_string(), |w| format!("emulator flake: {w}"))
+                    t.flake.as_deref().map_or_else(
+                        || "NOT a flake (may be daxtrace's)".to_string(),
+                        |w| format!("emulator flake: {w}")
+                    )
                 );
                 troubles.push((line.label().to_string(), t.clone()));
             }
@@ -311,13 +372,22 @@ pub fn run(a: Args) -> Result<bool> {
                     again.push(*run);
                     continue;
                 }
-                let mut r = judge(&share.join(&label), daxtrace.as_deref(), &tracepoints, a.inject_mismatch);
+                let mut r = judge(
+                    &share.join(&label),
+                    daxtrace.as_deref(),
+                    &tracepoints,
+                    a.inject_mismatch,
+                );
                 r.kernel = line.label().to_string();
                 r.release = kernel.release.clone();
                 r.fs = fs_name.to_string();
                 r.backend = backend.to_string();
                 r.boot_secs = o.boot_secs.unwrap_or(0.0);
-                r.run_secs = o.run_secs.iter().find(|(f, _)| *f == label).map_or(0.0, |x| x.1);
+                r.run_secs = o
+                    .run_secs
+                    .iter()
+                    .find(|(f, _)| *f == label)
+                    .map_or(0.0, |x| x.1);
                 r.retries = attempt;
                 r.flakes = carried.iter().chain(&flakes).cloned().collect();
                 if fate == Fate::BootFailed {
@@ -337,12 +407,24 @@ pub fn run(a: Args) -> Result<bool> {
 }
 
 /// Table, JSON summary, verdict.
-fn finish(a: &Args, out: &Path, results: Vec<FsResult>, troubles: Vec<(String, qemu::Trouble)>, retries: u32, downloaded: u64, t0: Instant) -> Result<bool> {
+fn finish(
+    a: &Args,
+    out: &Path,
+    results: Vec<FsResult>,
+    troubles: Vec<(String, qemu::Trouble)>,
+    retries: u32,
+    downloaded: u64,
+    t0: Instant,
+) -> Result<bool> {
     let ok = results.iter().all(|r| r.problems.is_empty());
     print_table(&results);
     fs::create_dir_all(out)?;
     // A re-judged summary never replaces the run's own.
-    let summary = out.join(if a.judge_only { "summary-judged-again.json" } else { "summary.json" });
+    let summary = out.join(if a.judge_only {
+        "summary-judged-again.json"
+    } else {
+        "summary.json"
+    });
     let s = Summary {
         ok,
         pass: if a.full { "full" } else { "short" },
@@ -365,12 +447,22 @@ fn finish(a: &Args, out: &Path, results: Vec<FsResult>, troubles: Vec<(String, q
 }
 
 /// `--judge-only`: judge the results folder of an earlier run again.
-fn judge_again(a: &Args, out: &Path, kernels: &[KernelLine], runs: &[(&str, &str)], tracepoints: &[&str]) -> Result<bool> {
+fn judge_again(
+    a: &Args,
+    out: &Path,
+    kernels: &[KernelLine],
+    runs: &[(&str, &str)],
+    tracepoints: &[&str],
+) -> Result<bool> {
     let t0 = Instant::now();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let daxtrace = target.join("release").join("daxtrace");
     if !daxtrace.exists() {
-        bail!("{} is missing: run `cargo xtask lab` first (it builds it)", daxtrace.display());
+        bail!(
+            "{} is missing: run `cargo xtask lab` first (it builds it)",
+            daxtrace.display()
+        );
     }
     let mut results = Vec::new();
     for line in kernels {
@@ -381,7 +473,10 @@ fn judge_again(a: &Args, out: &Path, kernels: &[KernelLine], runs: &[(&str, &str
             }
             let mut r = judge(&dir, Some(&daxtrace), tracepoints, a.inject_mismatch);
             r.kernel = line.label().to_string();
-            r.release = fs::read_to_string(out.join(line.label()).join("uname")).unwrap_or_default().trim().to_string();
+            r.release = fs::read_to_string(out.join(line.label()).join("uname"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             r.fs = fs_name.to_string();
             r.backend = backend.to_string();
             results.push(r);
@@ -425,23 +520,46 @@ fn boot_problem(o: &qemu::Outcome, log: &Path) -> String {
     if o.timed_out {
         format!("the guest timed out (console: {})", log.display())
     } else if !o.trouble.is_empty() {
-        format!("guest kernel trouble: {} (console: {})", o.trouble.join(" | "), log.display())
+        format!(
+            "guest kernel trouble: {} (console: {})",
+            o.trouble.join(" | "),
+            log.display()
+        )
     } else {
         match (o.verdict, &o.why) {
             (Some(false), Some(w)) => format!("the guest failed: {w} (console: {})", log.display()),
-            _ => format!("the guest gave no verdict line (console: {})", log.display()),
+            _ => format!(
+                "the guest gave no verdict line (console: {})",
+                log.display()
+            ),
         }
     }
 }
 
 /// Build the guest's binaries: daxtrace with the real eBPF object, and the workload.
 pub(crate) fn build_binaries(with_daxtrace: bool) -> Result<(Option<PathBuf>, PathBuf)> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let release = target.join("release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("lab: building lab-workload{} (release)", if with_daxtrace { " and daxtrace with its eBPF object" } else { "" });
+    eprintln!(
+        "lab: building lab-workload{} (release)",
+        if with_daxtrace {
+            " and daxtrace with its eBPF object"
+        } else {
+            ""
+        }
+    );
     let mut c = Command::new(&cargo);
-    c.current_dir(root()).args(["build", "--release", "--quiet", "-p", "xtask", "--bin", "lab-workload"]);
+    c.current_dir(root()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "xtask",
+        "--bin",
+        "lab-workload",
+    ]);
     if with_daxtrace {
         c.args(["-p", "tracer", "--bin", "daxtrace"]);
     }
@@ -460,22 +578,38 @@ pub(crate) fn build_binaries(with_daxtrace: bool) -> Result<(Option<PathBuf>, Pa
 fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool) -> FsResult {
     let mut r = FsResult::default();
     let read = |name: &str| fs::read_to_string(dir.join(name));
-    r.absent_tracepoints = read("absent").unwrap_or_default().lines().map(String::from).collect();
+    r.absent_tracepoints = read("absent")
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect();
 
-    match read("workload.json").ok().and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok()) {
+    match read("workload.json")
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+    {
         Some(w) => {
             r.data_mismatches = w["mismatches"].as_u64().unwrap_or(0);
             if r.data_mismatches > 0 {
-                r.problems.push(format!("the workload saw {} data mismatch(es) (see {})", r.data_mismatches, dir.join("workload.err").display()));
+                r.problems.push(format!(
+                    "the workload saw {} data mismatch(es) (see {})",
+                    r.data_mismatches,
+                    dir.join("workload.err").display()
+                ));
             }
             r.workload = Some(w);
         }
-        None => r.problems.push(format!("no workload report in {} (see workload.err)", dir.display())),
+        None => r.problems.push(format!(
+            "no workload report in {} (see workload.err)",
+            dir.display()
+        )),
     }
     // Copies out of the guest must be whole (9p writes onto a full host
     // disk fail quietly inside the guest).
     for f in ["kernel.trace", "events.jsonl"] {
-        let want = read(&format!("{f}.size")).ok().and_then(|t| t.trim().parse::<u64>().ok());
+        let want = read(&format!("{f}.size"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok());
         let got = fs::metadata(dir.join(f)).map(|m| m.len()).ok();
         if let (Some(w), g) = (want, got) {
             if g != Some(w) {
@@ -491,7 +625,10 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
     let kernel_trace = read("kernel.trace").unwrap_or_default();
     r.kernel_overrun = compare::kernel_overrun(&read("kernel.stats").unwrap_or_default());
     if r.kernel_overrun > 0 {
-        r.problems.push(format!("the kernel's own trace overran by {} events (raise lab.bufkb)", r.kernel_overrun));
+        r.problems.push(format!(
+            "the kernel's own trace overran by {} events (raise lab.bufkb)",
+            r.kernel_overrun
+        ));
     }
     let dev = read("dev")
         .ok()
@@ -511,10 +648,17 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
     if read("daxtrace.rc").ok().is_some_and(|s| s.trim() != "0") {
         let err = read("daxtrace.err").unwrap_or_default();
         let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        r.problems.push(format!("daxtrace stream exited {} in the guest: {}", read("daxtrace.rc").unwrap_or_default().trim(), tail.join(" / ")));
+        r.problems.push(format!(
+            "daxtrace stream exited {} in the guest: {}",
+            read("daxtrace.rc").unwrap_or_default().trim(),
+            tail.join(" / ")
+        ));
     }
     let events_path = dir.join("events.jsonl");
-    let mut events = match read("events.jsonl").map_err(|e| e.to_string()).and_then(|t| compare::parse_events(&t)) {
+    let mut events = match read("events.jsonl")
+        .map_err(|e| e.to_string())
+        .and_then(|t| compare::parse_events(&t))
+    {
         Ok(e) => e,
         Err(e) => {
             r.problems.push(format!("{}: {e}", events_path.display()));
@@ -524,17 +668,30 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
     if inject {
         // One fault's begin goes missing, silently (whichever probe saw it):
         // the one in the middle, well inside the compared window.
-        let faults: Vec<usize> = events.iter().enumerate().filter(|(_, e)| e.kind == "fault_begin").map(|(i, _)| i).collect();
+        let faults: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == "fault_begin")
+            .map(|(i, _)| i)
+            .collect();
         if let Some(&i) = faults.get(faults.len() / 2) {
             let e = events.remove(i);
-            eprintln!("lab: --inject-mismatch: dropped daxtrace's {} event at ts {}", e.probe.unwrap_or_default(), e.ts);
+            eprintln!(
+                "lab: --inject-mismatch: dropped daxtrace's {} event at ts {}",
+                e.probe.unwrap_or_default(),
+                e.ts
+            );
         }
     }
     let attached = match read("plan.json") {
-        Ok(t) => match serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()).and_then(|v| compare::Attached::from_plan(&v)) {
+        Ok(t) => match serde_json::from_str::<serde_json::Value>(&t)
+            .map_err(|e| e.to_string())
+            .and_then(|v| compare::Attached::from_plan(&v))
+        {
             Ok(a) => Some(a),
             Err(e) => {
-                r.problems.push(format!("{}: {e}", dir.join("plan.json").display()));
+                r.problems
+                    .push(format!("{}: {e}", dir.join("plan.json").display()));
                 None
             }
         },
@@ -564,11 +721,17 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
 
     // Analysis on the host: these fixed kernels must give no finding. Its
     // summary line carries the reorder window's late count.
-    match Command::new(daxtrace).args(["analyze", "--json"]).arg(&events_path).output() {
+    match Command::new(daxtrace)
+        .args(["analyze", "--json"])
+        .arg(&events_path)
+        .output()
+    {
         Ok(out) => {
             let mut summary = None;
             for l in String::from_utf8_lossy(&out.stdout).lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                    continue;
+                };
                 match v["kind"].as_str() {
                     Some("finding") => r.findings += 1,
                     Some("summary") => summary = Some(v),
@@ -581,20 +744,31 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
                     r.healed = s["healed"].as_u64().unwrap_or(0);
                     r.findings = r.findings.max(s["findings"].as_u64().unwrap_or(0));
                     if s["lost"].as_u64().is_some_and(|l| l != c.lost) {
-                        r.problems.push(format!("daxtrace analyze counts {} lost, the lab {}", s["lost"], c.lost));
+                        r.problems.push(format!(
+                            "daxtrace analyze counts {} lost, the lab {}",
+                            s["lost"], c.lost
+                        ));
                     }
                 }
-                None => r.problems.push("daxtrace analyze --json printed no summary line".into()),
+                None => r
+                    .problems
+                    .push("daxtrace analyze --json printed no summary line".into()),
             }
             if !matches!(out.status.code(), Some(0 | 1)) {
                 r.problems.push(format!(
                     "daxtrace analyze failed ({}): {}",
                     out.status,
-                    String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("")
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
                 ));
             }
             if r.findings > 0 || out.status.code() == Some(1) {
-                r.problems.push(format!("daxtrace analyze raised {} finding(s) on a fixed kernel", r.findings));
+                r.problems.push(format!(
+                    "daxtrace analyze raised {} finding(s) on a fixed kernel",
+                    r.findings
+                ));
             }
         }
         Err(e) => r.problems.push(format!("cannot run daxtrace analyze: {e}")),
@@ -603,15 +777,29 @@ fn judge(dir: &Path, daxtrace: Option<&Path>, tracepoints: &[&str], inject: bool
 }
 
 fn fill_counts(r: &mut FsResult, c: &compare::Comparison, kernel_only: bool) {
-    let n = |tp: &str| if kernel_only { c.kernel(tp) } else { c.rows.get(tp).map_or(0, |x| x.daxtrace) };
+    let n = |tp: &str| {
+        if kernel_only {
+            c.kernel(tp)
+        } else {
+            c.rows.get(tp).map_or(0, |x| x.daxtrace)
+        }
+    };
     r.pte_faults = n("fs_dax:dax_pte_fault");
     r.pmd_faults = n("fs_dax:dax_pmd_fault");
     r.hole_loads = n("fs_dax:dax_load_hole") + n("fs_dax:dax_pmd_load_hole");
-    r.map_blocks = n("iomap:iomap_iter_dstmap") + n("ext4:ext4_ext_map_blocks_exit") + n("xfs:xfs_iomap_alloc");
-    r.invalidations = ["ext4:ext4_punch_hole", "ext4:ext4_truncate_enter", "ext4:ext4_collapse_range", "ext4:ext4_zero_range", "xfs:xfs_free_file_space"]
-        .iter()
-        .map(|tp| n(tp))
-        .sum();
+    r.map_blocks = n("iomap:iomap_iter_dstmap")
+        + n("ext4:ext4_ext_map_blocks_exit")
+        + n("xfs:xfs_iomap_alloc");
+    r.invalidations = [
+        "ext4:ext4_punch_hole",
+        "ext4:ext4_truncate_enter",
+        "ext4:ext4_collapse_range",
+        "ext4:ext4_zero_range",
+        "xfs:xfs_free_file_space",
+    ]
+    .iter()
+    .map(|tp| n(tp))
+    .sum();
     r.inserts = c.kinds.get("insert_mapping").copied().unwrap_or(0);
     r.inferred_inserts = c.inferred_inserts;
     r.write_teardowns = c.derived;
@@ -663,7 +851,14 @@ fn print_table(rs: &[FsResult]) {
                 .counts
                 .iter()
                 .map(|(tp, c)| {
-                    let via = if c.via.is_empty() { String::new() } else { format!(" (via {})", c.via.iter().cloned().collect::<Vec<_>>().join("+")) };
+                    let via = if c.via.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (via {})",
+                            c.via.iter().cloned().collect::<Vec<_>>().join("+")
+                        )
+                    };
                     if c.kernel == c.daxtrace || !r.daxtrace {
                         format!("{tp} {}{via}", c.kernel)
                     } else {
@@ -671,14 +866,29 @@ fn print_table(rs: &[FsResult]) {
                     }
                 })
                 .collect();
-            let what = if r.daxtrace { "kernel trace vs daxtrace" } else { "kernel trace only (--no-daxtrace)" };
+            let what = if r.daxtrace {
+                "kernel trace vs daxtrace"
+            } else {
+                "kernel trace only (--no-daxtrace)"
+            };
             println!("  {who} {what}: {}", per.join(", "));
             if !r.function_only.is_empty() {
-                let f: Vec<String> = r.function_only.iter().map(|(p, n)| format!("{p} {n}")).collect();
-                println!("  {who} function probes with no tracepoint counterpart: {}", f.join(", "));
+                let f: Vec<String> = r
+                    .function_only
+                    .iter()
+                    .map(|(p, n)| format!("{p} {n}"))
+                    .collect();
+                println!(
+                    "  {who} function probes with no tracepoint counterpart: {}",
+                    f.join(", ")
+                );
             }
             if !r.not_attached.is_empty() {
-                let f: Vec<String> = r.not_attached.iter().map(|(p, n)| format!("{p} {n}")).collect();
+                let f: Vec<String> = r
+                    .not_attached
+                    .iter()
+                    .map(|(p, n)| format!("{p} {n}"))
+                    .collect();
                 println!("  {who} recorded by the kernel, not attached on this backend (not compared): {}", f.join(", "));
             }
             if r.daxtrace {
@@ -693,7 +903,14 @@ fn print_table(rs: &[FsResult]) {
             }
         }
         for f in &r.flakes {
-            println!("  {who} emulator flake{}: {f}", if r.retries > 0 { " (booted again)" } else { " (results were complete)" });
+            println!(
+                "  {who} emulator flake{}: {f}",
+                if r.retries > 0 {
+                    " (booted again)"
+                } else {
+                    " (results were complete)"
+                }
+            );
         }
         for p in &r.problems {
             println!("  {who}: {p}");
@@ -708,8 +925,14 @@ mod tests {
     use qemu::{Outcome, Trouble};
 
     fn outcome(verdict: Option<bool>, flakes: &[Option<&str>], done: &[&str]) -> Outcome {
-        let troubles: Vec<Trouble> =
-            flakes.iter().map(|f| Trouble { line: "Oops: int3".into(), flake: f.map(String::from), ..Trouble::default() }).collect();
+        let troubles: Vec<Trouble> = flakes
+            .iter()
+            .map(|f| Trouble {
+                line: "Oops: int3".into(),
+                flake: f.map(String::from),
+                ..Trouble::default()
+            })
+            .collect();
         Outcome {
             verdict,
             trouble: troubles.iter().map(|t| t.line.clone()).collect(),
@@ -723,16 +946,29 @@ mod tests {
 
     #[test]
     fn a_clean_boot_judges_every_run() {
-        assert_eq!(fate_of_runs(&outcome(Some(true), &[], &["ext4-tracepoint", "xfs-tracepoint"]), RUNS, 0), [Fate::Judge, Fate::Judge]);
+        assert_eq!(
+            fate_of_runs(
+                &outcome(Some(true), &[], &["ext4-tracepoint", "xfs-tracepoint"]),
+                RUNS,
+                0
+            ),
+            [Fate::Judge, Fate::Judge]
+        );
         // No verdict and no report (QEMU died): a failure, never retried.
-        assert_eq!(fate_of_runs(&outcome(None, &[], &["ext4-tracepoint"]), RUNS, 0), [Fate::BootFailed, Fate::BootFailed]);
+        assert_eq!(
+            fate_of_runs(&outcome(None, &[], &["ext4-tracepoint"]), RUNS, 0),
+            [Fate::BootFailed, Fate::BootFailed]
+        );
     }
 
     #[test]
     fn a_flake_boots_again_only_for_unfinished_runs_and_only_once() {
         // The first lab run's 6.12 boot: ext4 was being copied out, xfs never ran.
         let o = outcome(None, &[Some("int3 in __schedule")], &[]);
-        assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::BootAgain, Fate::BootAgain]);
+        assert_eq!(
+            fate_of_runs(&o, RUNS, 0),
+            [Fate::BootAgain, Fate::BootAgain]
+        );
         let o = outcome(None, &[Some("int3 in __schedule")], &["ext4-tracepoint"]);
         assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::Judge, Fate::BootAgain]);
         // A second flake in the retry fails what is still unfinished.
@@ -741,10 +977,20 @@ mod tests {
 
     #[test]
     fn a_report_that_is_not_a_flake_fails_every_run() {
-        let o = outcome(None, &[Some("int3 in __schedule"), None], &["ext4-tracepoint"]);
-        assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::BootFailed, Fate::BootFailed]);
+        let o = outcome(
+            None,
+            &[Some("int3 in __schedule"), None],
+            &["ext4-tracepoint"],
+        );
+        assert_eq!(
+            fate_of_runs(&o, RUNS, 0),
+            [Fate::BootFailed, Fate::BootFailed]
+        );
         // Even with a verdict of ok: the report still fails the boot.
         let o = outcome(Some(true), &[None], &["ext4-tracepoint", "xfs-tracepoint"]);
-        assert_eq!(fate_of_runs(&o, RUNS, 0), [Fate::BootFailed, Fate::BootFailed]);
+        assert_eq!(
+            fate_of_runs(&o, RUNS, 0),
+            [Fate::BootFailed, Fate::BootFailed]
+        );
     }
 }

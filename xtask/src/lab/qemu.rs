@@ -92,10 +92,29 @@ pub struct Trouble {
 }
 
 /// Functions whose presence in a report means our programs were involved.
-const OURS: &[&str] = &["bpf_prog_", "bpf_trampoline", "__bpf_prog", "bpf_trace_run", "trace_call_bpf", "bpf_ringbuf", "kprobe", "rethook", "__bpf_"];
+const OURS: &[&str] = &[
+    "bpf_prog_",
+    "bpf_trampoline",
+    "__bpf_prog",
+    "bpf_trace_run",
+    "trace_call_bpf",
+    "bpf_ringbuf",
+    "kprobe",
+    "rethook",
+    "__bpf_",
+];
 
 /// Scheduler and idle code: a fault there under TCG is the emulator's.
-const SCHED: &[&str] = &["__schedule", "schedule", "finish_task_switch", "pick_next_task", "context_switch", "do_idle", "default_idle", "cpu_startup_entry"];
+const SCHED: &[&str] = &[
+    "__schedule",
+    "schedule",
+    "finish_task_switch",
+    "pick_next_task",
+    "context_switch",
+    "do_idle",
+    "default_idle",
+    "cpu_startup_entry",
+];
 
 /// Classify a report: `Some(why)` when it is an emulator flake.
 pub fn classify(t: &Trouble) -> Option<String> {
@@ -111,9 +130,18 @@ pub fn classify(t: &Trouble) -> Option<String> {
         ));
     }
     if SCHED.iter().any(|s| at == *s) {
-        return Some(format!("a fault in scheduler code ({at}) with no eBPF or probe frame"));
+        return Some(format!(
+            "a fault in scheduler code ({at}) with no eBPF or probe frame"
+        ));
     }
-    let stall = ["soft lockup", "hard LOCKUP", "self-detected stall", "rcu_preempt", "rcu_sched", "blocked for more than"];
+    let stall = [
+        "soft lockup",
+        "hard LOCKUP",
+        "self-detected stall",
+        "rcu_preempt",
+        "rcu_sched",
+        "blocked for more than",
+    ];
     if stall.iter().any(|s| t.line.contains(s)) {
         return Some("a stall or lockup with no eBPF or probe frame: the emulated CPUs were starved (host load)".into());
     }
@@ -186,7 +214,8 @@ impl Outcome {
 }
 
 pub fn boot(b: &Boot<'_>) -> Result<Outcome> {
-    let mut cmdline = String::from("console=ttyS0 memmap=512M!1G panic=-1 quiet loglevel=4 tsc=reliable");
+    let mut cmdline =
+        String::from("console=ttyS0 memmap=512M!1G panic=-1 quiet loglevel=4 tsc=reliable");
     for p in &b.params {
         cmdline.push(' ');
         cmdline.push_str(p);
@@ -196,20 +225,41 @@ pub fn boot(b: &Boot<'_>) -> Result<Outcome> {
     for l in &b.tools.firmware {
         cmd.arg("-L").arg(l);
     }
-    cmd.args(["-accel", &format!("tcg,thread={}", b.tcg.name()), "-cpu", "max", "-smp", "2", "-m", "2G"])
-        .args(["-nodefaults", "-no-reboot", "-display", "none", "-serial", "stdio", "-monitor", "none"])
-        .arg("-kernel")
-        .arg(&b.kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(b.initramfs)
-        .arg("-append")
-        .arg(&cmdline)
-        .arg("-fsdev")
-        .arg(format!("local,id=share,path={},security_model=none", b.share.display()))
-        .args(["-device", "virtio-9p-pci,fsdev=share,mount_tag=share"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "-accel",
+        &format!("tcg,thread={}", b.tcg.name()),
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "2G",
+    ])
+    .args([
+        "-nodefaults",
+        "-no-reboot",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(&b.kernel.vmlinuz)
+    .arg("-initrd")
+    .arg(b.initramfs)
+    .arg("-append")
+    .arg(&cmdline)
+    .arg("-fsdev")
+    .arg(format!(
+        "local,id=share,path={},security_model=none",
+        b.share.display()
+    ))
+    .args(["-device", "virtio-9p-pci,fsdev=share,mount_tag=share"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     if let Some(n) = b.nice {
         use std::os::unix::process::CommandExt as _;
         // SAFETY: setpriority is async-signal-safe; it runs in the child
@@ -224,21 +274,37 @@ pub fn boot(b: &Boot<'_>) -> Result<Outcome> {
         }
     }
     let t0 = Instant::now();
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", b.tools.qemu.display()))?;
-    let mut log = fs::File::create(&b.log).with_context(|| format!("cannot create {}", b.log.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", b.tools.qemu.display()))?;
+    let mut log =
+        fs::File::create(&b.log).with_context(|| format!("cannot create {}", b.log.display()))?;
 
     // Both streams into one channel so a quiet stdout cannot hide a
     // QEMU error on stderr, and the timeout is checked between lines.
     let (tx, rx) = mpsc::channel::<String>();
-    for s in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as _)]
-        .into_iter()
-        .flatten()
+    for s in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as _),
+    ]
+    .into_iter()
+    .flatten()
     {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(s).split(b'\n') {
                 let Ok(line) = line else { break };
-                if tx.send(String::from_utf8_lossy(&line).trim_end_matches('\r').to_string()).is_err() {
+                if tx
+                    .send(
+                        String::from_utf8_lossy(&line)
+                            .trim_end_matches('\r')
+                            .to_string(),
+                    )
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -256,7 +322,10 @@ pub fn boot(b: &Boot<'_>) -> Result<Outcome> {
             Ok(l) => l,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 o.timed_out = true;
-                eprintln!("lab:   guest timed out after {:.0}s; stopping QEMU", b.timeout.as_secs_f64());
+                eprintln!(
+                    "lab:   guest timed out after {:.0}s; stopping QEMU",
+                    b.timeout.as_secs_f64()
+                );
                 kill(&mut child);
                 break;
             }
@@ -269,7 +338,10 @@ pub fn boot(b: &Boot<'_>) -> Result<Outcome> {
             match o.troubles.last_mut() {
                 // A panic right after an oops is that oops's end, and an
                 // "Oops:" right after a "BUG:" header its second line: one report.
-                Some(t) if (line.contains("Kernel panic") && t.ended) || (!t.ended && t.rip.is_none()) => {
+                Some(t)
+                    if (line.contains("Kernel panic") && t.ended)
+                        || (!t.ended && t.rip.is_none()) =>
+                {
                     t.line.push_str(" | ");
                     t.line.push_str(strip_time(&line));
                 }
@@ -284,13 +356,19 @@ pub fn boot(b: &Boot<'_>) -> Result<Outcome> {
         } else if let Some(t) = o.troubles.last_mut().filter(|t| !t.ended) {
             note_trace_line(t, &line);
         }
-        let Some(msg) = line.find(SENTINEL).map(|i| &line[i + SENTINEL.len()..]) else { continue };
+        let Some(msg) = line.find(SENTINEL).map(|i| &line[i + SENTINEL.len()..]) else {
+            continue;
+        };
         eprintln!("lab:   [{:6.1}s] {msg}", t0.elapsed().as_secs_f64());
         during = msg.to_string();
         if msg.starts_with("ready") {
             o.boot_secs = Some(t0.elapsed().as_secs_f64());
         } else if let Some(rest) = msg.strip_prefix("fs ") {
-            let fs = rest.split_whitespace().next().unwrap_or_default().to_string();
+            let fs = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
             if rest.contains(" workload start") {
                 starts.push((fs, Instant::now()));
             } else if rest.contains(" workload end") {
@@ -337,8 +415,17 @@ mod tests {
         for line in console.lines() {
             if TROUBLE.iter().any(|t| line.contains(t)) {
                 match v.last_mut() {
-                    Some(t) if (line.contains("Kernel panic") && t.ended) || (!t.ended && t.rip.is_none()) => t.line.push_str(" | more"),
-                    _ => v.push(Trouble { line: strip_time(line).to_string(), daxtrace_running: running, ..Trouble::default() }),
+                    Some(t)
+                        if (line.contains("Kernel panic") && t.ended)
+                            || (!t.ended && t.rip.is_none()) =>
+                    {
+                        t.line.push_str(" | more")
+                    }
+                    _ => v.push(Trouble {
+                        line: strip_time(line).to_string(),
+                        daxtrace_running: running,
+                        ..Trouble::default()
+                    }),
                 }
             } else if let Some(t) = v.last_mut().filter(|t| !t.ended) {
                 note_trace_line(t, line);
@@ -372,13 +459,29 @@ mod tests {
         let r = reports(INT3_SCHED, true);
         assert_eq!(r.len(), 1, "the panic belongs to the oops: {r:?}");
         assert_eq!(r[0].rip.as_deref(), Some("__schedule+0x339/0xbf0"));
-        assert_eq!(r[0].frames, ["schedule+0x27/0xc0", "worker_thread+0x97/0x2f0", "kthread+0xd2/0x100"]);
-        assert!(r[0].flake.as_deref().is_some_and(|w| w.contains("int3 trap in __schedule")), "{:?}", r[0].flake);
+        assert_eq!(
+            r[0].frames,
+            [
+                "schedule+0x27/0xc0",
+                "worker_thread+0x97/0x2f0",
+                "kthread+0xd2/0x100"
+            ]
+        );
+        assert!(
+            r[0].flake
+                .as_deref()
+                .is_some_and(|w| w.contains("int3 trap in __schedule")),
+            "{:?}",
+            r[0].flake
+        );
     }
 
     #[test]
     fn a_report_through_our_programs_is_never_a_flake() {
-        let ours = INT3_SCHED.replace("worker_thread+0x97/0x2f0", "bpf_prog_6deef7357e7b4530_fe_dax_iomap_pte_fault+0x3e/0x1a0");
+        let ours = INT3_SCHED.replace(
+            "worker_thread+0x97/0x2f0",
+            "bpf_prog_6deef7357e7b4530_fe_dax_iomap_pte_fault+0x3e/0x1a0",
+        );
         assert_eq!(reports(&ours, true)[0].flake, None);
         let kp = INT3_SCHED.replace("schedule+0x27/0xc0", "kprobe_int3_handler+0x80/0x130");
         assert_eq!(reports(&kp, true)[0].flake, None);
@@ -397,7 +500,13 @@ mod tests {
 ";
         let r = reports(dax, true);
         assert_eq!(r.len(), 1, "BUG: and Oops: are one report: {r:?}");
-        assert_eq!(r[0].frames, ["dax_iomap_fault+0x3a/0x50", "ext4_dax_huge_fault+0x150/0x2b0"]);
+        assert_eq!(
+            r[0].frames,
+            [
+                "dax_iomap_fault+0x3a/0x50",
+                "ext4_dax_huge_fault+0x150/0x2b0"
+            ]
+        );
         assert_eq!(r[0].flake, None);
         // The same with daxtrace stopped is the kernel's (or the emulator's), not daxtrace's.
         assert!(reports(dax, false)[0].flake.is_some());

@@ -92,12 +92,20 @@ impl Confusion {
 
     /// TP / (TP + FP); 1.0 when nothing was flagged.
     pub fn precision(&self) -> f64 {
-        if self.tp + self.fp == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fp) as f64 }
+        if self.tp + self.fp == 0 {
+            1.0
+        } else {
+            self.tp as f64 / (self.tp + self.fp) as f64
+        }
     }
 
     /// TP / (TP + FN); 1.0 when nothing was corrupted.
     pub fn recall(&self) -> f64 {
-        if self.tp + self.fn_ == 0 { 1.0 } else { self.tp as f64 / (self.tp + self.fn_) as f64 }
+        if self.tp + self.fn_ == 0 {
+            1.0
+        } else {
+            self.tp as f64 / (self.tp + self.fn_) as f64
+        }
     }
 
     pub fn merge(&mut self, o: &Confusion) {
@@ -135,7 +143,11 @@ pub fn compare(run: &Run, findings: &[Finding]) -> Verdict {
     flagged.sort_unstable();
     flagged.dedup();
     let corrupted = &run.corrupted; // sorted by construction
-    let mut v = Verdict { flagged: !flagged.is_empty(), corrupt: !corrupted.is_empty(), ..Verdict::default() };
+    let mut v = Verdict {
+        flagged: !flagged.is_empty(),
+        corrupt: !corrupted.is_empty(),
+        ..Verdict::default()
+    };
     let (mut i, mut j) = (0, 0);
     while i < flagged.len() || j < corrupted.len() {
         match (flagged.get(i), corrupted.get(j)) {
@@ -272,7 +284,11 @@ impl Default for SimOptions {
             clock: Clock::Strict,
             jitter: false,
             // A schedule spans microseconds and a few hundred pages.
-            pipeline: PipelineConfig { window_ns: 100_000_000, window_events: 4096, max_pages: 1 << 16 },
+            pipeline: PipelineConfig {
+                window_ns: 100_000_000,
+                window_events: 4096,
+                max_pages: 1 << 16,
+            },
         }
     }
 }
@@ -334,7 +350,11 @@ pub struct Simulation {
 
 impl Simulation {
     pub fn new(opts: SimOptions) -> Self {
-        Self { opts, sim: Sim::new(), delivered: Vec::new() }
+        Self {
+            opts,
+            sim: Sim::new(),
+            delivered: Vec::new(),
+        }
     }
 
     /// Draw, run and judge schedule `index`.
@@ -342,7 +362,10 @@ impl Simulation {
         let mut rng = schedule_rng(self.opts.seed, index);
         let scenario = self.opts.shape.draw(&mut rng);
         let cfg = model_config(&self.opts, index);
-        let run = self.sim.run(&scenario, cfg, &[], &mut rng).expect("random schedules never block");
+        let run = self
+            .sim
+            .run(&scenario, cfg, &[], &mut rng)
+            .expect("random schedules never block");
         self.delivered.clear();
         self.delivered.extend_from_slice(&run.events);
         if self.opts.jitter {
@@ -350,7 +373,15 @@ impl Simulation {
         }
         let (findings, stats) = detect(&self.delivered, self.opts.pipeline);
         let verdict = compare(run, &findings);
-        Judged { index, scenario, run, delivered: &self.delivered, findings, stats, verdict }
+        Judged {
+            index,
+            scenario,
+            run,
+            delivered: &self.delivered,
+            findings,
+            stats,
+            verdict,
+        }
     }
 }
 

@@ -35,7 +35,9 @@ use rand::Rng;
 
 use super::oracle::{Memory, Pte, FILE_PAGES};
 use super::schedule::{Op, Scenario};
-use crate::event::{Body, Comm, Dev, Event, FaultResult, InvalidateReason, MapResult, PageKey, Size, PMD_PAGES};
+use crate::event::{
+    Body, Comm, Dev, Event, FaultResult, InvalidateReason, MapResult, PageKey, Size, PMD_PAGES,
+};
 
 /// The device every modelled file lives on (pmem0's usual numbers).
 pub const SIM_DEV: Dev = Dev::new(259, 0);
@@ -66,7 +68,13 @@ pub struct ModelConfig {
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { fixed: false, ino_base: 12, ts_start: 1_000_000, fault_base: 1, clock: Clock::Strict }
+        Self {
+            fixed: false,
+            ino_base: 12,
+            ts_start: 1_000_000,
+            fault_base: 1,
+            clock: Clock::Strict,
+        }
     }
 }
 
@@ -98,11 +106,19 @@ enum Phase {
     /// 4 KiB write whose lookup saw a hole: next, get_block(create=1).
     WriteAlloc,
     /// Insert `b`; `store`: the store lands now (it did not land at allocation).
-    WriteInsert { b: u32, store: bool },
+    WriteInsert {
+        b: u32,
+        store: bool,
+    },
     PmdReadFinish(Option<u32>),
-    PmdInsert { b0: u32, store: bool },
+    PmdInsert {
+        b0: u32,
+        store: bool,
+    },
     /// `write(2)`: the next page to handle.
-    Pwrite { next: u64 },
+    Pwrite {
+        next: u64,
+    },
     Done,
 }
 
@@ -172,7 +188,13 @@ impl Sim {
     }
 
     /// Like [`Sim::run`], with the steps chosen by `pick`.
-    pub fn run_with(&mut self, sc: &Scenario, cfg: ModelConfig, pick: Pick<'_>, rng: &mut SmallRng) -> Result<&Run, ScheduleError> {
+    pub fn run_with(
+        &mut self,
+        sc: &Scenario,
+        cfg: ModelConfig,
+        pick: Pick<'_>,
+        rng: &mut SmallRng,
+    ) -> Result<&Run, ScheduleError> {
         self.reset(sc, cfg);
         let mut runnable = Vec::with_capacity(self.actors.len());
         let mut step = 0usize;
@@ -204,7 +226,9 @@ impl Sim {
                     }
                     a
                 }
-                Pick::Among(choices) if step < choices.len() => runnable[choices[step] as usize % runnable.len()],
+                Pick::Among(choices) if step < choices.len() => {
+                    runnable[choices[step] as usize % runnable.len()]
+                }
                 _ => runnable[rng.gen_range(0..runnable.len())],
             };
             self.step(a, rng);
@@ -224,8 +248,18 @@ impl Sim {
         self.actors.clear();
         for a in 0..n {
             let cur = self.ops[a].first().copied();
-            let phase = if cur.is_some() { Phase::Start } else { Phase::Done };
-            self.actors.push(ActorState { op_idx: 0, cur, phase, fault: 0, held: Held::default() });
+            let phase = if cur.is_some() {
+                Phase::Start
+            } else {
+                Phase::Done
+            };
+            self.actors.push(ActorState {
+                op_idx: 0,
+                cur,
+                phase,
+                fault: 0,
+                held: Held::default(),
+            });
         }
         let pages = self.files * FILE_PAGES as usize;
         self.entry_lock.clear();
@@ -244,13 +278,21 @@ impl Sim {
     fn finish(&mut self, steps: u64) {
         self.run.steps = steps;
         self.run.incoherent_at_end = self.mem.incoherent_mappings();
-        let (base, mut corrupted, mut touched) = (self.cfg.ino_base, std::mem::take(&mut self.run.corrupted), 0);
+        let (base, mut corrupted, mut touched) = (
+            self.cfg.ino_base,
+            std::mem::take(&mut self.run.corrupted),
+            0,
+        );
         // Only touched pages can have changed, let alone be corrupted.
         let pages: Vec<(usize, u64)> = self.mem.touched_pages().collect();
         for (file, page) in pages {
             touched += 1;
             if self.mem.is_corrupted(file, page) {
-                corrupted.push(PageKey { dev: SIM_DEV, ino: base + file as u64, pgoff: page });
+                corrupted.push(PageKey {
+                    dev: SIM_DEV,
+                    ino: base + file as u64,
+                    pgoff: page,
+                });
             }
         }
         self.run.corrupted = corrupted;
@@ -262,14 +304,25 @@ impl Sim {
     /// The locks the actor's next step must take: (inode, entry range).
     fn wants(&self, a: usize) -> Held {
         let st = &self.actors[a];
-        let (Phase::Start, Some(op)) = (st.phase, st.cur) else { return Held::default() };
+        let (Phase::Start, Some(op)) = (st.phase, st.cur) else {
+            return Held::default();
+        };
         let fixed = self.cfg.fixed;
-        let entries = |file: usize, start: u64, len: u64| if fixed { Some((file, start, len)) } else { None };
+        let entries = |file: usize, start: u64, len: u64| {
+            if fixed {
+                Some((file, start, len))
+            } else {
+                None
+            }
+        };
         match op {
             Op::Read { file, pgoff } => {
                 let file = usize::from(file);
                 if self.mem.pte(a, file, pgoff) == Pte::None {
-                    Held { inode: None, entries: entries(file, pgoff, 1) }
+                    Held {
+                        inode: None,
+                        entries: entries(file, pgoff, 1),
+                    }
                 } else {
                     Held::default()
                 }
@@ -279,7 +332,10 @@ impl Sim {
                 if matches!(self.mem.pte(a, file, pgoff), Pte::Block(_)) {
                     Held::default()
                 } else {
-                    Held { inode: None, entries: entries(file, pgoff, 1) }
+                    Held {
+                        inode: None,
+                        entries: entries(file, pgoff, 1),
+                    }
                 }
             }
             Op::PmdRead { file, pgoff } | Op::PmdWrite { file, pgoff } => {
@@ -292,18 +348,43 @@ impl Sim {
                         Op::PmdRead { .. } => pte != Pte::None,
                         _ => matches!(pte, Pte::Block(_)),
                     };
-                    if hit { Held::default() } else { Held { inode: None, entries: entries(file, pgoff, 1) } }
+                    if hit {
+                        Held::default()
+                    } else {
+                        Held {
+                            inode: None,
+                            entries: entries(file, pgoff, 1),
+                        }
+                    }
                 } else {
-                    Held { inode: None, entries: entries(file, s, PMD_PAGES) }
+                    Held {
+                        inode: None,
+                        entries: entries(file, s, PMD_PAGES),
+                    }
                 }
             }
-            Op::Pwrite { file, pgoff, npages } | Op::Punch { file, pgoff, npages } => {
+            Op::Pwrite {
+                file,
+                pgoff,
+                npages,
+            }
+            | Op::Punch {
+                file,
+                pgoff,
+                npages,
+            } => {
                 let file = usize::from(file);
-                Held { inode: Some(file), entries: entries(file, pgoff, npages) }
+                Held {
+                    inode: Some(file),
+                    entries: entries(file, pgoff, npages),
+                }
             }
             Op::Truncate { file, pgoff } => {
                 let file = usize::from(file);
-                Held { inode: Some(file), entries: entries(file, pgoff, FILE_PAGES - pgoff) }
+                Held {
+                    inode: Some(file),
+                    entries: entries(file, pgoff, FILE_PAGES - pgoff),
+                }
             }
         }
     }
@@ -318,7 +399,10 @@ impl Sim {
         }
         if let Some((f, s, n)) = w.entries {
             let i = f * FILE_PAGES as usize + s as usize;
-            if self.entry_lock[i..i + n as usize].iter().any(|&h| h != 0 && h != me) {
+            if self.entry_lock[i..i + n as usize]
+                .iter()
+                .any(|&h| h != 0 && h != me)
+            {
                 return false;
             }
         }
@@ -397,11 +481,19 @@ impl Sim {
         let st = &mut self.actors[a];
         st.op_idx += 1;
         st.cur = self.ops[a].get(st.op_idx).copied();
-        st.phase = if st.cur.is_some() { Phase::Start } else { Phase::Done };
+        st.phase = if st.cur.is_some() {
+            Phase::Start
+        } else {
+            Phase::Done
+        };
     }
 
     fn read_check(&mut self, a: usize, file: usize, page: u64) {
-        if self.mem.view(a, file, page).is_some_and(|v| v != self.mem.truth(file, page)) {
+        if self
+            .mem
+            .view(a, file, page)
+            .is_some_and(|v| v != self.mem.truth(file, page))
+        {
             self.run.wrong_reads += 1;
         }
     }
@@ -425,7 +517,10 @@ impl Sim {
         match (first, run == PMD_PAGES) {
             (None, true) => Range::Hole,
             (Some(b0), true) => Range::Extent(b0),
-            (first, false) => Range::Mixed { hole: first.is_none(), run },
+            (first, false) => Range::Mixed {
+                hole: first.is_none(),
+                run,
+            },
         }
     }
 
@@ -446,14 +541,41 @@ impl Sim {
                 match found {
                     None => {
                         self.mem.set_pte(a, file, pgoff, Pte::Zero);
-                        self.emit(a, file, Body::LoadHole { fault, pgoff, size: Size::Pte }, rng);
+                        self.emit(
+                            a,
+                            file,
+                            Body::LoadHole {
+                                fault,
+                                pgoff,
+                                size: Size::Pte,
+                            },
+                            rng,
+                        );
                     }
                     Some(b) => {
                         self.mem.set_pte(a, file, pgoff, Pte::Block(b));
-                        self.emit(a, file, Body::InsertMapping { fault, pgoff, size: Size::Pte, inferred: false }, rng);
+                        self.emit(
+                            a,
+                            file,
+                            Body::InsertMapping {
+                                fault,
+                                pgoff,
+                                size: Size::Pte,
+                                inferred: false,
+                            },
+                            rng,
+                        );
                     }
                 }
-                self.emit(a, file, Body::FaultEnd { fault, result: FaultResult::Nopage }, rng);
+                self.emit(
+                    a,
+                    file,
+                    Body::FaultEnd {
+                        fault,
+                        result: FaultResult::Nopage,
+                    },
+                    rng,
+                );
                 self.read_check(a, file, pgoff);
                 self.op_done(a);
                 (pgoff, 1)
@@ -469,7 +591,14 @@ impl Sim {
                 self.emit(
                     a,
                     file,
-                    Body::MapBlocks { fault: Some(fault), pgoff, npages: 1, result: MapResult::Mapped, new, write: true },
+                    Body::MapBlocks {
+                        fault: Some(fault),
+                        pgoff,
+                        npages: 1,
+                        result: MapResult::Mapped,
+                        new,
+                        write: true,
+                    },
                     rng,
                 );
                 self.actors[a].phase = Phase::WriteInsert { b, store: !new };
@@ -481,8 +610,26 @@ impl Sim {
                 if store {
                     self.mem.store(b);
                 }
-                self.emit(a, file, Body::InsertMapping { fault, pgoff, size: Size::Pte, inferred: false }, rng);
-                self.emit(a, file, Body::FaultEnd { fault, result: FaultResult::Nopage }, rng);
+                self.emit(
+                    a,
+                    file,
+                    Body::InsertMapping {
+                        fault,
+                        pgoff,
+                        size: Size::Pte,
+                        inferred: false,
+                    },
+                    rng,
+                );
+                self.emit(
+                    a,
+                    file,
+                    Body::FaultEnd {
+                        fault,
+                        result: FaultResult::Nopage,
+                    },
+                    rng,
+                );
                 self.op_done(a);
                 (pgoff, 1)
             }
@@ -498,16 +645,43 @@ impl Sim {
                         for i in 0..PMD_PAGES {
                             self.mem.set_pte(a, file, s + i, Pte::Zero);
                         }
-                        self.emit(a, file, Body::LoadHole { fault, pgoff: s, size: Size::Pmd }, rng);
+                        self.emit(
+                            a,
+                            file,
+                            Body::LoadHole {
+                                fault,
+                                pgoff: s,
+                                size: Size::Pmd,
+                            },
+                            rng,
+                        );
                     }
                     Some(b0) => {
                         for i in 0..PMD_PAGES {
                             self.mem.set_pte(a, file, s + i, Pte::Block(b0 + i as u32));
                         }
-                        self.emit(a, file, Body::InsertMapping { fault, pgoff: s, size: Size::Pmd, inferred: false }, rng);
+                        self.emit(
+                            a,
+                            file,
+                            Body::InsertMapping {
+                                fault,
+                                pgoff: s,
+                                size: Size::Pmd,
+                                inferred: false,
+                            },
+                            rng,
+                        );
                     }
                 }
-                self.emit(a, file, Body::FaultEnd { fault, result: FaultResult::Nopage }, rng);
+                self.emit(
+                    a,
+                    file,
+                    Body::FaultEnd {
+                        fault,
+                        result: FaultResult::Nopage,
+                    },
+                    rng,
+                );
                 self.read_check(a, file, pgoff);
                 self.op_done(a);
                 (s, PMD_PAGES)
@@ -522,8 +696,26 @@ impl Sim {
                         self.mem.store(b);
                     }
                 }
-                self.emit(a, file, Body::InsertMapping { fault, pgoff: s, size: Size::Pmd, inferred: false }, rng);
-                self.emit(a, file, Body::FaultEnd { fault, result: FaultResult::Nopage }, rng);
+                self.emit(
+                    a,
+                    file,
+                    Body::InsertMapping {
+                        fault,
+                        pgoff: s,
+                        size: Size::Pmd,
+                        inferred: false,
+                    },
+                    rng,
+                );
+                self.emit(
+                    a,
+                    file,
+                    Body::FaultEnd {
+                        fault,
+                        result: FaultResult::Nopage,
+                    },
+                    rng,
+                );
                 self.op_done(a);
                 (s, PMD_PAGES)
             }
@@ -535,14 +727,32 @@ impl Sim {
                 self.pwrite_run(a, file, next, pgoff + npages, rng)
             }
             (Op::Punch { pgoff, npages, .. }, Phase::Start) => {
-                self.emit(a, file, Body::Invalidate { pgoff, npages, reason: InvalidateReason::PunchHole }, rng);
+                self.emit(
+                    a,
+                    file,
+                    Body::Invalidate {
+                        pgoff,
+                        npages,
+                        reason: InvalidateReason::PunchHole,
+                    },
+                    rng,
+                );
                 self.mem.invalidate(file, pgoff, npages);
                 self.op_done(a);
                 (pgoff, npages)
             }
             (Op::Truncate { pgoff, .. }, Phase::Start) => {
                 // u64::MAX: "to the end of the file" (event.rs).
-                self.emit(a, file, Body::Invalidate { pgoff, npages: u64::MAX, reason: InvalidateReason::Truncate }, rng);
+                self.emit(
+                    a,
+                    file,
+                    Body::Invalidate {
+                        pgoff,
+                        npages: u64::MAX,
+                        reason: InvalidateReason::Truncate,
+                    },
+                    rng,
+                );
                 self.mem.invalidate(file, pgoff, FILE_PAGES - pgoff);
                 self.op_done(a);
                 (pgoff, FILE_PAGES - pgoff)
@@ -562,9 +772,35 @@ impl Sim {
         }
         let fault = self.new_fault(a);
         let found = self.mem.block_of(file, pgoff);
-        self.emit(a, file, Body::FaultBegin { fault, pgoff, size: Size::Pte, write: false }, rng);
-        let result = if found.is_some() { MapResult::Mapped } else { MapResult::Hole };
-        self.emit(a, file, Body::MapBlocks { fault: Some(fault), pgoff, npages: 1, result, new: false, write: false }, rng);
+        self.emit(
+            a,
+            file,
+            Body::FaultBegin {
+                fault,
+                pgoff,
+                size: Size::Pte,
+                write: false,
+            },
+            rng,
+        );
+        let result = if found.is_some() {
+            MapResult::Mapped
+        } else {
+            MapResult::Hole
+        };
+        self.emit(
+            a,
+            file,
+            Body::MapBlocks {
+                fault: Some(fault),
+                pgoff,
+                npages: 1,
+                result,
+                new: false,
+                write: false,
+            },
+            rng,
+        );
         self.actors[a].phase = Phase::ReadFinish(found);
         (pgoff, 1)
     }
@@ -578,9 +814,35 @@ impl Sim {
         }
         let fault = self.new_fault(a);
         let found = self.mem.block_of(file, pgoff);
-        self.emit(a, file, Body::FaultBegin { fault, pgoff, size: Size::Pte, write: true }, rng);
-        let result = if found.is_some() { MapResult::Mapped } else { MapResult::Hole };
-        self.emit(a, file, Body::MapBlocks { fault: Some(fault), pgoff, npages: 1, result, new: false, write: false }, rng);
+        self.emit(
+            a,
+            file,
+            Body::FaultBegin {
+                fault,
+                pgoff,
+                size: Size::Pte,
+                write: true,
+            },
+            rng,
+        );
+        let result = if found.is_some() {
+            MapResult::Mapped
+        } else {
+            MapResult::Hole
+        };
+        self.emit(
+            a,
+            file,
+            Body::MapBlocks {
+                fault: Some(fault),
+                pgoff,
+                npages: 1,
+                result,
+                new: false,
+                write: false,
+            },
+            rng,
+        );
         self.actors[a].phase = match found {
             Some(b) => Phase::WriteInsert { b, store: true },
             None => Phase::WriteAlloc,
@@ -588,41 +850,126 @@ impl Sim {
         (pgoff, 1)
     }
 
-    fn pmd_start(&mut self, a: usize, file: usize, pgoff: u64, write: bool, rng: &mut SmallRng) -> (u64, u64) {
+    fn pmd_start(
+        &mut self,
+        a: usize,
+        file: usize,
+        pgoff: u64,
+        write: bool,
+        rng: &mut SmallRng,
+    ) -> (u64, u64) {
         let s = pgoff & !(PMD_PAGES - 1);
         if self.mem.maps_any(a, file, s, PMD_PAGES) {
             // PTEs already populate this PMD: the kernel never tries a PMD fault.
-            self.actors[a].cur = Some(if write { Op::Write { file: file as u8, pgoff } } else { Op::Read { file: file as u8, pgoff } });
-            return if write { self.write_start(a, file, pgoff, rng) } else { self.read_start(a, file, pgoff, rng) };
+            self.actors[a].cur = Some(if write {
+                Op::Write {
+                    file: file as u8,
+                    pgoff,
+                }
+            } else {
+                Op::Read {
+                    file: file as u8,
+                    pgoff,
+                }
+            });
+            return if write {
+                self.write_start(a, file, pgoff, rng)
+            } else {
+                self.read_start(a, file, pgoff, rng)
+            };
         }
         let fault = self.new_fault(a);
-        self.emit(a, file, Body::FaultBegin { fault, pgoff: s, size: Size::Pmd, write }, rng);
+        self.emit(
+            a,
+            file,
+            Body::FaultBegin {
+                fault,
+                pgoff: s,
+                size: Size::Pmd,
+                write,
+            },
+            rng,
+        );
         let fault_s = Some(fault);
         match self.classify(file, s) {
             Range::Hole if write => {
                 let b0 = self.mem.allocate(file, s, PMD_PAGES);
-                let body = Body::MapBlocks { fault: fault_s, pgoff: s, npages: PMD_PAGES, result: MapResult::Mapped, new: true, write };
+                let body = Body::MapBlocks {
+                    fault: fault_s,
+                    pgoff: s,
+                    npages: PMD_PAGES,
+                    result: MapResult::Mapped,
+                    new: true,
+                    write,
+                };
                 self.emit(a, file, body, rng);
                 self.actors[a].phase = Phase::PmdInsert { b0, store: false };
             }
             Range::Hole => {
-                let body = Body::MapBlocks { fault: fault_s, pgoff: s, npages: PMD_PAGES, result: MapResult::Hole, new: false, write };
+                let body = Body::MapBlocks {
+                    fault: fault_s,
+                    pgoff: s,
+                    npages: PMD_PAGES,
+                    result: MapResult::Hole,
+                    new: false,
+                    write,
+                };
                 self.emit(a, file, body, rng);
                 self.actors[a].phase = Phase::PmdReadFinish(None);
             }
             Range::Extent(b0) => {
-                let body = Body::MapBlocks { fault: fault_s, pgoff: s, npages: PMD_PAGES, result: MapResult::Mapped, new: false, write };
+                let body = Body::MapBlocks {
+                    fault: fault_s,
+                    pgoff: s,
+                    npages: PMD_PAGES,
+                    result: MapResult::Mapped,
+                    new: false,
+                    write,
+                };
                 self.emit(a, file, body, rng);
-                self.actors[a].phase = if write { Phase::PmdInsert { b0, store: true } } else { Phase::PmdReadFinish(Some(b0)) };
+                self.actors[a].phase = if write {
+                    Phase::PmdInsert { b0, store: true }
+                } else {
+                    Phase::PmdReadFinish(Some(b0))
+                };
             }
             Range::Mixed { hole, run } => {
                 // Neither one hole nor one 2 MiB extent: fall back to 4 KiB.
-                let result = if hole { MapResult::Hole } else { MapResult::Mapped };
-                let body = Body::MapBlocks { fault: fault_s, pgoff: s, npages: run, result, new: false, write };
+                let result = if hole {
+                    MapResult::Hole
+                } else {
+                    MapResult::Mapped
+                };
+                let body = Body::MapBlocks {
+                    fault: fault_s,
+                    pgoff: s,
+                    npages: run,
+                    result,
+                    new: false,
+                    write,
+                };
                 self.emit(a, file, body, rng);
-                self.emit(a, file, Body::FaultEnd { fault, result: FaultResult::Fallback }, rng);
+                self.emit(
+                    a,
+                    file,
+                    Body::FaultEnd {
+                        fault,
+                        result: FaultResult::Fallback,
+                    },
+                    rng,
+                );
                 self.release(a);
-                self.actors[a].cur = Some(if write { Op::Write { file: file as u8, pgoff } } else { Op::Read { file: file as u8, pgoff } });
+                self.actors[a].cur = Some(if write {
+                    Op::Write {
+                        file: file as u8,
+                        pgoff,
+                    }
+                } else {
+                    Op::Read {
+                        file: file as u8,
+                        pgoff,
+                    }
+                });
                 self.actors[a].phase = Phase::Start;
             }
         }
@@ -630,7 +977,14 @@ impl Sim {
     }
 
     /// One run of `write(2)`: the maximal run of holes or of blocks at `next`.
-    fn pwrite_run(&mut self, a: usize, file: usize, next: u64, end: u64, rng: &mut SmallRng) -> (u64, u64) {
+    fn pwrite_run(
+        &mut self,
+        a: usize,
+        file: usize,
+        next: u64,
+        end: u64,
+        rng: &mut SmallRng,
+    ) -> (u64, u64) {
         let hole = self.mem.block_of(file, next).is_none();
         let mut len = 1;
         while next + len < end && self.mem.block_of(file, next + len).is_none() == hole {
@@ -644,7 +998,14 @@ impl Sim {
                 self.mem.store(b);
             }
         }
-        let body = Body::MapBlocks { fault: None, pgoff: next, npages: len, result: MapResult::Mapped, new: hole, write: true };
+        let body = Body::MapBlocks {
+            fault: None,
+            pgoff: next,
+            npages: len,
+            result: MapResult::Mapped,
+            new: hole,
+            write: true,
+        };
         self.emit(a, file, body, rng);
         if next + len == end {
             self.op_done(a);

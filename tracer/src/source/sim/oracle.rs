@@ -118,7 +118,9 @@ impl Memory {
     /// Pages any step covered, as (file, page), in order.
     pub fn touched_pages(&mut self) -> impl Iterator<Item = (usize, u64)> + '_ {
         self.touched_list.sort_unstable();
-        self.touched_list.iter().map(|&i| (i as usize / FILE_PAGES as usize, u64::from(i) % FILE_PAGES))
+        self.touched_list
+            .iter()
+            .map(|&i| (i as usize / FILE_PAGES as usize, u64::from(i) % FILE_PAGES))
     }
 
     #[inline]
@@ -163,7 +165,8 @@ impl Memory {
 
     /// What the file holds at `page`.
     pub fn truth(&self, file: usize, page: u64) -> u64 {
-        self.block_of(file, page).map_or(0, |b| self.blocks[b as usize])
+        self.block_of(file, page)
+            .map_or(0, |b| self.blocks[b as usize])
     }
 
     /// Allocate fresh blocks for `[start, start + len)` holding the allocator's
@@ -229,7 +232,9 @@ impl Memory {
         for &i in &self.touched_list {
             let (file, page) = (i as usize / FILE_PAGES as usize, u64::from(i) % FILE_PAGES);
             let truth = self.truth(file, page);
-            n += (0..self.procs).filter(|&p| self.view(p, file, page).is_some_and(|v| v != truth)).count() as u64;
+            n += (0..self.procs)
+                .filter(|&p| self.view(p, file, page).is_some_and(|v| v != truth))
+                .count() as u64;
         }
         n
     }
@@ -272,6 +277,9 @@ mod tests {
         assert!(!m.is_corrupted(0, 0));
         m.set_pte(0, 0, 0, Pte::Block(b));
         m.check(0, 0, 1);
-        assert!(m.is_corrupted(0, 0), "old bytes visible where the file has a hole");
+        assert!(
+            m.is_corrupted(0, 0),
+            "old bytes visible where the file has a hole"
+        );
     }
 }

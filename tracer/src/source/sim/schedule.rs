@@ -70,7 +70,15 @@ pub struct Mix {
 
 impl Default for Mix {
     fn default() -> Self {
-        Self { read: 4, write: 3, pmd_read: 1, pmd_write: 1, pwrite: 2, punch: 1, truncate: 1 }
+        Self {
+            read: 4,
+            write: 3,
+            pmd_read: 1,
+            pmd_write: 1,
+            pwrite: 2,
+            punch: 1,
+            truncate: 1,
+        }
     }
 }
 
@@ -91,7 +99,13 @@ pub struct ScenarioShape {
 
 impl Default for ScenarioShape {
     fn default() -> Self {
-        Self { actors: 3, ops: 2, files: 1, hot_pages: 2, mix: Mix::default() }
+        Self {
+            actors: 3,
+            ops: 2,
+            files: 1,
+            hot_pages: 2,
+            mix: Mix::default(),
+        }
     }
 }
 
@@ -111,7 +125,15 @@ impl ScenarioShape {
         let files = self.files.max(1);
         let hot = self.hot_pages.clamp(1, PMD_PAGES);
         let m = self.mix;
-        let weights = [m.read, m.write, m.pmd_read, m.pmd_write, m.pwrite, m.punch, m.truncate];
+        let weights = [
+            m.read,
+            m.write,
+            m.pmd_read,
+            m.pmd_write,
+            m.pwrite,
+            m.punch,
+            m.truncate,
+        ];
         let total: u32 = weights.iter().sum::<u32>().max(1);
         let actors = (0..self.actors.max(1))
             .map(|_| {
@@ -131,8 +153,16 @@ impl ScenarioShape {
                             1 => Op::Write { file, pgoff },
                             2 => Op::PmdRead { file, pgoff },
                             3 => Op::PmdWrite { file, pgoff },
-                            4 => Op::Pwrite { file, pgoff, npages: rng.gen_range(1..=2u64).min(FILE_PAGES - pgoff) },
-                            5 => Op::Punch { file, pgoff, npages: rng.gen_range(1..=2u64).min(FILE_PAGES - pgoff) },
+                            4 => Op::Pwrite {
+                                file,
+                                pgoff,
+                                npages: rng.gen_range(1..=2u64).min(FILE_PAGES - pgoff),
+                            },
+                            5 => Op::Punch {
+                                file,
+                                pgoff,
+                                npages: rng.gen_range(1..=2u64).min(FILE_PAGES - pgoff),
+                            },
                             _ => Op::Truncate { file, pgoff },
                         }
                     })

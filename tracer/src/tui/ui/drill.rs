@@ -57,7 +57,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let Some(d) = &app.drill else { return };
     let k = d.key;
     let block = Block::bordered()
-        .title(format!(" Timeline of page {} ino {} pgoff {} ", k.dev, k.ino, k.pgoff))
+        .title(format!(
+            " Timeline of page {} ino {} pgoff {} ",
+            k.dev, k.ino, k.pgoff
+        ))
         .border_style(Style::new().fg(Color::Cyan));
     let inner = block.inner(area);
     f.render_widget(block, area);
@@ -66,7 +69,12 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let [head, table_area] =
         Layout::vertical([Constraint::Length(head_rows), Constraint::Fill(1)]).areas(inner);
     let steps: &[Step] = d.finding.as_ref().map_or(&[], |x| &x.steps);
-    let sev = d.finding.as_ref().map_or(Style::new().add_modifier(Modifier::BOLD), |x| severity_style(x.severity));
+    let sev = d
+        .finding
+        .as_ref()
+        .map_or(Style::new().add_modifier(Modifier::BOLD), |x| {
+            severity_style(x.severity)
+        });
 
     let page = app.view.page.as_ref().filter(|p| p.key == k);
     let mut head_lines = Vec::new();
@@ -85,7 +93,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             order.push(Span::styled(step_label(s), sev));
         }
         head_lines.push(Line::from(order));
-        head_lines.push(Line::from(Span::styled(meaning(fd), Style::new().fg(Color::Gray))));
+        head_lines.push(Line::from(Span::styled(
+            meaning(fd),
+            Style::new().fg(Color::Gray),
+        )));
     }
     let status = match page {
         None => "asking the pipeline for this page's timeline...".to_string(),
@@ -100,17 +111,25 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         ),
         Some(p) => format!("{} events on this page; the ordering's events are marked", p.rows.len()),
     };
-    head_lines.push(Line::from(Span::styled(status, Style::new().fg(Color::DarkGray))));
+    head_lines.push(Line::from(Span::styled(
+        status,
+        Style::new().fg(Color::DarkGray),
+    )));
     f.render_widget(Paragraph::new(head_lines).wrap(Wrap { trim: false }), head);
 
-    let Some(page) = page.filter(|p| !p.missing && !p.rows.is_empty()) else { return };
+    let Some(page) = page.filter(|p| !p.missing && !p.rows.is_empty()) else {
+        return;
+    };
     let t0 = page.rows[0].ts;
     let mut prev = t0;
     let rows: Vec<Row> = page
         .rows
         .iter()
         .map(|r| {
-            let role = steps.iter().find(|s| s.ts == r.ts && s.tid == r.tid).map(|s| role_name(s.role));
+            let role = steps
+                .iter()
+                .find(|s| s.ts == r.ts && s.tid == r.tid)
+                .map(|s| role_name(s.role));
             let dprev = r.ts - prev.min(r.ts);
             prev = r.ts;
             let row = Row::new(vec![
@@ -124,7 +143,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
                 Cell::from(r.detail.clone()),
                 Cell::from(role.unwrap_or("")),
             ]);
-            if role.is_some() { row.style(sev.add_modifier(Modifier::BOLD)) } else { row }
+            if role.is_some() {
+                row.style(sev.add_modifier(Modifier::BOLD))
+            } else {
+                row
+            }
         })
         .collect();
     let widths = [
@@ -140,8 +163,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     ];
     let table = Table::new(rows, widths)
         .header(
-            Row::new(["", "+time", "+prev", "cpu", "task", "fault", "kind", "detail", "role"])
-                .style(Style::new().fg(Color::DarkGray)),
+            Row::new([
+                "", "+time", "+prev", "cpu", "task", "fault", "kind", "detail", "role",
+            ])
+            .style(Style::new().fg(Color::DarkGray)),
         )
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
     let mut state = TableState::default().with_selected(Some(d.scroll.min(page.rows.len() - 1)));

@@ -48,9 +48,17 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     };
     let block = pane_block(title, app, Pane::Findings);
     if list.is_empty() {
-        let msg = if total == 0 { "no findings: no racing ordering seen" } else { "no finding matches the filter" };
+        let msg = if total == 0 {
+            "no findings: no racing ordering seen"
+        } else {
+            "no finding matches the filter"
+        };
         f.render_widget(
-            Paragraph::new(Line::from(Span::styled(msg, Style::new().fg(Color::DarkGray)))).block(block),
+            Paragraph::new(Line::from(Span::styled(
+                msg,
+                Style::new().fg(Color::DarkGray),
+            )))
+            .block(block),
             area,
         );
         return;
@@ -58,9 +66,15 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let rows = list.iter().map(|fd| {
         Row::new(vec![
             Cell::from(ts(fd.ts)),
-            Cell::from(Span::styled(fd.severity.name(), severity_style(fd.severity))),
+            Cell::from(Span::styled(
+                fd.severity.name(),
+                severity_style(fd.severity),
+            )),
             Cell::from(fd.rule.name()),
-            Cell::from(format!("{} ino {} pg {}", fd.page.dev, fd.page.ino, fd.page.pgoff)),
+            Cell::from(format!(
+                "{} ino {} pg {}",
+                fd.page.dev, fd.page.ino, fd.page.pgoff
+            )),
             Cell::from(tasks(fd)),
         ])
     });
@@ -72,7 +86,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Fill(1),
     ];
     let table = Table::new(rows, widths)
-        .header(Row::new(["time", "severity", "rule", "page", "tasks"]).style(Style::new().fg(Color::DarkGray)))
+        .header(
+            Row::new(["time", "severity", "rule", "page", "tasks"])
+                .style(Style::new().fg(Color::DarkGray)),
+        )
         .block(block)
         .row_highlight_style(selected_style(app.focus == Pane::Findings))
         .highlight_symbol("> ");

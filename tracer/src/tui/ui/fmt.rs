@@ -6,7 +6,11 @@ pub fn count(n: u64) -> String {
     for (div, unit) in UNITS {
         if n >= div {
             let v = n as f64 / div as f64;
-            return if v >= 100.0 { format!("{v:.0}{unit}") } else { format!("{v:.1}{unit}") };
+            return if v >= 100.0 {
+                format!("{v:.0}{unit}")
+            } else {
+                format!("{v:.1}{unit}")
+            };
         }
     }
     n.to_string()

@@ -15,16 +15,28 @@ pub fn render(f: &mut Frame, area: Rect) {
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!("{k:>22}  "), Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)),
+                Span::styled(
+                    format!("{k:>22}  "),
+                    Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+                ),
                 Span::raw(*what),
             ])
         })
         .collect();
     lines.push(Line::from(""));
     for (s, what) in [
-        (Severity::Corruption, "a hole mapped over data another task allocated and mapped"),
-        (Severity::StaleHole, "a hole mapped after another actor allocated the page"),
-        (Severity::StaleMapping, "blocks mapped after the page was truncated or punched"),
+        (
+            Severity::Corruption,
+            "a hole mapped over data another task allocated and mapped",
+        ),
+        (
+            Severity::StaleHole,
+            "a hole mapped after another actor allocated the page",
+        ),
+        (
+            Severity::StaleMapping,
+            "blocks mapped after the page was truncated or punched",
+        ),
     ] {
         lines.push(Line::from(vec![
             Span::styled(format!("{:>22}  ", s.name()), severity_style(s)),
@@ -32,11 +44,16 @@ pub fn render(f: &mut Frame, area: Rect) {
         ]));
     }
     let h = lines.len() as u16 + 2;
-    let popup = area.centered(Constraint::Length(area.width.saturating_sub(4).min(96)), Constraint::Length(h));
+    let popup = area.centered(
+        Constraint::Length(area.width.saturating_sub(4).min(96)),
+        Constraint::Length(h),
+    );
     f.render_widget(Clear, popup);
     f.render_widget(
         Paragraph::new(lines).block(
-            Block::bordered().title(" Help: keys (Esc or ? closes) ").border_style(Style::new().fg(Color::Cyan)),
+            Block::bordered()
+                .title(" Help: keys (Esc or ? closes) ")
+                .border_style(Style::new().fg(Color::Cyan)),
         ),
         popup,
     );

@@ -17,8 +17,15 @@ use super::{pane_block, selected_style};
 use crate::tui::app::{App, Pane};
 
 fn empty(f: &mut Frame, area: Rect, block: ratatui::widgets::Block, filtered: bool) {
-    let msg = if filtered { "nothing matches the filter" } else { "no faults yet" };
-    f.render_widget(Paragraph::new(Span::styled(msg, Style::new().fg(Color::DarkGray))).block(block), area);
+    let msg = if filtered {
+        "nothing matches the filter"
+    } else {
+        "no faults yet"
+    };
+    f.render_widget(
+        Paragraph::new(Span::styled(msg, Style::new().fg(Color::DarkGray))).block(block),
+        area,
+    );
 }
 
 pub fn render_pages(f: &mut Frame, area: Rect, app: &App) {
@@ -65,7 +72,13 @@ pub fn render_files(f: &mut Frame, area: Rect, app: &App) {
         return empty(f, area, block, app.filter.is_some());
     }
     let rows = list.iter().map(|x| {
-        Row::new(vec![x.dev.to_string(), x.ino.to_string(), count(x.faults), count(x.pages), x.comm.to_string()])
+        Row::new(vec![
+            x.dev.to_string(),
+            x.ino.to_string(),
+            count(x.faults),
+            count(x.pages),
+            x.comm.to_string(),
+        ])
     });
     let widths = [
         Constraint::Length(7),
@@ -75,7 +88,10 @@ pub fn render_files(f: &mut Frame, area: Rect, app: &App) {
         Constraint::Fill(1),
     ];
     let table = Table::new(rows, widths)
-        .header(Row::new(["dev", "ino", "faults", "pages", "task"]).style(Style::new().fg(Color::DarkGray)))
+        .header(
+            Row::new(["dev", "ino", "faults", "pages", "task"])
+                .style(Style::new().fg(Color::DarkGray)),
+        )
         .block(block)
         .row_highlight_style(selected_style(app.focus == Pane::HotFiles));
     let mut state = TableState::default().with_selected(Some(app.sel_file.min(list.len() - 1)));

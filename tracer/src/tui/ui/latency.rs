@@ -28,20 +28,42 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let block = pane_block(" Fault latency (begin -> end) ", app, Pane::Latency);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [table_area, hist_area] = Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(inner);
+    let [table_area, hist_area] =
+        Layout::vertical([Constraint::Length(3), Constraint::Fill(1)]).areas(inner);
     let row = |name: &'static str, r: &LatencyRow| {
         if r.count == 0 {
-            Row::new(vec![name.to_string(), "0".into(), "-".into(), "-".into(), "-".into(), "-".into()])
+            Row::new(vec![
+                name.to_string(),
+                "0".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ])
         } else {
-            Row::new(vec![name.to_string(), count(r.count), ns(r.p50), ns(r.p90), ns(r.p99), ns(r.max)])
+            Row::new(vec![
+                name.to_string(),
+                count(r.count),
+                ns(r.p50),
+                ns(r.p90),
+                ns(r.p99),
+                ns(r.max),
+            ])
         }
     };
     let widths = [
         Constraint::Length(4),
         Constraint::Length(5),
-        Constraint::Fill(1), Constraint::Fill(1), Constraint::Fill(1), Constraint::Fill(1)];
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+        Constraint::Fill(1),
+    ];
     let table = Table::new([row("pte", &lat.pte), row("pmd", &lat.pmd)], widths)
-        .header(Row::new(["size", "n", "p50", "p90", "p99", "max"]).style(Style::new().fg(Color::DarkGray)))
+        .header(
+            Row::new(["size", "n", "p50", "p90", "p99", "max"])
+                .style(Style::new().fg(Color::DarkGray)),
+        )
         .column_spacing(1);
     f.render_widget(table, table_area);
 
@@ -49,7 +71,9 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let hi = lat.hist.iter().rposition(|&c| c > 0);
     let (Some(lo), Some(hi)) = (lo, hi) else {
         f.render_widget(
-            Paragraph::new(Line::from("no completed faults yet").style(Style::new().fg(Color::DarkGray))),
+            Paragraph::new(
+                Line::from("no completed faults yet").style(Style::new().fg(Color::DarkGray)),
+            ),
             hist_area,
         );
         return;
@@ -64,7 +88,10 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
             let v: u64 = lat.hist[start..end].iter().sum();
             // Bucket i holds [2^(i-1), 2^i): label it by its lower bound.
             // No number inside the bars: they are too thin; the table above has the figures.
-            Bar::default().value(v).text_value(String::new()).label(Line::from(pow2_label(start.saturating_sub(1))))
+            Bar::default()
+                .value(v)
+                .text_value(String::new())
+                .label(Line::from(pow2_label(start.saturating_sub(1))))
         })
         .collect();
     let chart = BarChart::vertical(bars)

@@ -55,21 +55,30 @@ pub fn render(f: &mut Frame, app: &App) {
         too_small(f, area);
         return;
     }
-    let [status_area, body, keys_area] =
-        Layout::vertical([Constraint::Length(2), Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+    let [status_area, body, keys_area] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     status::render(f, status_area, app);
     if app.drill.is_some() {
         drill::render(f, body, app);
     } else {
-        let [top, findings_area, hot_area] =
-            Layout::vertical([Constraint::Length(RATES_ROWS), Constraint::Fill(1), Constraint::Fill(1)]).areas(body);
+        let [top, findings_area, hot_area] = Layout::vertical([
+            Constraint::Length(RATES_ROWS),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+        ])
+        .areas(body);
         let [rates_area, latency_area] =
             Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(top);
         rates::render(f, rates_area, app);
         latency::render(f, latency_area, app);
         findings::render(f, findings_area, app);
         let [pages_area, files_area] =
-            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(hot_area);
+            Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(hot_area);
         hot::render_pages(f, pages_area, app);
         hot::render_files(f, files_area, app);
     }
@@ -82,15 +91,24 @@ pub fn render(f: &mut Frame, app: &App) {
 
 fn too_small(f: &mut Frame, area: Rect) {
     let text = vec![
-        Line::from("daxtrace top: terminal too small").style(Style::new().add_modifier(Modifier::BOLD)),
-        Line::from(format!("{}x{} here, {MIN_WIDTH}x{MIN_HEIGHT} needed", area.width, area.height)),
+        Line::from("daxtrace top: terminal too small")
+            .style(Style::new().add_modifier(Modifier::BOLD)),
+        Line::from(format!(
+            "{}x{} here, {MIN_WIDTH}x{MIN_HEIGHT} needed",
+            area.width, area.height
+        )),
         Line::from("enlarge the window, or press q to quit"),
     ];
     let h = (text.len() as u16).min(area.height);
     let y = area.y + area.height.saturating_sub(h) / 2;
     f.render_widget(
         Paragraph::new(text).centered().wrap(Wrap { trim: true }),
-        Rect { x: area.x, y, width: area.width, height: h },
+        Rect {
+            x: area.x,
+            y,
+            width: area.width,
+            height: h,
+        },
     );
 }
 
@@ -98,7 +116,8 @@ fn too_small(f: &mut Frame, area: Rect) {
 fn pane_block<'a>(title: impl Into<Line<'a>>, app: &App, pane: Pane) -> Block<'a> {
     let b = Block::bordered().title(title);
     if app.focus == pane && app.drill.is_none() {
-        b.border_type(BorderType::Thick).border_style(Style::new().fg(Color::Cyan))
+        b.border_type(BorderType::Thick)
+            .border_style(Style::new().fg(Color::Cyan))
     } else {
         b.border_style(Style::new().fg(Color::DarkGray))
     }

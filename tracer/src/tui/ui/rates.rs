@@ -46,14 +46,27 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         ])
         .areas(*row);
         let c = color(rate.series);
-        f.render_widget(Paragraph::new(Span::styled(rate.series.label(), Style::new().fg(c))), label);
+        f.render_widget(
+            Paragraph::new(Span::styled(rate.series.label(), Style::new().fg(c))),
+            label,
+        );
         // The newest buckets that fit, right-aligned so "now" is at the edge.
         let n = rate.buckets.len().min(spark.width as usize);
         let data = &rate.buckets[rate.buckets.len() - n..];
-        let spark = Rect { x: spark.x + spark.width - n as u16, width: n as u16, ..spark };
-        f.render_widget(Sparkline::default().data(data).style(Style::new().fg(c)), spark);
+        let spark = Rect {
+            x: spark.x + spark.width - n as u16,
+            width: n as u16,
+            ..spark
+        };
+        f.render_widget(
+            Sparkline::default().data(data).style(Style::new().fg(c)),
+            spark,
+        );
         let last = rate.buckets.last().copied().unwrap_or(0);
-        f.render_widget(Paragraph::new(format!("{}/s", count(last))).right_aligned(), now);
+        f.render_widget(
+            Paragraph::new(format!("{}/s", count(last))).right_aligned(),
+            now,
+        );
         f.render_widget(
             Paragraph::new(Line::from(vec![
                 Span::styled(" total ", Style::new().fg(Color::DarkGray)),

@@ -25,7 +25,11 @@ fn dim(s: &str) -> Span<'_> {
 
 /// A counter that must never be hidden: coloured when not zero.
 fn alarm(label: &'static str, n: u64, color: Color) -> Vec<Span<'static>> {
-    let style = if n > 0 { Style::new().fg(color).add_modifier(Modifier::BOLD) } else { Style::new() };
+    let style = if n > 0 {
+        Style::new().fg(color).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new()
+    };
     vec![dim(label), Span::styled(count(n), style)]
 }
 
@@ -33,7 +37,13 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
     let s = &app.view;
     let src = &s.source;
     let line1 = Line::from(vec![
-        Span::styled(" daxtrace ", Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD)),
+        Span::styled(
+            " daxtrace ",
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ),
         Span::raw(" "),
         Span::styled(src.label.clone(), Style::new().add_modifier(Modifier::BOLD)),
         sep(),
@@ -72,7 +82,11 @@ pub fn render(f: &mut Frame, area: Rect, app: &App) {
         FeedState::Running => Span::styled("running", Style::new().fg(Color::Green)),
         FeedState::Done { elapsed } => {
             let secs = elapsed.as_secs_f64();
-            let rate = if secs > 0.0 { st.events as f64 / secs } else { 0.0 };
+            let rate = if secs > 0.0 {
+                st.events as f64 / secs
+            } else {
+                0.0
+            };
             Span::styled(
                 format!("done in {secs:.2}s ({}/s)", count(rate.round() as u64)),
                 Style::new().fg(Color::Cyan),
@@ -135,7 +149,10 @@ pub fn render_keys(f: &mut Frame, area: Rect, app: &App) {
     };
     if let (Some(filt), false) = (&app.filter, app.mode() == Mode::FilterInput) {
         spans.push(Span::raw("   "));
-        spans.push(Span::styled(format!("filter: {filt} (Esc clears)"), Style::new().fg(Color::Cyan)));
+        spans.push(Span::styled(
+            format!("filter: {filt} (Esc clears)"),
+            Style::new().fg(Color::Cyan),
+        ));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
 }
