@@ -132,7 +132,7 @@ fn fault_exit(probe: Probe, size: u8, ret: u64) {
 #[inline(always)]
 fn in_fault() -> Option<(u32, u64)> {
     // SAFETY: copied out at once.
-    unsafe { crate::FAULTS.get(&tid()) }.map(|c| (c.dev, c.ino))
+    crate::path::task_fault().map(|c| unsafe { ((*c).dev, (*c).ino) })
 }
 
 /// `->iomap_begin(inode, pos, length, flags, iomap, srcmap)`: entry side.

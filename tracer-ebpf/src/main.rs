@@ -42,8 +42,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
 #[map(name = "DROPPED")]
 static DROPPED: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROPPED_SLOTS, 0);
 
-/// Fault in progress per task, so events inside a fault carry its id. LRU so
-/// a fault whose end we never saw cannot fill the map.
+/// Fault context per task, so events inside a fault carry its id; kept
+/// after the fault ends (`fault == 0`) and rewritten by the task's next one
+/// (`path::begin_fault`). LRU so that exited tasks' entries cannot fill the
+/// map; sized by the loader (per possible CPU).
 #[map(name = "FAULTS")]
 static FAULTS: LruHashMap<u32, FaultCtx> = LruHashMap::with_max_entries(65536, 0);
 
@@ -404,9 +406,7 @@ fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
         ino,
         ..FaultCtx::default()
     };
-    if FAULTS.insert(&tid(), &fc, 0).is_ok() {
-        path::note_any_fault();
-    }
+    path::begin_fault(&fc);
     emit(
         &Helpers,
         Kind::FaultBegin,
@@ -434,9 +434,7 @@ fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
     };
     let pgoff: u64 = read(ctx, f.pgoff)?;
     let result: u32 = read(ctx, f.result).unwrap_or(0);
-    let t = tid();
-    // SAFETY: the value is copied out at once.
-    let fc = unsafe { FAULTS.get(&t) }.copied();
+    let fc = path::end_fault();
     let fault = fc.map_or(0, |c| c.fault);
     if let Some(c) = fc {
         // No probe on this kernel sees the insert: a fault that found blocks
@@ -466,7 +464,6 @@ fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
                 },
             );
         }
-        let _ = FAULTS.remove(&t);
     }
     emit(
         &Helpers,
@@ -491,10 +488,9 @@ fn try_load_hole(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let Some((dev, ino)) = target(ctx, &f) else {
         return Ok(());
     };
-    let t = tid();
     let mut fault = 0;
     let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
-    if let Some(c) = FAULTS.get_ptr_mut(&t) {
+    if let Some(c) = path::task_fault() {
         // SAFETY: map value of this task, updated in place.
         unsafe {
             (*c).hole_loaded = 1;
@@ -533,10 +529,9 @@ fn try_insert(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let Some((dev, ino)) = target(ctx, &f) else {
         return Ok(());
     };
-    let t = tid();
     let mut fault = 0;
     let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
-    if let Some(c) = FAULTS.get_ptr_mut(&t) {
+    if let Some(c) = path::task_fault() {
         // SAFETY: as above.
         unsafe {
             (*c).insert_seen = 1;

@@ -146,9 +146,7 @@ pub fn fault_begin(
         ino,
         ..FaultCtx::default()
     };
-    if FAULTS.insert(&tid(), &fc, 0).is_ok() {
-        note_any_fault();
-    }
+    begin_fault(&fc);
     emit(
         c,
         Kind::FaultBegin,
@@ -178,9 +176,7 @@ pub fn fault_end(
     pgoff: Option<u64>,
     result: u32,
 ) {
-    let t = tid();
-    // SAFETY: the value is copied out at once.
-    let fc = unsafe { FAULTS.get(&t) }.copied();
+    let fc = end_fault();
     let fault = fc.map_or(0, |c| c.fault);
     let pgoff = pgoff.unwrap_or(fc.map_or(0, |c| c.pgoff));
     if let Some(f) = fc {
@@ -211,7 +207,6 @@ pub fn fault_end(
                 },
             );
         }
-        let _ = FAULTS.remove(&t);
     }
     emit(
         c,
@@ -229,10 +224,50 @@ pub fn fault_end(
     );
 }
 
+/// The task's fault in progress, if any. A task's entry outlives its fault
+/// (`fault == 0` once ended) and is rewritten in place by its next one: an
+/// LRU insert and delete per fault were most of the fault programs' cost
+/// under TCG (kernel bpf_stats in the lab: ~4 and ~3 us of a 6.7 and 5.9 us
+/// run; docs/performance.md). The LRU still retires the entries of tasks
+/// that are gone.
+#[inline(always)]
+pub fn task_fault() -> Option<*mut FaultCtx> {
+    // SAFETY: a plain load of this task's map value.
+    FAULTS
+        .get_ptr_mut(&tid())
+        .filter(|c| unsafe { read_volatile(addr_of!((**c).fault)) } != 0)
+}
+
+/// Start the task's fault context: its old entry rewritten, or a new one.
+#[inline(always)]
+pub fn begin_fault(fc: &FaultCtx) {
+    let t = tid();
+    if let Some(c) = FAULTS.get_ptr_mut(&t) {
+        // SAFETY: this task's map value; only this task writes it.
+        unsafe { *c = *fc };
+        return;
+    }
+    if FAULTS.insert(&t, fc, 0).is_ok() {
+        note_any_fault();
+    }
+}
+
+/// End the task's fault: its context copied out and marked ended.
+#[inline(always)]
+pub fn end_fault() -> Option<FaultCtx> {
+    let c = task_fault()?;
+    // SAFETY: as in `begin_fault`.
+    unsafe {
+        let fc = *c;
+        (*c).fault = 0;
+        Some(fc)
+    }
+}
+
 /// (fault id, the fault's pgoff) after marking the task's fault.
 #[inline(always)]
 fn in_fault(mark: fn(&mut FaultCtx)) -> (u64, Option<u64>) {
-    match FAULTS.get_ptr_mut(&tid()) {
+    match task_fault() {
         // SAFETY: map value of this task, updated in place.
         Some(c) => unsafe {
             mark(&mut *c);
@@ -310,7 +345,7 @@ pub fn note_lookup(result: u8) -> (u64, Option<u8>) {
     {
         return (0, None);
     }
-    match FAULTS.get_ptr_mut(&tid()) {
+    match task_fault() {
         // SAFETY: map value of this task, updated in place.
         Some(c) => unsafe {
             (*c).lookup_mapped = u8::from(result != MAP_HOLE);

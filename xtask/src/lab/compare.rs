@@ -111,6 +111,9 @@ pub struct DxEvent {
     pub inferred: bool,
     #[serde(default)]
     pub count: u64,
+    /// The fault id an event carries (`null` or absent outside a fault).
+    #[serde(default)]
+    pub fault: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -223,6 +226,9 @@ pub struct Comparison {
     pub median_skew_ns: u64,
     pub max_skew_ns: u64,
     pub tasks_compared: usize,
+    /// Lookups, hole loads and inserts checked for their fault id: inside a
+    /// task's fault (between its begin and end) the fault's, outside none.
+    pub fault_ids_checked: u64,
     /// Every way the two records disagree; empty means they agree.
     pub disagreements: Vec<String>,
 }
@@ -235,6 +241,46 @@ impl Comparison {
 
     pub fn kernel(&self, tp: &str) -> u64 {
         self.rows.get(tp).map_or(0, |r| r.kernel)
+    }
+}
+
+/// Every lookup, hole load and insert of a task between its fault's begin and
+/// end carries that fault's id, and none outside one carries an id (the
+/// programs keep each task's fault context: a stale or missing one shows
+/// here). Skipped when events were lost: a lost begin or end would show too.
+fn check_fault_ids(events: &[DxEvent], c: &mut Comparison) {
+    let mut open: BTreeMap<u32, Option<u64>> = BTreeMap::new();
+    let (mut wrong, mut first) = (0u64, None);
+    let mut order: Vec<&DxEvent> = events.iter().collect();
+    order.sort_by_key(|e| e.ts);
+    for e in order {
+        match e.kind.as_str() {
+            "fault_begin" => {
+                open.insert(e.tid, e.fault);
+            }
+            "fault_end" => {
+                open.remove(&e.tid);
+            }
+            "map_blocks" | "load_hole" | "insert_mapping" => {
+                c.fault_ids_checked += 1;
+                let want = open.get(&e.tid).copied().flatten();
+                if e.fault.filter(|&f| f != 0) != want {
+                    wrong += 1;
+                    first.get_or_insert_with(|| {
+                        format!(
+                            "{} of task {} at {} carries fault {:?}, expected {:?}",
+                            e.kind, e.tid, e.ts, e.fault, want
+                        )
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(f) = first {
+        c.disagreements.push(format!(
+            "{wrong} event(s) carry the wrong fault id (first: {f})"
+        ));
     }
 }
 
@@ -349,6 +395,9 @@ pub fn compare(
     }
     if unknown > 0 {
         c.disagreements.push(format!("{unknown} daxtrace event(s) name a tracepoint that is not compared (or none) in \"probe\""));
+    }
+    if c.lost == 0 {
+        check_fault_ids(events, &mut c);
     }
 
     // Counts: equal, or short by exactly what daxtrace says it lost.
@@ -486,6 +535,7 @@ mod tests {
             probe: Some(probe.into()),
             inferred: false,
             count: 0,
+            fault: None,
         }
     }
 
@@ -566,6 +616,41 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_or_stale_fault_id_is_a_mismatch() {
+        let with = |mut e: Vec<DxEvent>, ids: &[(usize, u64)]| {
+            for &(i, f) in ids {
+                e[i].fault = Some(f);
+            }
+            e
+        };
+        // Task 95's fault 7: begin, lookup, hole load, end all carry it.
+        let ok = with(good(), &[(0, 7), (1, 7), (2, 7), (3, 7)]);
+        let c = compare(KERNEL, &ok, DEV, TPS, None);
+        assert!(c.agrees(), "{:?}", c.disagreements);
+        assert!(c.fault_ids_checked >= 2);
+        // The hole load without its fault's id.
+        let bad = with(good(), &[(0, 7), (1, 7), (3, 7)]);
+        let c = compare(KERNEL, &bad, DEV, TPS, None);
+        assert!(
+            c.disagreements.iter().any(|d| d.contains("wrong fault id")),
+            "{:?}",
+            c.disagreements
+        );
+        // An event after the fault's end still carrying its id (a stale context).
+        let mut stale = ok.clone();
+        stale.push(DxEvent {
+            fault: Some(7),
+            ..ev(10_000_107_000, 95, "map_blocks", "iomap:iomap_iter_dstmap")
+        });
+        let c = compare(KERNEL, &stale, DEV, TPS, None);
+        assert!(
+            c.disagreements.iter().any(|d| d.contains("wrong fault id")),
+            "{:?}",
+            c.disagreements
+        );
+    }
+
+    #[test]
     fn a_missing_event_is_a_mismatch() {
         let mut e = good();
         e.remove(2); // daxtrace lost a load_hole without saying so
@@ -609,6 +694,7 @@ mod tests {
             probe: None,
             inferred: false,
             count: 1,
+            fault: None,
         });
         let c = compare(KERNEL, &e, DEV, TPS, None);
         assert!(c.agrees(), "{:?}", c.disagreements);

@@ -165,6 +165,9 @@ pub struct FsResult {
     pub map_blocks: u64,
     pub inserts: u64,
     pub inferred_inserts: u64,
+    /// Events inside and outside faults whose fault id was checked.
+    #[serde(default)]
+    pub fault_ids_checked: u64,
     pub invalidations: u64,
     /// write(2) teardowns reported at the writer's next iomap_iter (derived).
     pub write_teardowns: u64,
@@ -802,6 +805,7 @@ fn fill_counts(r: &mut FsResult, c: &compare::Comparison, kernel_only: bool) {
     .sum();
     r.inserts = c.kinds.get("insert_mapping").copied().unwrap_or(0);
     r.inferred_inserts = c.inferred_inserts;
+    r.fault_ids_checked = c.fault_ids_checked;
     r.write_teardowns = c.derived;
     r.lost = c.lost;
     r.median_skew_ns = c.median_skew_ns;
@@ -893,12 +897,13 @@ fn print_table(rs: &[FsResult]) {
             }
             if r.daxtrace {
                 println!(
-                    "  {who} timestamps daxtrace - kernel: median {:.1} us, max {:.1} ms; {} inferred inserts and {} write(2) teardowns (no kernel counterpart); {} write(2) stale holes healed by their own teardown",
+                    "  {who} timestamps daxtrace - kernel: median {:.1} us, max {:.1} ms; {} inferred inserts and {} write(2) teardowns (no kernel counterpart); {} write(2) stale holes healed by their own teardown; fault ids right on {} lookups, hole loads and inserts",
                     r.median_skew_ns as f64 / 1e3,
                     r.max_skew_ns as f64 / 1e6,
                     r.inferred_inserts,
                     r.write_teardowns,
-                    r.healed
+                    r.healed,
+                    r.fault_ids_checked
                 );
             }
         }
