@@ -164,11 +164,13 @@ impl KernelBtf {
         all.push("bh_state_bits");
         all.sort_unstable();
         all.dedup();
-        let mut index = vec![self.base.index_names(None, &all)];
+        // The base's strings are walked once, for it and every module.
+        let base = self.base.string_offsets(&all);
+        let mut index = vec![self.base.index_offsets(&[&base], &all)];
         index.extend(
             self.modules
                 .iter()
-                .map(|(_, b)| b.index_names(Some(&self.base), &all)),
+                .map(|(_, b)| b.index_offsets(&[&b.string_offsets(&all), &base], &all)),
         );
         self.index = index;
         self.indexed = all.iter().map(|s| (*s).to_string()).collect();

@@ -30,6 +30,9 @@ const KIND_DECL_TAG: u32 = 17;
 const KIND_ENUM64: u32 = 19;
 const KIND_MAX: u32 = 19;
 
+/// String offset -> index of a wanted name ([`RawBtf::string_offsets`]).
+pub type StrOffsets = hashbrown::HashMap<u32, usize>;
+
 /// One BTF blob: vmlinux's, a module's split BTF over it, or a `--btf` file.
 pub struct RawBtf {
     data: Vec<u8>,
@@ -168,32 +171,50 @@ impl RawBtf {
         base: Option<&RawBtf>,
         wanted: &[&str],
     ) -> std::collections::HashMap<String, Vec<u32>> {
-        use std::collections::HashMap;
+        let own = self.string_offsets(wanted);
+        match base {
+            Some(b) => self.index_offsets(&[&own, &b.string_offsets(wanted)], wanted),
+            None => self.index_offsets(&[&own], wanted),
+        }
+    }
+
+    /// String offset -> index in `wanted`, for the names this blob's own
+    /// strings hold: one walk of them. A module's split BTF also names types
+    /// with the base's strings: its caller walks the base's once for all
+    /// modules ([`Self::index_offsets`]).
+    pub fn string_offsets(&self, wanted: &[&str]) -> StrOffsets {
         let mut lens = [false; 256];
-        for w in wanted {
+        let mut by_name: hashbrown::HashMap<&[u8], usize> =
+            hashbrown::HashMap::with_capacity(wanted.len());
+        for (i, w) in wanted.iter().enumerate() {
             lens[w.len().min(255)] = true;
+            by_name.entry(w.as_bytes()).or_insert(i);
         }
-        // String offset -> index in `wanted`, from this blob's strings and the base's.
-        let mut by_off: HashMap<u32, usize> = HashMap::new();
-        let mut scan = |btf: &RawBtf| {
-            let strs = &btf.data[btf.strs.clone()];
-            let mut at = 0;
-            for s in strs.split(|&b| b == 0) {
-                if lens[s.len().min(255)] {
-                    if let Some(i) = wanted.iter().position(|w| w.as_bytes() == s) {
-                        by_off.insert(btf.str_base + u32::try_from(at).unwrap_or(u32::MAX), i);
-                    }
+        let strs = &self.data[self.strs.clone()];
+        let mut out = StrOffsets::default();
+        let mut at = 0;
+        for end in memchr::memchr_iter(0, strs) {
+            let s = &strs[at..end];
+            if lens[s.len().min(255)] {
+                if let Some(&i) = by_name.get(s) {
+                    out.insert(self.str_base + u32::try_from(at).unwrap_or(u32::MAX), i);
                 }
-                at += s.len() + 1;
             }
-        };
-        scan(self);
-        if let Some(b) = base {
-            scan(b);
+            at = end + 1;
         }
-        let mut out: HashMap<String, Vec<u32>> = HashMap::new();
+        out
+    }
+
+    /// Ids of this blob's types whose name offset is in one of `offs`
+    /// (from [`Self::string_offsets`] of this blob and of its base), by name.
+    pub fn index_offsets(
+        &self,
+        offs: &[&StrOffsets],
+        wanted: &[&str],
+    ) -> std::collections::HashMap<String, Vec<u32>> {
+        let mut out: std::collections::HashMap<String, Vec<u32>> = std::collections::HashMap::new();
         for (i, n) in self.names.iter().enumerate() {
-            if let Some(&w) = by_off.get(n) {
+            if let Some(&w) = offs.iter().find_map(|o| o.get(n)) {
                 out.entry(wanted[w].to_string())
                     .or_default()
                     .push(self.first_id + u32::try_from(i).unwrap_or(u32::MAX));
