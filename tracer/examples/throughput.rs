@@ -137,6 +137,24 @@ fn main() {
                     p.pending()
                 );
             }
+            // How much of the pipeline's memory is in huge pages (the
+            // window, slots and index are reached at random per event).
+            if round + 1 == rounds {
+                if let Ok(r) = std::fs::read_to_string("/proc/self/smaps_rollup") {
+                    let kb = |k: &str| {
+                        r.lines()
+                            .find(|l| l.starts_with(k))
+                            .and_then(|l| l.split_whitespace().nth(1))
+                            .unwrap_or("?")
+                            .to_string()
+                    };
+                    println!(
+                        "resident {} kB, of which in huge pages {} kB",
+                        kb("Rss:"),
+                        kb("AnonHugePages:")
+                    );
+                }
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod attach;
 pub mod decode;
 pub mod detect;
 pub mod event;
+mod huge;
 pub mod pipeline;
 pub mod reorder;
 pub mod sink;

@@ -71,7 +71,7 @@ pub fn order_key(ev: &Event) -> (u64, u64) {
 /// (A realloc would remap the old part, and split its huge pages.)
 fn grow(q: &mut VecDeque<Event>, cap: usize) {
     let mut v = Vec::with_capacity(cap.max(q.len()));
-    crate::timeline::advise_huge(v.spare_capacity_mut());
+    crate::huge::advise(v.spare_capacity_mut());
     let (a, b) = q.as_slices();
     v.extend_from_slice(a);
     v.extend_from_slice(b);

@@ -26,6 +26,8 @@
 use hashbrown::HashMap;
 use smallvec::SmallVec;
 
+use crate::huge::Zeroed;
+
 use crate::event::{Body, Comm, Dev, Event, InvalidateReason, MapResult, PageKey, Size, PMD_PAGES};
 
 /// Index of an inode in [`Inodes`] (dev, ino interned to 4 bytes).
@@ -165,22 +167,6 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
-/// Ask the kernel for transparent huge pages on the 2 MiB-aligned part of a
-/// large allocation: the slots and the index are reached at random, and
-/// with 4 KiB pages nearly every access would also miss the TLB. A hint:
-/// where THP is off or refused, nothing changes.
-pub(crate) fn advise_huge<T>(v: &[T]) {
-    const HUGE: usize = 2 << 20;
-    let (a, len) = (v.as_ptr() as usize, std::mem::size_of_val(v));
-    let start = a.next_multiple_of(HUGE);
-    let end = (a + len) & !(HUGE - 1);
-    if end > start {
-        // SAFETY: the range lies inside memory this process owns (the slice's
-        // allocation); MADV_HUGEPAGE changes no contents.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-}
-
 /// The page -> slot index. Open addressing with linear probing over 8-byte
 /// entries (`tag << 32 | slot + 1`, 0 empty); an entry's home is
 /// `tag * len >> 32`, so the table can be any size and grows without
@@ -190,7 +176,7 @@ pub(crate) fn advise_huge<T>(v: &[T]) {
 /// release next ([`PageStore::prefetch_index`], [`PageStore::prefetch_slot`]):
 /// a page event then costs no dependent cache miss.
 struct Index {
-    t: Vec<u64>,
+    t: Zeroed<u64>,
     len: usize,
     /// Size at the page cap: load 0.84 there (9.5 B per page of the cap).
     max: usize,
@@ -199,7 +185,7 @@ struct Index {
 impl Index {
     fn new(cap: usize) -> Self {
         Self {
-            t: Vec::new(),
+            t: Zeroed::new(0),
             len: 0,
             max: (cap + cap * 3 / 16 + 8).max(16),
         }
@@ -292,9 +278,8 @@ impl Index {
         } else {
             n
         };
-        let mut t = vec![0u64; n];
-        advise_huge(&t);
-        for &e in &self.t {
+        let mut t = Zeroed::new(n);
+        for &e in self.t.iter() {
             if e != 0 {
                 Self::place(&mut t, e);
             }
@@ -339,9 +324,10 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 /// `Vec` of 10M slots would copy 1 GiB and reserve 16M).
 #[derive(Default)]
 struct Slab {
-    /// Each allocated with room for `CHUNK` and filled by `push`: memory is
-    /// written once, when a slot is used (no fill of the whole chunk first).
-    chunks: Vec<Vec<Slot>>,
+    /// Each a mapping of its own ([`Zeroed`]: all of it huge pages), filled
+    /// by `push`: memory is touched when a slot is used. Slots at `len` and
+    /// beyond are never read.
+    chunks: Vec<Zeroed<Slot>>,
     len: usize,
 }
 
@@ -352,11 +338,10 @@ impl Slab {
 
     fn push(&mut self, s: Slot) {
         if self.len == self.chunks.len() * CHUNK {
-            let mut c = Vec::with_capacity(CHUNK);
-            advise_huge(c.spare_capacity_mut());
-            self.chunks.push(c);
+            self.chunks.push(Zeroed::new(CHUNK));
         }
-        self.chunks.last_mut().expect("a chunk with room").push(s);
+        let i = self.len;
+        self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = s;
         self.len += 1;
     }
 
@@ -372,6 +357,7 @@ impl std::ops::Index<usize> for Slab {
     type Output = Slot;
     #[inline]
     fn index(&self, i: usize) -> &Slot {
+        assert!(i < self.len, "slot {i} of {}", self.len);
         &self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
     }
 }
@@ -379,6 +365,7 @@ impl std::ops::Index<usize> for Slab {
 impl std::ops::IndexMut<usize> for Slab {
     #[inline]
     fn index_mut(&mut self, i: usize) -> &mut Slot {
+        assert!(i < self.len, "slot {i} of {}", self.len);
         &mut self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
     }
 }

@@ -165,7 +165,9 @@ impl RawBtf {
     /// Ids of this blob's types for each of `wanted` that it names: one walk
     /// of the strings and one of the type records, where [`Self::ids_named`]
     /// walks both per name (start-up asks about a hundred names; under TCG
-    /// each walk costs milliseconds).
+    /// each walk costs milliseconds). Start-up itself walks the base's
+    /// strings once for every module ([`Self::string_offsets`]).
+    #[cfg(test)]
     pub fn index_names(
         &self,
         base: Option<&RawBtf>,
