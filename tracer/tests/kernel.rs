@@ -894,7 +894,7 @@ mkfs.ext4 -q -F -b 4096 $d/img
 loop=$(losetup -f --show $d/img)
 name=${loop#/dev/}
 mm=$(cat /sys/class/block/$name/dev)
-"$bin" stream --json --dev $mm > $d/out 2> $d/err &
+"$bin" stream --json --dev $mm --plan-json $d/plan.json > $d/out 2> $d/err &
 pid=$!
 i=0; until grep -q " attached in " $d/err; do i=$((i+1)); [ $i -lt 240 ] || break; sleep 0.25; done
 echo started
@@ -936,7 +936,21 @@ umount $d/mnt; losetup -d $loop
         l
     };
     let iter_attached = || our_programs().iter().any(|p| p == "btf_iomap_iter");
+    // `--plan-json`: is iomap:iomap_iter's tp_btf entry used?
+    let plan_uses_iter = || {
+        let p: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+        p["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["symbol"] == "iomap:iomap_iter" && e["status"] == "used")
+    };
     line("started");
+    assert!(
+        !plan_uses_iter(),
+        "--plan-json says iomap_iter is used before any DAX mount"
+    );
     let err = std::fs::read_to_string(dir.join("err")).unwrap();
     assert!(err.contains("iomap:iomap_iter not attached yet"), "{err}");
     assert!(
@@ -952,6 +966,10 @@ umount $d/mnt; losetup -d $loop
         "{err}"
     );
     assert!(iter_attached(), "{:?}", our_programs());
+    assert!(
+        plan_uses_iter(),
+        "--plan-json not written again after the later attach"
+    );
     std::fs::write(dir.join("stop"), "").unwrap();
     let rc = line("rc ");
     assert_eq!(

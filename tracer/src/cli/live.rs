@@ -22,7 +22,9 @@ pub struct LiveArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// Once attached, write the attach plan as attached (JSON, the shape of
-    /// `daxtrace probe --json`) to FILE: what each step really uses.
+    /// `daxtrace probe --json`) to FILE: what each step really uses. Written
+    /// again when it changes (`iomap:iomap_iter` attached once a DAX
+    /// filesystem is mounted).
     #[arg(long, value_name = "FILE")]
     pub plan_json: Option<PathBuf>,
     #[command(flatten)]
@@ -92,11 +94,29 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Print what changed while tracing (see `LiveSource::take_notes`) on stderr.
-pub fn print_notes(src: &mut LiveSource) {
-    for n in src.take_notes() {
+/// Print what changed while tracing (see `LiveSource::take_notes`) on
+/// stderr, and write `--plan-json` again: the plan changed with it.
+pub fn print_notes(src: &mut LiveSource, args: &LiveArgs) {
+    let notes = src.take_notes();
+    for n in &notes {
         eprintln!("daxtrace: {n}");
     }
+    if !notes.is_empty() {
+        if let Err(e) = write_plan(src, args) {
+            eprintln!("daxtrace: {e:#}");
+        }
+    }
+}
+
+/// `--plan-json`: the attach plan as it stands.
+fn write_plan(src: &LiveSource, args: &LiveArgs) -> Result<()> {
+    if let Some(f) = &args.plan_json {
+        let text =
+            serde_json::to_string_pretty(src.plan()).context("serializing the attach plan")?;
+        std::fs::write(f, text + "\n")
+            .with_context(|| format!("cannot write the attach plan to {}", f.display()))?;
+    }
+    Ok(())
 }
 
 /// Load, attach and report what was attached (on stderr, at info level).
@@ -111,11 +131,6 @@ pub fn open(args: &LiveArgs) -> Result<LiveSource> {
         src.ready_after().as_secs_f64(),
         src.plan().summary_line()
     );
-    if let Some(f) = &args.plan_json {
-        let text =
-            serde_json::to_string_pretty(src.plan()).context("serializing the attach plan")?;
-        std::fs::write(f, text + "\n")
-            .with_context(|| format!("cannot write the attach plan to {}", f.display()))?;
-    }
+    write_plan(&src, args)?;
     Ok(src)
 }

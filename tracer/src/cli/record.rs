@@ -283,7 +283,7 @@ fn record(
             Source::Live(src) => {
                 let r = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev));
                 feed.flush();
-                super::live::print_notes(src);
+                super::live::print_notes(src, &a.live);
                 if let Err(e) = r {
                     source_error = Some(anyhow::Error::new(e).context("reading the ring buffer"));
                     break;

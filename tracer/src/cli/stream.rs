@@ -43,7 +43,7 @@ pub fn run(a: Args) -> Result<Outcome> {
             // closed pipe is noticed now rather than at 64 KiB.
             w.err = w.out.flush().err();
         }
-        live::print_notes(&mut src);
+        live::print_notes(&mut src, &a.live);
     }
     let stats = src.finish(&mut |ev| w.event(&ev));
     let Writer {

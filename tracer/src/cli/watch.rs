@@ -123,7 +123,7 @@ pub fn run(a: Args) -> Result<Outcome> {
         src.poll(Duration::from_millis(100), &mut |ev| {
             pipe.push(ev, &mut out)
         })?;
-        live::print_notes(&mut src);
+        live::print_notes(&mut src, &a.live);
         // Release what the window holds even when the kernel is quiet, so a
         // finding is printed within one window of its last event.
         pipe.advance(monotonic_ns(), &mut out);

@@ -957,6 +957,19 @@ pub fn spawn_live(
     })
 }
 
+/// The status line's kernel, backends and plan summary, from the attach plan.
+fn plan_info(info: &mut SourceInfo, plan: &crate::attach::AttachPlan) {
+    info.kernel = plan.kernel.release.clone();
+    info.backend = match plan.backends_used().as_slice() {
+        [] => plan.backend.name().to_string(),
+        used => used
+            .iter()
+            .map(|(b, _)| b.name())
+            .collect::<Vec<_>>()
+            .join("+"),
+    };
+    info.plan = plan.summary_line();
+}
 fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<String> {
     let start = Instant::now();
     feed.live = true;
@@ -970,16 +983,7 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
         }
     };
     let plan = src.plan();
-    feed.source.kernel = plan.kernel.release.clone();
-    feed.source.backend = match plan.backends_used().as_slice() {
-        [] => plan.backend.name().to_string(),
-        used => used
-            .iter()
-            .map(|(b, _)| b.name())
-            .collect::<Vec<_>>()
-            .join("+"),
-    };
-    feed.source.plan = plan.summary_line();
+    plan_info(&mut feed.source, plan);
     let mut notes = vec![Notification::new(
         Level::Info,
         format!(
@@ -1026,7 +1030,12 @@ fn live(filter: &Filter, deadline: Option<Instant>, mut feed: Feed) -> Option<St
         if let Err(e) = src.poll(Duration::from_millis(100), &mut |ev| feed.push(ev)) {
             break Some(format!("reading the ring buffer failed: {e}"));
         }
-        for n in src.take_notes() {
+        let notes = src.take_notes();
+        if !notes.is_empty() {
+            // An attach point attached while tracing: the status line's plan too.
+            plan_info(&mut feed.source, src.plan());
+        }
+        for n in notes {
             feed.send(AppEvent::Notify(Notification::new(Level::Info, n)));
         }
         // Nothing newer may come for a while: release what the window no longer needs.
