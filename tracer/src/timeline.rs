@@ -251,7 +251,7 @@ impl Index {
 
     fn place(t: &mut [u64], e: u64) {
         let n = t.len();
-        let mut i = ((e >> 32) * n as u64 >> 32) as usize;
+        let mut i = (((e >> 32) * n as u64) >> 32) as usize;
         while t[i] != 0 {
             i = if i + 1 == n { 0 } else { i + 1 };
         }

@@ -420,7 +420,7 @@ pub fn load_described(filter: &Filter, depth: plan::Depth) -> Result<Loaded, Att
     if plan.used().next().is_none() {
         return Err(AttachError::NothingToAttach);
     }
-    let deferred = skipped_iter.then(|| Deferred {
+    let deferred = skipped_iter.then_some(Deferred {
         dev: filter.dev,
         btf: kbtf,
     });

@@ -1495,8 +1495,8 @@ impl AttachPlan {
         let _ = writeln!(s, "{checked}\n");
         let _ = writeln!(
             s,
-            "{:<15} {:<11} {:<34} {:<28} {}",
-            "STEP", "BACKEND", "ATTACH POINT", "KERNELS", "STATUS"
+            "{:<15} {:<11} {:<34} {:<28} STATUS",
+            "STEP", "BACKEND", "ATTACH POINT", "KERNELS"
         );
         for e in &self.entries {
             let status = match &e.status {

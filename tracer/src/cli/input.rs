@@ -101,7 +101,7 @@ impl Input {
             },
         };
         self.events += 1;
-        if self.events % 65536 == 0 {
+        if self.events.is_multiple_of(65536) {
             self.bar.set_position(self.position());
         }
         Ok(ev)

@@ -293,7 +293,7 @@ fn record(
                 None => break,
                 Some(Ok(ev)) => {
                     feed.push(ev);
-                    if a.replay_rate > 0 && feed.sent % 256 == 0 {
+                    if a.replay_rate > 0 && feed.sent.is_multiple_of(256) {
                         // A paced replay's events reach the file as they come.
                         feed.flush();
                         // Pace a replay: sleep until `sent` events are due.

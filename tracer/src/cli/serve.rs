@@ -325,7 +325,7 @@ fn replay(path: &std::path::Path, args: &Args, out: &mut Outputs, stop: &AtomicB
             }
         }
         n += 1;
-        if n % SYNC_EVERY == 0 {
+        if n.is_multiple_of(SYNC_EVERY) {
             out.metrics.sync_stats(pipe.stats());
             if stop.load(Ordering::Relaxed) {
                 break;
