@@ -501,6 +501,10 @@ const PRELOAD_THREADS: usize = 2;
 /// refused in the next dry run, as the real choice will refuse it, so its
 /// fallback is loaded too. Failures are left for `attach_one` to meet again
 /// and report. Returns how many programs were loaded here.
+#[allow(
+    clippy::while_let_loop,
+    reason = "in a `while let` the queue's lock guard would live through each program's load, one verifier at a time"
+)]
 fn preload(ebpf: &mut Ebpf, btf: Option<&Btf>, plan: &AttachPlan) -> usize {
     let mut failed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut loaded = 0;

@@ -54,10 +54,12 @@ cpu_ticks() {
 # while kernel.bpf_stats_enabled was on; the name from the JIT's kallsyms
 # entry (bpf_prog_<tag>_<name>), the tag when there is none.
 bpf_stats() {
+    # kallsyms is 100,000+ lines the kernel formats on each read: once.
+    grep " bpf_prog_" /proc/kallsyms > /tmp/bpf.syms
     for f in /proc/"$1"/fdinfo/*; do
         awk '$1 == "prog_tag:" { t = $2 } $1 == "run_time_ns:" { ns = $2 } $1 == "run_cnt:" { n = $2 } END { if (n > 0) print t, n, ns }' "$f" 2>/dev/null
     done | while read -r tag n ns; do
-        name=$(grep -m1 " bpf_prog_${tag}_" /proc/kallsyms | sed "s/.* bpf_prog_${tag}_//;s/[[:space:]].*//")
+        name=$(grep -m1 " bpf_prog_${tag}_" /tmp/bpf.syms | sed "s/.* bpf_prog_${tag}_//;s/[[:space:]].*//")
         echo "${name:-$tag} $n $ns"
     done
 }
