@@ -29,7 +29,7 @@ use aya_ebpf::{
 use tracer_common::{
     Config, FaultBegin, FaultCtx, FaultEnd, InsertMapping, Invalidate, Kind, LoadHole, MapBlocks,
     Probe, Record, TpFields, DROPPED_SLOTS, EVENTS_RING_BYTES, INV_COLLAPSE_RANGE, INV_PUNCH_HOLE,
-    INV_TRUNCATE, INV_ZERO_RANGE, MAP_MAPPED, NPAGES_TO_EOF, PMD_PAGES, SIZE_PMD, SIZE_PTE,
+    INV_TRUNCATE, INV_ZERO_RANGE, MAP_MAPPED, NPAGES_TO_EOF, SIZE_PMD, SIZE_PTE,
 };
 
 #[unsafe(no_mangle)]
@@ -395,34 +395,8 @@ fn try_fault_begin(ctx: &Tp, probe: Probe, size: u8) -> Res {
     };
     let pgoff: u64 = read(ctx, f.pgoff)?;
     let flags: u32 = read(ctx, f.flags).unwrap_or(0);
-    let write = u8::from(flags & FAULT_FLAG_WRITE != 0);
-    let fault = next_fault_id();
-    let fc = FaultCtx {
-        fault,
-        pgoff,
-        size,
-        write,
-        dev,
-        ino,
-        ..FaultCtx::default()
-    };
-    path::begin_fault(&fc);
-    emit(
-        &Helpers,
-        Kind::FaultBegin,
-        probe,
-        dev,
-        ino,
-        FaultBegin {
-            fault,
-            pgoff,
-            address: 0,
-            flags,
-            size,
-            write,
-            _pad: [0; 2],
-        },
-    );
+    // The classic records carry no fault address.
+    path::fault_begin(&Helpers, probe, size, dev, ino, pgoff, flags, 0);
     Ok(())
 }
 
@@ -434,92 +408,18 @@ fn try_fault_end(ctx: &Tp, probe: Probe, size: u8) -> Res {
     };
     let pgoff: u64 = read(ctx, f.pgoff)?;
     let result: u32 = read(ctx, f.result).unwrap_or(0);
-    let fc = path::end_fault();
-    let fault = fc.map_or(0, |c| c.fault);
-    if let Some(c) = fc {
-        // No probe on this kernel sees the insert: a fault that found blocks
-        // and ended with NOPAGE without loading a hole inserted a mapping.
-        if c.lookup_mapped != 0
-            && c.hole_loaded == 0
-            && c.insert_seen == 0
-            && result & VM_FAULT_NOPAGE != 0
-        {
-            let first = if size == SIZE_PMD {
-                pgoff & !(PMD_PAGES - 1)
-            } else {
-                pgoff
-            };
-            emit(
-                &Helpers,
-                Kind::InsertMapping,
-                probe,
-                dev,
-                ino,
-                InsertMapping {
-                    fault,
-                    pgoff: first,
-                    size,
-                    inferred: 1,
-                    _pad: [0; 6],
-                },
-            );
-        }
-    }
-    emit(
-        &Helpers,
-        Kind::FaultEnd,
-        probe,
-        dev,
-        ino,
-        FaultEnd {
-            fault,
-            pgoff,
-            result,
-            size,
-            _pad: [0; 3],
-        },
-    );
+    path::fault_end(&Helpers, probe, size, dev, ino, Some(pgoff), result);
     Ok(())
 }
 
+/// `dax_pmd_load_hole` has no pgoff: the fault's own (`path::load_hole`).
 #[inline(always)]
 fn try_load_hole(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let f = fields(probe);
     let Some((dev, ino)) = target(ctx, &f) else {
         return Ok(());
     };
-    let mut fault = 0;
-    let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
-    if let Some(c) = path::task_fault() {
-        // SAFETY: map value of this task, updated in place.
-        unsafe {
-            (*c).hole_loaded = 1;
-            fault = (*c).fault;
-            if pgoff == u64::MAX {
-                // dax_pmd_load_hole has no pgoff: the fault's own.
-                pgoff = (*c).pgoff;
-            }
-        }
-    }
-    if pgoff == u64::MAX {
-        pgoff = 0;
-    }
-    if size == SIZE_PMD {
-        pgoff &= !(PMD_PAGES - 1);
-    }
-    emit(
-        &Helpers,
-        Kind::LoadHole,
-        probe,
-        dev,
-        ino,
-        LoadHole {
-            fault,
-            pgoff,
-            size,
-            _pad: [0; 7],
-        },
-    );
+    path::load_hole(&Helpers, probe, size, dev, ino, read(ctx, f.pgoff).ok());
     Ok(())
 }
 
@@ -529,38 +429,7 @@ fn try_insert(ctx: &Tp, probe: Probe, size: u8) -> Res {
     let Some((dev, ino)) = target(ctx, &f) else {
         return Ok(());
     };
-    let mut fault = 0;
-    let mut pgoff: u64 = read(ctx, f.pgoff).unwrap_or(u64::MAX);
-    if let Some(c) = path::task_fault() {
-        // SAFETY: as above.
-        unsafe {
-            (*c).insert_seen = 1;
-            fault = (*c).fault;
-            if pgoff == u64::MAX {
-                pgoff = (*c).pgoff;
-            }
-        }
-    }
-    if pgoff == u64::MAX {
-        pgoff = 0;
-    }
-    if size == SIZE_PMD {
-        pgoff &= !(PMD_PAGES - 1);
-    }
-    emit(
-        &Helpers,
-        Kind::InsertMapping,
-        probe,
-        dev,
-        ino,
-        InsertMapping {
-            fault,
-            pgoff,
-            size,
-            inferred: 0,
-            _pad: [0; 6],
-        },
-    );
+    path::insert(&Helpers, probe, size, dev, ino, read(ctx, f.pgoff).ok());
     Ok(())
 }
 
