@@ -499,28 +499,17 @@ fn try_ext4_map_blocks(ctx: &Tp) -> Res {
     let mflags: u32 = read(ctx, f.kind)?;
     let ret: i32 = read(ctx, f.result)?;
     let flags: u32 = read(ctx, f.flags).unwrap_or(0);
-    let result = btf_tp::ext4_result(ret, mflags);
-    let new = u8::from(mflags & EXT4_MAP_NEW != 0);
-    let (fault, _) = path::note_lookup(result);
-    let write = u8::from(flags & EXT4_GET_BLOCKS_CREATE != 0);
     let shift = 12 - blkbits();
-    let pgoff = (lblk as u64) >> shift;
-    let npages = ((len as u64) >> shift).max(1);
-    emit(
+    path::lookup(
         &Helpers,
-        Kind::MapBlocks,
         probe,
         dev,
         ino,
-        MapBlocks {
-            fault,
-            pgoff,
-            npages,
-            result,
-            new,
-            write,
-            _pad: [0; 5],
-        },
+        u64::from(lblk) >> shift,
+        (u64::from(len) >> shift).max(1),
+        btf_tp::ext4_result(ret, mflags),
+        u8::from(mflags & EXT4_MAP_NEW != 0),
+        Some(u8::from(flags & EXT4_GET_BLOCKS_CREATE != 0)),
     );
     Ok(())
 }
@@ -534,23 +523,17 @@ fn try_xfs_alloc(ctx: &Tp) -> Res {
     };
     let startoff: u64 = read(ctx, f.offset)?;
     let count: u64 = read(ctx, f.length)?;
-    let (fault, _) = path::note_lookup(MAP_MAPPED);
     let shift = 12 - blkbits();
-    emit(
+    path::lookup(
         &Helpers,
-        Kind::MapBlocks,
         probe,
         dev,
         ino,
-        MapBlocks {
-            fault,
-            pgoff: startoff >> shift,
-            npages: (count >> shift).max(1),
-            result: MAP_MAPPED,
-            new: 1,
-            write: 1,
-            _pad: [0; 5],
-        },
+        startoff >> shift,
+        (count >> shift).max(1),
+        MAP_MAPPED,
+        1,
+        Some(1),
     );
     Ok(())
 }
@@ -569,19 +552,7 @@ fn try_invalidate(ctx: &Tp, probe: Probe, reason: u8) -> Res {
         let len: i64 = read(ctx, f.length)?;
         pages(off as u64, len as u64)
     };
-    emit(
-        &Helpers,
-        Kind::Invalidate,
-        probe,
-        dev,
-        ino,
-        Invalidate {
-            pgoff,
-            npages,
-            reason,
-            _pad: [0; 7],
-        },
-    );
+    path::invalidate(&Helpers, probe, dev, ino, pgoff, npages, reason);
     Ok(())
 }
 
