@@ -56,8 +56,10 @@ pub struct Args {
     /// Events the writer queue holds before counting more as lost.
     #[arg(long, default_value_t = 1 << 16)]
     pub queue: usize,
-    /// zstd level (1 fastest .. 19 smallest).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    /// zstd level (1 fastest .. 19 smallest). 1: the recorder runs beside
+    /// the traced work (on the lab's events 3.26 bytes/event at 1, 3.16 at 3,
+    /// for about a tenth less of the recorder's CPU per event).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: i32,
 }
 

@@ -1435,3 +1435,37 @@ pub mod synth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_of_every_length_read_back_after_one_another() {
+        // Every LEB128 length (1..=10 bytes) at its edges, written into one
+        // column (so a wrong length would shift every later value).
+        let mut vals = vec![0u64, 1, u64::MAX];
+        for bits in (7..64).step_by(7) {
+            vals.extend([(1u64 << bits) - 1, 1u64 << bits, (1u64 << bits) + 1]);
+        }
+        let mut out = Vec::new();
+        for &v in &vals {
+            put_varint(&mut out, v);
+        }
+        let mut c = Col { b: &out };
+        for &v in &vals {
+            assert_eq!(c.varint().unwrap(), v);
+        }
+        assert!(c.b.is_empty());
+        // LEB128 lengths exactly: 7 bits per byte.
+        let len = |v: u64| {
+            let mut o = Vec::new();
+            put_varint(&mut o, v);
+            o.len()
+        };
+        assert_eq!(
+            [len(127), len(128), len(u64::MAX), len(1 << 63)],
+            [1, 2, 10, 10]
+        );
+    }
+}
