@@ -474,7 +474,6 @@ fn sample_race_file_is_simulator_output_and_holds_every_severity() {
             pmd_write: 0,
             ..Default::default()
         },
-        ..Default::default()
     };
     let mut sim = Simulation::new(SimOptions {
         seed: 3,

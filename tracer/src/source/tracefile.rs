@@ -759,6 +759,10 @@ fn read_batches(
 /// uses on trace files: decoding, ordering and the rules are three stages of
 /// about equal cost, so two cores run them at about twice the speed of one,
 /// with the same results as `Pipeline::push`.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error hands the caller's window back; it is moved once, on a failed open"
+)]
 pub fn open_ordered(
     path: &Path,
     name: String,

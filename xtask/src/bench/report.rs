@@ -220,6 +220,42 @@ pub fn table(configs: &[ConfigResult]) -> String {
     out
 }
 
+/// `--bpf-stats`: per config and program, runs per op and ns per run
+/// (min/median/max over rounds); empty when no run has program figures.
+pub fn prog_table(configs: &[ConfigResult], ops: u64) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for c in configs {
+        let mut by_name: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for s in &c.samples {
+            for p in s.tool.iter().flat_map(|t| &t.progs) {
+                let e = by_name.entry(p.name.as_str()).or_default();
+                #[allow(clippy::cast_precision_loss, reason = "runs per op for a report")]
+                e.0.push(p.runs as f64 / ops.max(1) as f64);
+                e.1.push(p.ns_per_run);
+            }
+        }
+        if by_name.is_empty() {
+            continue;
+        }
+        if out.is_empty() {
+            out.push_str("  eBPF programs (kernel bpf_stats, --bpf-stats; the timings above include its accounting):\n");
+        }
+        for (name, (runs, ns)) in by_name {
+            let _ = writeln!(
+                out,
+                "    {:<44} {:<16} {:>6} runs/op  ns/run {}",
+                c.name,
+                name,
+                Spread::of(&runs).map_or_else(|| "-".into(), |s| format!("{:.2}", s.median)),
+                Spread::show(Spread::of(&ns), 1)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,40 +368,4 @@ mod tests {
             "{t}"
         );
     }
-}
-
-/// `--bpf-stats`: per config and program, runs per op and ns per run
-/// (min/median/max over rounds); empty when no run has program figures.
-pub fn prog_table(configs: &[ConfigResult], ops: u64) -> String {
-    use std::collections::BTreeMap;
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for c in configs {
-        let mut by_name: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
-        for s in &c.samples {
-            for p in s.tool.iter().flat_map(|t| &t.progs) {
-                let e = by_name.entry(p.name.as_str()).or_default();
-                #[allow(clippy::cast_precision_loss, reason = "runs per op for a report")]
-                e.0.push(p.runs as f64 / ops.max(1) as f64);
-                e.1.push(p.ns_per_run);
-            }
-        }
-        if by_name.is_empty() {
-            continue;
-        }
-        if out.is_empty() {
-            out.push_str("  eBPF programs (kernel bpf_stats, --bpf-stats; the timings above include its accounting):\n");
-        }
-        for (name, (runs, ns)) in by_name {
-            let _ = writeln!(
-                out,
-                "    {:<44} {:<16} {:>6} runs/op  ns/run {}",
-                c.name,
-                name,
-                Spread::of(&runs).map_or_else(|| "-".into(), |s| format!("{:.2}", s.median)),
-                Spread::show(Spread::of(&ns), 1)
-            );
-        }
-    }
-    out
 }

@@ -506,9 +506,7 @@ fn fate_of_runs(o: &qemu::Outcome, runs: &[(&str, &str)], attempt: u32) -> Vec<F
     runs.iter()
         .map(|(f, b)| {
             let done = o.runs_done.contains(&format!("{f}-{b}"));
-            if o.ok() {
-                Fate::Judge
-            } else if o.only_flakes() && done {
+            if o.ok() || (o.only_flakes() && done) {
                 Fate::Judge
             } else if o.only_flakes() && attempt == 0 {
                 Fate::BootAgain
