@@ -397,19 +397,7 @@ pub fn iomap_iter(
             if (*w).npages != 0 {
                 let (dev, ino, pgoff, npages) = ((*w).dev, (*w).ino, (*w).pgoff, (*w).npages);
                 (*w).npages = 0;
-                emit(
-                    c,
-                    Kind::Invalidate,
-                    probe,
-                    dev,
-                    ino,
-                    Invalidate {
-                        pgoff,
-                        npages,
-                        reason: INV_WRITE,
-                        _pad: [0; 7],
-                    },
-                );
+                invalidate(c, probe, dev, ino, pgoff, npages, INV_WRITE);
             }
             (*w).flags = flags;
         },
