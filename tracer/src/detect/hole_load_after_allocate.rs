@@ -28,7 +28,7 @@
 //!   page hide written data.
 
 use super::{Finding, Role, Rule, Severity, Step};
-use crate::event::{Event, PageKey};
+use crate::event::Event;
 use crate::timeline::{pmd_key, FaultState, InodeRef, RangeKind, Rec, Timelines};
 
 pub fn check(
@@ -89,33 +89,22 @@ pub fn check(
         .min_by_key(|i| i.ts);
 
     let mut steps = Vec::with_capacity(4);
-    steps.push(Step {
-        role: Role::Lookup,
-        ts: t_lookup,
-        tid: lookup.tid,
-        pid: f.pid,
-        cpu: lookup.cpu,
-        comm: f.comm,
-        fault: Some(fault),
-    });
+    steps.push(Step::of_lookup(f, lookup, fault));
     steps.push(super::step_of(tl, Role::Alloc, &alloc));
     if let Some(i) = &insert {
         steps.push(super::step_of(tl, Role::Insert, i));
     }
     steps.push(Step::of_event(Role::Hole, ev, Some(fault)));
-    Some(Finding {
-        rule: Rule::HoleLoadAfterAllocate,
-        severity: if insert.is_some() {
-            Severity::Corruption
-        } else {
-            Severity::StaleHole
-        },
-        page: PageKey {
-            dev: ev.dev,
-            ino: ev.ino,
-            pgoff: p,
-        },
-        ts: t_hole,
+    let severity = if insert.is_some() {
+        Severity::Corruption
+    } else {
+        Severity::StaleHole
+    };
+    Some(Finding::on_page(
+        Rule::HoleLoadAfterAllocate,
+        severity,
+        ev,
+        p,
         steps,
-    })
+    ))
 }

@@ -17,7 +17,7 @@
 //!   not count. With several, the earliest after the lookup is reported.
 
 use super::{Finding, Role, Rule, Severity, Step};
-use crate::event::{Event, InvalidateReason, PageKey};
+use crate::event::{Event, InvalidateReason};
 use crate::timeline::{FaultState, InodeRef, RangeKind, RangeRec, Timelines};
 
 /// Whether an invalidation of this kind frees (or moves) the page's blocks.
@@ -52,27 +52,15 @@ pub fn check(
     }
     let inv = inv?;
     let steps = vec![
-        Step {
-            role: Role::Lookup,
-            ts: t_lookup,
-            tid: lookup.tid,
-            pid: f.pid,
-            cpu: lookup.cpu,
-            comm: f.comm,
-            fault: Some(fault),
-        },
+        Step::of_lookup(f, lookup, fault),
         super::step_of(tl, Role::Invalidate, &inv.rec),
         Step::of_event(Role::Insert, ev, Some(fault)),
     ];
-    Some(Finding {
-        rule: Rule::InsertAfterInvalidate,
-        severity: Severity::StaleMapping,
-        page: PageKey {
-            dev: ev.dev,
-            ino: ev.ino,
-            pgoff: p,
-        },
-        ts: t_ins,
+    Some(Finding::on_page(
+        Rule::InsertAfterInvalidate,
+        Severity::StaleMapping,
+        ev,
+        p,
         steps,
-    })
+    ))
 }

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Body, Comm, Event, PageKey};
-use crate::timeline::{InodeRef, Rec, Timelines};
+use crate::timeline::{FaultState, InodeRef, Lookup, Rec, Timelines};
 
 pub mod heal;
 pub mod hole_load_after_allocate;
@@ -99,6 +99,19 @@ impl Step {
             fault,
         }
     }
+
+    /// Fault F's lookup, where every finding's ordering starts.
+    pub(crate) fn of_lookup(f: &FaultState, l: &Lookup, fault: u64) -> Self {
+        Self {
+            role: Role::Lookup,
+            ts: l.ts,
+            tid: l.tid,
+            pid: f.pid,
+            cpu: l.cpu,
+            comm: f.comm,
+            fault: Some(fault),
+        }
+    }
 }
 
 /// A step from a compact per-page record; pid and comm come from the fault
@@ -120,6 +133,28 @@ pub(crate) fn step_of(tl: &Timelines, role: Role, r: &Rec) -> Step {
 }
 
 impl Finding {
+    /// A finding on page `p` of the inode of `ev`, the event that completed
+    /// the ordering (at its time).
+    pub(crate) fn on_page(
+        rule: Rule,
+        severity: Severity,
+        ev: &Event,
+        p: u64,
+        steps: Vec<Step>,
+    ) -> Self {
+        Self {
+            rule,
+            severity,
+            page: PageKey {
+                dev: ev.dev,
+                ino: ev.ino,
+                pgoff: p,
+            },
+            ts: ev.ts,
+            steps,
+        }
+    }
+
     /// The first step playing `role`.
     pub fn step(&self, role: Role) -> Option<&Step> {
         self.steps.iter().find(|s| s.role == role)

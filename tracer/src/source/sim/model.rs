@@ -770,37 +770,7 @@ impl Sim {
             self.op_done(a);
             return (pgoff, 1);
         }
-        let fault = self.new_fault(a);
-        let found = self.mem.block_of(file, pgoff);
-        self.emit(
-            a,
-            file,
-            Body::FaultBegin {
-                fault,
-                pgoff,
-                size: Size::Pte,
-                write: false,
-            },
-            rng,
-        );
-        let result = if found.is_some() {
-            MapResult::Mapped
-        } else {
-            MapResult::Hole
-        };
-        self.emit(
-            a,
-            file,
-            Body::MapBlocks {
-                fault: Some(fault),
-                pgoff,
-                npages: 1,
-                result,
-                new: false,
-                write: false,
-            },
-            rng,
-        );
+        let found = self.pte_fault_lookup(a, file, pgoff, false, rng);
         self.actors[a].phase = Phase::ReadFinish(found);
         (pgoff, 1)
     }
@@ -812,6 +782,25 @@ impl Sim {
             self.op_done(a);
             return (pgoff, 1);
         }
+        let found = self.pte_fault_lookup(a, file, pgoff, true, rng);
+        self.actors[a].phase = match found {
+            Some(b) => Phase::WriteInsert { b, store: true },
+            None => Phase::WriteAlloc,
+        };
+        (pgoff, 1)
+    }
+
+    /// A 4 KiB fault's first two steps: its begin, then the lookup of the
+    /// page's block, which a legacy fault makes before any allocation (a
+    /// lookup, so `write: false` even in a write fault). The block found.
+    fn pte_fault_lookup(
+        &mut self,
+        a: usize,
+        file: usize,
+        pgoff: u64,
+        write: bool,
+        rng: &mut SmallRng,
+    ) -> Option<u32> {
         let fault = self.new_fault(a);
         let found = self.mem.block_of(file, pgoff);
         self.emit(
@@ -821,7 +810,7 @@ impl Sim {
                 fault,
                 pgoff,
                 size: Size::Pte,
-                write: true,
+                write,
             },
             rng,
         );
@@ -843,11 +832,7 @@ impl Sim {
             },
             rng,
         );
-        self.actors[a].phase = match found {
-            Some(b) => Phase::WriteInsert { b, store: true },
-            None => Phase::WriteAlloc,
-        };
-        (pgoff, 1)
+        found
     }
 
     fn pmd_start(
@@ -861,17 +846,7 @@ impl Sim {
         let s = pgoff & !(PMD_PAGES - 1);
         if self.mem.maps_any(a, file, s, PMD_PAGES) {
             // PTEs already populate this PMD: the kernel never tries a PMD fault.
-            self.actors[a].cur = Some(if write {
-                Op::Write {
-                    file: file as u8,
-                    pgoff,
-                }
-            } else {
-                Op::Read {
-                    file: file as u8,
-                    pgoff,
-                }
-            });
+            self.actors[a].cur = Some(pte_op(file, pgoff, write));
             return if write {
                 self.write_start(a, file, pgoff, rng)
             } else {
@@ -890,43 +865,27 @@ impl Sim {
             },
             rng,
         );
-        let fault_s = Some(fault);
+        // The PMD's block lookup.
+        let lookup = |npages, result, new| Body::MapBlocks {
+            fault: Some(fault),
+            pgoff: s,
+            npages,
+            result,
+            new,
+            write,
+        };
         match self.classify(file, s) {
             Range::Hole if write => {
                 let b0 = self.mem.allocate(file, s, PMD_PAGES);
-                let body = Body::MapBlocks {
-                    fault: fault_s,
-                    pgoff: s,
-                    npages: PMD_PAGES,
-                    result: MapResult::Mapped,
-                    new: true,
-                    write,
-                };
-                self.emit(a, file, body, rng);
+                self.emit(a, file, lookup(PMD_PAGES, MapResult::Mapped, true), rng);
                 self.actors[a].phase = Phase::PmdInsert { b0, store: false };
             }
             Range::Hole => {
-                let body = Body::MapBlocks {
-                    fault: fault_s,
-                    pgoff: s,
-                    npages: PMD_PAGES,
-                    result: MapResult::Hole,
-                    new: false,
-                    write,
-                };
-                self.emit(a, file, body, rng);
+                self.emit(a, file, lookup(PMD_PAGES, MapResult::Hole, false), rng);
                 self.actors[a].phase = Phase::PmdReadFinish(None);
             }
             Range::Extent(b0) => {
-                let body = Body::MapBlocks {
-                    fault: fault_s,
-                    pgoff: s,
-                    npages: PMD_PAGES,
-                    result: MapResult::Mapped,
-                    new: false,
-                    write,
-                };
-                self.emit(a, file, body, rng);
+                self.emit(a, file, lookup(PMD_PAGES, MapResult::Mapped, false), rng);
                 self.actors[a].phase = if write {
                     Phase::PmdInsert { b0, store: true }
                 } else {
@@ -940,15 +899,7 @@ impl Sim {
                 } else {
                     MapResult::Mapped
                 };
-                let body = Body::MapBlocks {
-                    fault: fault_s,
-                    pgoff: s,
-                    npages: run,
-                    result,
-                    new: false,
-                    write,
-                };
-                self.emit(a, file, body, rng);
+                self.emit(a, file, lookup(run, result, false), rng);
                 self.emit(
                     a,
                     file,
@@ -959,17 +910,7 @@ impl Sim {
                     rng,
                 );
                 self.release(a);
-                self.actors[a].cur = Some(if write {
-                    Op::Write {
-                        file: file as u8,
-                        pgoff,
-                    }
-                } else {
-                    Op::Read {
-                        file: file as u8,
-                        pgoff,
-                    }
-                });
+                self.actors[a].cur = Some(pte_op(file, pgoff, write));
                 self.actors[a].phase = Phase::Start;
             }
         }
@@ -1020,4 +961,14 @@ enum Range {
     Hole,
     Extent(u32),
     Mixed { hole: bool, run: u64 },
+}
+
+/// The 4 KiB operation a PMD fault falls back to.
+fn pte_op(file: usize, pgoff: u64, write: bool) -> Op {
+    let file = file as u8;
+    if write {
+        Op::Write { file, pgoff }
+    } else {
+        Op::Read { file, pgoff }
+    }
 }
