@@ -9,6 +9,9 @@
 //! arguments under kretprobe) and probes whose arguments moved between
 //! releases (dax_load_hole, dax_insert_entry) take them from there.
 
+// Programs keep their kernel function's underscores (`fe___dax_fault`).
+#![allow(non_snake_case)]
+
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::LruHashMap,
