@@ -191,6 +191,29 @@ fn bad_line_names_line_and_keeps_earlier_findings() {
     std::fs::remove_file(&tmp).ok();
 }
 
+/// A file that cannot be opened: one line naming it and the OS error once,
+/// what to do, exit 2; nothing was read, so no claim of earlier findings.
+#[test]
+fn missing_file_is_one_line_naming_it_once() {
+    let missing =
+        std::env::temp_dir().join(format!("daxtrace-missing-{}.jsonl", std::process::id()));
+    let (code, got, summary, stderr) = analyze_json(&[missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(missing.to_str().unwrap()) && stderr.contains("check the path"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("findings before it"), "{stderr}");
+    assert!(got.is_empty());
+    assert_eq!(summary["events"], 0);
+}
+
 #[test]
 fn several_files_and_stdin() {
     // The seed race split over two files is still one ordering.

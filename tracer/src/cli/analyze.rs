@@ -131,16 +131,21 @@ pub fn drive<S: Sink + ?Sized>(
     None
 }
 
-/// Turn the stopping error into the one-line message `analyze` exits 2 with.
-pub fn input_error(e: SourceError) -> anyhow::Error {
+/// Turn the stopping error into the one-line message `analyze` exits 2
+/// with: what is wrong first, then what to do, then (when anything was
+/// read) that what came before it was judged and reported.
+pub fn input_error(e: SourceError, events_read: u64) -> anyhow::Error {
     let hint = if e.is_skippable() {
         "fix the line, or pass --skip-bad to count and skip bad lines"
     } else {
         "check the path and the file's format"
     };
-    anyhow::Error::new(e).context(format!(
-        "bad input ({hint}); findings before it were reported"
-    ))
+    let kept = if events_read > 0 {
+        "; findings before it were reported"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("{e}; {hint}{kept}")
 }
 
 /// Collects findings for the human report.
@@ -179,7 +184,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
         err
     };
     if let Some(e) = err {
-        return Err(input_error(e));
+        return Err(input_error(e, pipe.stats().events));
     }
     Ok(if pipe.stats().findings > 0 {
         Outcome::Findings

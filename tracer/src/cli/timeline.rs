@@ -171,7 +171,7 @@ pub fn run(a: Args) -> anyhow::Result<Outcome> {
     }
     out.flush().context("writing output")?;
     if let Some(e) = err {
-        return Err(input_error(e));
+        return Err(input_error(e, pipe.stats().events));
     }
     Ok(if sink.findings.is_empty() {
         Outcome::Clean

@@ -92,7 +92,7 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                     self.done = true;
                     return Some(Err(SourceError::Io {
                         input: self.name.clone(),
-                        source: e,
+                        error: e,
                     }));
                 }
             }

@@ -18,12 +18,10 @@ pub mod tracefile;
 /// Why a source could not yield an event.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{input}: {source}")]
-    Io {
-        input: String,
-        #[source]
-        source: io::Error,
-    },
+    /// The I/O error is in the message, not a `source`: a report of the
+    /// error chain would print it twice.
+    #[error("{input}: {error}")]
+    Io { input: String, error: io::Error },
     /// One record is bad; the records around it may be fine (`--skip-bad`).
     #[error("{input}:{line}: {what}")]
     BadLine {
@@ -53,9 +51,9 @@ pub fn open_any(path: &Path) -> Result<EventIter, SourceError> {
     } else {
         path.display().to_string()
     };
-    let io_err = |source| SourceError::Io {
+    let io_err = |error| SourceError::Io {
         input: name.clone(),
-        source,
+        error,
     };
     let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
         Box::new(io::stdin())

@@ -799,9 +799,9 @@ fn open_reader(
     name: &str,
 ) -> Result<TraceReader<BufReader<File>>, super::SourceError> {
     TraceReader::open(path).map_err(|e| match e {
-        TraceError::Io(source) => super::SourceError::Io {
+        TraceError::Io(error) => super::SourceError::Io {
             input: name.to_owned(),
-            source,
+            error,
         },
         e => super::SourceError::Format {
             input: name.to_owned(),
