@@ -234,6 +234,47 @@ fn jsonl_to_trace_to_jsonl_is_byte_identical() {
     assert_eq!(out.stdout, std::fs::read(&j).unwrap());
 }
 
+/// Without --format the output's name picks it; a name that says nothing
+/// is a one-line error that says what to pass.
+#[test]
+fn export_format_follows_the_output_name() {
+    let d = tmp();
+    let j = d.path().join("r.jsonl");
+    write_jsonl(&j, &race());
+    let (t, back, c) = (
+        d.path().join("r.DXT"),
+        d.path().join("back.jsonl"),
+        d.path().join("r.csv"),
+    );
+    ok(&["export", "-o", s(&t), s(&j)]);
+    let evs: Vec<Event> = TraceReader::open(&t).unwrap().collect();
+    assert_eq!(evs, race());
+    ok(&["export", "-o", s(&back), s(&t)]);
+    assert_eq!(std::fs::read(&j).unwrap(), std::fs::read(&back).unwrap());
+    ok(&["export", "-o", s(&c), s(&t)]);
+    let csv = std::fs::read_to_string(&c).unwrap();
+    assert!(csv.starts_with("ts,"), "{csv}");
+    assert_eq!(csv.lines().count(), race().len() + 1);
+    // The same bytes as asked for by name.
+    let (p, named) = (d.path().join("r.pftrace"), d.path().join("named.bin"));
+    ok(&["export", "-o", s(&p), s(&t)]);
+    ok(&["export", "--format", "perfetto", "-o", s(&named), s(&t)]);
+    let bytes = std::fs::read(&p).unwrap();
+    assert!(!bytes.is_empty());
+    assert_eq!(bytes, std::fs::read(&named).unwrap());
+    for out in [d.path().join("r.txt"), PathBuf::from("-")] {
+        let r = run(&["export", "-o", s(&out), s(&j)]);
+        let err = String::from_utf8(r.stderr).unwrap();
+        assert_eq!(r.status.code(), Some(2), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("cannot tell the output format") && err.contains("--format"),
+            "{err}"
+        );
+    }
+    assert!(!d.path().join("r.txt").exists());
+}
+
 #[test]
 fn csv_has_one_row_per_event() {
     let d = tmp();

@@ -1,6 +1,7 @@
-//! `daxtrace export --format daxtrace|perfetto|jsonl|csv -o OUT IN`
+//! `daxtrace export [--format daxtrace|perfetto|jsonl|csv] -o OUT IN`
 //!
-//! IN is a trace file or JSON Lines (told apart by content). JSON Lines and
+//! IN is a trace file or JSON Lines (told apart by content); without
+//! `--format`, OUT's extension names the output format. JSON Lines and
 //! trace files convert both ways exactly; Perfetto and CSV are one way.
 
 use std::fs::File;
@@ -29,9 +30,10 @@ pub enum OutFormat {
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Output format.
+    /// Output format [default: from the output's extension: .dxt,
+    /// .perfetto-trace or .pftrace, .jsonl, .csv].
     #[arg(long, short = 'f', value_enum)]
-    pub format: OutFormat,
+    pub format: Option<OutFormat>,
     /// Output file ("-" for stdout with jsonl and csv). Created mode 0600.
     #[arg(long, short = 'o')]
     pub output: PathBuf,
@@ -42,12 +44,33 @@ pub struct Args {
     pub input: PathBuf,
 }
 
+impl OutFormat {
+    /// The format an output file's name asks for, by its extension.
+    fn of_name(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let (_, ext) = name.rsplit_once('.')?;
+        Some(match ext {
+            "dxt" => Self::Daxtrace,
+            "perfetto-trace" | "pftrace" => Self::Perfetto,
+            "jsonl" | "ndjson" => Self::Jsonl,
+            "csv" => Self::Csv,
+            _ => return None,
+        })
+    }
+}
+
 pub fn run(a: Args) -> anyhow::Result<super::Outcome> {
     let to_stdout = a.output.as_os_str() == "-";
-    if to_stdout && matches!(a.format, OutFormat::Daxtrace | OutFormat::Perfetto) {
-        anyhow::bail!("--format {:?} is binary: give a file with -o", a.format);
+    let Some(format) = a.format.or_else(|| OutFormat::of_name(&a.output)) else {
+        anyhow::bail!(
+            "cannot tell the output format from {:?}: pass --format daxtrace|perfetto|jsonl|csv, or name it .dxt, .perfetto-trace, .jsonl or .csv",
+            a.output.display().to_string()
+        );
+    };
+    if to_stdout && matches!(format, OutFormat::Daxtrace | OutFormat::Perfetto) {
+        anyhow::bail!("--format {format:?} is binary: give a file with -o");
     }
-    let n = match a.format {
+    let n = match format {
         OutFormat::Daxtrace => to_tracefile(&a.input, &a.output, a.zstd_level)?,
         OutFormat::Jsonl => with_text_out(&a.output, |out| to_jsonl(&a.input, out))?,
         OutFormat::Csv => with_text_out(&a.output, |out| to_csv(&a.input, out))?,
