@@ -579,6 +579,15 @@ fn backends_agree_with_each_other_and_the_kernel() {
                 ready.contains("not tried: this kernel refused fentry"),
                 "refused once, not per function: {ready}"
             );
+            // ... and told in two lines: the refusal, then the rest counted.
+            let told = ready
+                .lines()
+                .filter(|l| l.contains("fentry") && l.contains(" failed ("))
+                .count();
+            assert!(
+                told == 2 && ready.contains("fentry failed the same way on"),
+                "{ready}"
+            );
             "tp_btf"
         } else {
             asked

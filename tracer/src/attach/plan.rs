@@ -1261,6 +1261,10 @@ impl AttachPlan {
             }
         }
         let mut notes = Vec::new();
+        // A failure seen before (same backend, same reason: a kernel that
+        // refuses a backend refuses it everywhere) is counted on its first
+        // note, not told again: (backend, reason, note index, more).
+        let mut failures: Vec<(Backend, String, usize, usize)> = Vec::new();
         for step in Step::ALL {
             // The first backend in order with something available for this
             // step picks the family; inside it every attach point tries the
@@ -1327,11 +1331,17 @@ impl AttachPlan {
                                 break;
                             }
                             Err(why) => {
-                                notes.push(format!(
-                                    "{}: {} {sym} failed ({why}); trying the next backend",
-                                    step.name(),
-                                    b.name()
-                                ));
+                                match failures.iter_mut().find(|f| f.0 == *b && f.1 == why) {
+                                    Some(f) => f.3 += 1,
+                                    None => {
+                                        failures.push((*b, why.clone(), notes.len(), 0));
+                                        notes.push(format!(
+                                            "{}: {} {sym} failed ({why}); trying the next backend",
+                                            step.name(),
+                                            b.name()
+                                        ));
+                                    }
+                                }
                                 self.entries[i].status = Status::Failed(why);
                             }
                         }
@@ -1340,6 +1350,14 @@ impl AttachPlan {
                 if any {
                     break;
                 }
+            }
+        }
+        for (b, _, at, more) in failures {
+            if more > 0 {
+                notes[at].push_str(&format!(
+                    "; {} failed the same way on {more} more attach point(s)",
+                    b.name()
+                ));
             }
         }
         // Notes describe the last choice (planning, then the real attach).
@@ -1680,6 +1698,31 @@ mod tests {
             "{:?}",
             p.notes
         );
+        // A backend that fails alike everywhere (a kernel refusing it) is
+        // one note with a count, not a note per attach point.
+        p.choose(&mut |e| {
+            if e.backend == Backend::TpBtf {
+                Err("EPERM".into())
+            } else {
+                Ok(())
+            }
+        });
+        let failed = p
+            .entries
+            .iter()
+            .filter(|e| e.backend == Backend::TpBtf && e.status == Status::Failed("EPERM".into()))
+            .count();
+        assert!(failed >= 5, "{}", p.render());
+        let told: Vec<&String> = p.notes.iter().filter(|n| n.contains("EPERM")).collect();
+        assert_eq!(told.len(), 1, "{:?}", p.notes);
+        assert!(
+            told[0].ends_with(&format!(
+                "tp_btf failed the same way on {} more attach point(s)",
+                failed - 1
+            )),
+            "{told:?}"
+        );
+        assert!(p.used().all(|e| e.backend != Backend::TpBtf));
         // 6.12: the insert tracepoints are silent, so insert is inferred.
         let ins = p.coverage.iter().find(|c| c.step == Insert).unwrap();
         assert_eq!(ins.how, "inferred");
