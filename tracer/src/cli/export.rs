@@ -31,7 +31,7 @@ pub enum OutFormat {
 #[derive(clap::Args)]
 pub struct Args {
     /// Output format [default: from the output's extension: .dxt,
-    /// .perfetto-trace or .pftrace, .jsonl, .csv].
+    /// .perfetto-trace or .pftrace, .jsonl or .ndjson, .csv].
     #[arg(long, short = 'f', value_enum)]
     pub format: Option<OutFormat>,
     /// Output file ("-" for stdout with jsonl and csv). Created mode 0600.
